@@ -1,0 +1,52 @@
+// Small filesystem helpers that report errors as absl::Status with the path.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace signround {
+
+// Reads a whole regular file, refusing files larger than `max_bytes`.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes);
+
+// Writes `contents` to `path` atomically: a temporary file beside it, fsync, rename.
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
+
+// Streams a file into a temporary name beside `path`; Commit() fsyncs and
+// renames it into place. Destroyed uncommitted, it removes the temporary file,
+// so readers never see a half-written file.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(std::string path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  absl::Status Open();
+  absl::Status Write(absl::string_view data);
+  absl::Status Commit();
+
+ private:
+  std::string path_;
+  std::string tmp_path_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+// An errno value as a Status: NOT_FOUND for ENOENT, PERMISSION_DENIED for EACCES, else INTERNAL.
+absl::Status ErrnoStatus(int err, absl::string_view what);
+
+// The unique temporary name used beside `path` while it is being written.
+std::string TempPathFor(const std::string& path);
+
+// Joins a directory and a file name with one '/'.
+std::string JoinPath(absl::string_view dir, absl::string_view name);
+
+// True for a plain file name: not empty, no '/', not "." or "..", no NUL.
+bool IsPlainFileName(absl::string_view name);
+
+}  // namespace signround

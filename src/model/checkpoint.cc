@@ -1,0 +1,154 @@
+#include "src/model/checkpoint.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "src/common/file_util.h"
+#include "src/common/json_util.h"
+#include "src/common/status_macros.h"
+#include "src/model/layout.h"
+
+namespace signround {
+namespace {
+
+using nlohmann::json;
+
+constexpr uint64_t kMaxIndexBytes = 64 << 20;
+
+bool FileExists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// Opens a shard; a missing file is the checkpoint's fault, so INVALID_ARGUMENT.
+absl::StatusOr<std::shared_ptr<const SafetensorsFile>> OpenShard(const std::string& path,
+                                                                 absl::string_view referrer) {
+  auto file = SafetensorsFile::Open(path);
+  if (absl::IsNotFound(file.status())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(referrer, ": names shard '", path, "', which does not exist"));
+  }
+  return file;
+}
+
+// weight_map of the index: tensor name -> shard file name.
+absl::StatusOr<std::map<std::string, std::string>> ReadWeightMap(const std::string& index_path) {
+  SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(index_path, kMaxIndexBytes));
+  SR_ASSIGN_OR_RETURN(json root, ParseJsonObject(text, index_path));
+  auto it = root.find("weight_map");
+  if (it == root.end() || !it->is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(index_path, ": key 'weight_map' is missing or not an object"));
+  }
+  std::map<std::string, std::string> out;
+  for (const auto& [tensor, shard] : it->items()) {
+    if (!shard.is_string() || !IsPlainFileName(shard.get<std::string>())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          index_path, ": weight_map entry for tensor '", tensor,
+          "' must be a plain file name in the checkpoint directory, got ", shard.dump()));
+    }
+    out[tensor] = shard.get<std::string>();
+  }
+  if (out.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(index_path, ": weight_map is empty"));
+  }
+  return out;
+}
+
+absl::Status CheckExpectedTensors(const Checkpoint& ckpt) {
+  for (const ExpectedTensor& want : ExpectedTensors(ckpt.config())) {
+    auto found = ckpt.tensors().find(want.name);
+    if (found == ckpt.tensors().end()) {
+      return absl::InvalidArgumentError(absl::StrCat(ckpt.dir(), ": tensor '", want.name,
+                                                     "' is missing (config.json implies shape [",
+                                                     absl::StrJoin(want.shape, ", "), "])"));
+    }
+    const TensorEntry& got = *found->second.entry;
+    if (got.shape != want.shape) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(found->second.file->path(), ": tensor '", want.name, "' has shape [",
+                       absl::StrJoin(got.shape, ", "), "] but config.json implies [",
+                       absl::StrJoin(want.shape, ", "), "]"));
+    }
+    if (!IsFloatingWeightDType(got.dtype)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(found->second.file->path(), ": tensor '", want.name, "' has dtype ",
+                       DTypeName(got.dtype), "; expected F32, F16, BF16 or F64"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Checkpoint> Checkpoint::Open(const std::string& dir) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return ErrnoStatus(errno, dir);
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, ": not a directory"));
+  }
+  Checkpoint ckpt;
+  ckpt.dir_ = dir;
+  SR_ASSIGN_OR_RETURN(ckpt.config_, LoadModelConfig(JoinPath(dir, "config.json")));
+
+  const std::string index_path = JoinPath(dir, kIndexFileName);
+  const std::string single_path = JoinPath(dir, kSingleFileName);
+  if (FileExists(index_path)) {
+    SR_ASSIGN_OR_RETURN(auto weight_map, ReadWeightMap(index_path));
+    std::map<std::string, std::shared_ptr<const SafetensorsFile>> shards;
+    for (const auto& [tensor, shard] : weight_map) {
+      if (shards.count(shard)) continue;
+      SR_ASSIGN_OR_RETURN(
+          shards[shard],
+          OpenShard(JoinPath(dir, shard), absl::StrCat(index_path, ": tensor '", tensor, "'")));
+    }
+    for (const auto& [tensor, shard] : weight_map) {
+      const auto& file = shards[shard];
+      const TensorEntry* entry = file->header().Find(tensor);
+      if (entry == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(index_path, ": tensor '", tensor,
+                                                       "' is mapped to '", shard,
+                                                       "', which has no such tensor"));
+      }
+      ckpt.tensors_[tensor] = Tensor{file, entry};
+    }
+    for (const auto& [name, file] : shards) {
+      for (const TensorEntry& e : file->header().tensors) {
+        if (!weight_map.count(e.name)) {
+          return absl::InvalidArgumentError(absl::StrCat(file->path(), ": tensor '", e.name,
+                                                         "' is not listed in ", kIndexFileName));
+        }
+      }
+      ckpt.files_.push_back(file);
+    }
+  } else if (FileExists(single_path)) {
+    SR_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(single_path));
+    for (const TensorEntry& e : file->header().tensors) ckpt.tensors_[e.name] = Tensor{file, &e};
+    ckpt.files_.push_back(std::move(file));
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir, ": has neither ", kSingleFileName, " nor ", kIndexFileName));
+  }
+  SR_RETURN_IF_ERROR(CheckExpectedTensors(ckpt));
+  return ckpt;
+}
+
+absl::StatusOr<Checkpoint::Tensor> Checkpoint::Find(absl::string_view name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) {
+    return absl::NotFoundError(absl::StrCat(dir_, ": no tensor named '", name, "'"));
+  }
+  return it->second;
+}
+
+uint64_t Checkpoint::parameter_count() const {
+  uint64_t n = 0;
+  for (const auto& [name, t] : tensors_) n += t.entry->numel;
+  return n;
+}
+
+}  // namespace signround

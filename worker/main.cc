@@ -1,0 +1,60 @@
+// signround-worker: the engine process. Runs one job (or a tool command) and
+// exits; the job server starts it as a child process.
+
+#include <cstdio>
+#include <exception>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "worker/command.h"
+#include "worker/inspect_command.h"
+#include "worker/make_test_model_command.h"
+
+namespace signround::worker {
+
+int ReportError(const absl::Status& status) {
+  std::fprintf(stderr, "signround-worker: error: %s\n", std::string(status.message()).c_str());
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kUnimplemented:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+namespace {
+
+int Main(int argc, char** argv) {
+  CLI::App app{"signround-worker: quantize LLM checkpoints with SignRound"};
+  app.require_subcommand(1);
+  InspectOptions inspect;
+  MakeTestModelOptions make_test_model;
+  CLI::App* inspect_cmd = AddInspectCommand(app, inspect);
+  CLI::App* make_cmd = AddMakeTestModelCommand(app, make_test_model);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (inspect_cmd->parsed()) return RunInspect(inspect);
+  if (make_cmd->parsed()) return RunMakeTestModel(make_test_model);
+  return 2;
+}
+
+}  // namespace
+}  // namespace signround::worker
+
+int main(int argc, char** argv) {
+  try {
+    return signround::worker::Main(argc, argv);
+  } catch (const std::exception& e) {
+    // Nothing should get here; if something does, one line and no trace.
+    return signround::worker::ReportError(
+        absl::InternalError(absl::StrCat("unexpected failure: ", e.what())));
+  }
+}
