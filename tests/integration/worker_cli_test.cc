@@ -118,6 +118,9 @@ struct SharedModel {
   uint64_t parameters;
 };
 
+// Names the parameter in test listings instead of dumping its bytes.
+void PrintTo(const SharedModel& m, std::ostream* os) { *os << m.name; }
+
 class WorkerCliShared : public ::testing::TestWithParam<SharedModel> {};
 
 // Expected values are the configs documented in ../shared/models/*/SOURCE.md;

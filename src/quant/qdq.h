@@ -1,0 +1,62 @@
+// Integer weight quantize-dequantize of one Linear (ALGORITHM.md section 1),
+// differentiable in the tuning parameters V, alpha and beta through the
+// straight-through estimator.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "src/quant/layer_plan.h"
+
+namespace signround {
+
+// A [out, in] weight viewed as groups along `in`: [out * G, g], zero-padded,
+// with the per-group extremes of the ORIGINAL weight.
+struct GroupedWeight {
+  at::Tensor groups;  // [out * G, g], fp32
+  at::Tensor wmin0;   // [out * G, 1]: min(min(W_g), 0)
+  at::Tensor wmax0;   // [out * G, 1]: max(max(W_g), 0)
+  int64_t out = 0;
+  int64_t in = 0;
+  int64_t group = 0;  // g: group_size, or `in` for -1 / in < group_size
+  int64_t num_groups() const { return (in + group - 1) / group; }
+};
+
+GroupedWeight GroupWeight(const at::Tensor& weight, int group_size);
+
+// The tuning parameters of one layer, fp32: V [out * G, g] (init 0), alpha and
+// beta [out * G, 1] (init 1, clamped to [0, 1] before every use).
+struct RoundingParams {
+  at::Tensor v;
+  at::Tensor alpha;
+  at::Tensor beta;
+};
+
+// Zero V and unit alpha/beta: what RTN (and tuning iteration 0) uses.
+RoundingParams InitialRoundingParams(const GroupedWeight& w);
+
+struct QdqResult {
+  at::Tensor dequant;  // W^, [out, in], fp32, padding dropped
+  at::Tensor q;        // integer levels, [out * G, g] fp32: sym in [-nmax, nmax-1], asym [0, maxq]
+  at::Tensor scale;    // [out * G, 1] fp32 holding fp16-representable values (may be < 0)
+  at::Tensor zero;     // [out * G, 1]: nmax for sym, the rounded zero point for asym
+};
+
+// Scales are rounded to fp16 inside (the exported dtype); `thr` is 1e-5.
+QdqResult QuantDequant(const GroupedWeight& w, const QuantScheme& scheme,
+                       const RoundingParams& params);
+
+// x + (round(x) - x).detach(), round half to even.
+at::Tensor RoundSte(const at::Tensor& x);
+
+// Stored integer codes [out, in] (int32, in [0, 2^bits - 1]), scales [out, G]
+// and zero points [out, G] (int32), per FORMATS.md: sym code = q + nmax with
+// zero point nmax; asym code = q with its zero point.
+struct IntegerWeight {
+  at::Tensor codes;
+  at::Tensor scales;  // fp16
+  at::Tensor zeros;
+};
+IntegerWeight ToIntegerWeight(const GroupedWeight& w, const QuantScheme& scheme,
+                              const QdqResult& r);
+
+}  // namespace signround

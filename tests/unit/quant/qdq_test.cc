@@ -1,0 +1,196 @@
+// Quantize-dequantize against hand-computed cases (ALGORITHM.md section 1).
+// Every expected value below was worked out by hand from the formulas there;
+// fp16 values are exact binary16 encodings (e.g. fp16(0.45) = 0.449951171875).
+#include "src/quant/qdq.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace signround {
+namespace {
+
+at::Tensor Row(std::vector<float> values) {
+  return at::tensor(values, at::kFloat).reshape({1, static_cast<int64_t>(values.size())});
+}
+
+std::vector<float> Values(const at::Tensor& t) {
+  at::Tensor c = t.detach().to(at::kFloat).contiguous().reshape({-1});
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+std::vector<int> Ints(const at::Tensor& t) {
+  at::Tensor c = t.detach().to(at::kInt).contiguous().reshape({-1});
+  return std::vector<int>(c.data_ptr<int>(), c.data_ptr<int>() + c.numel());
+}
+
+QdqResult Rtn(const at::Tensor& w, QuantScheme scheme) {
+  GroupedWeight g = GroupWeight(w, scheme.group_size);
+  return QuantDequant(g, scheme, InitialRoundingParams(g));
+}
+
+TEST(Qdq, Sym2BitUsesAllFourLevels) {
+  // a = 0.9 > c = 0.45: s = +0.9 / 2 = 0.45 -> fp16 0.449951171875.
+  QdqResult r = Rtn(Row({0.3f, -0.9f, 0.45f, 0.1f}), {2, 4, true});
+  EXPECT_EQ(Values(r.scale), std::vector<float>({0.449951171875f}));
+  EXPECT_EQ(Values(r.q), std::vector<float>({1, -2, 1, 0}));
+  const float s = 0.449951171875f;
+  EXPECT_EQ(Values(r.dequant), std::vector<float>({s, -2 * s, s, 0}));
+}
+
+TEST(Qdq, Sym4BitNegativeScaleWhenMaxDominates) {
+  // a = 0.2 < c = 0.8: s = -0.8 / 8 = -0.1 -> fp16 -0.0999755859375; 0.8 maps to -8.
+  GroupedWeight g = GroupWeight(Row({0.8f, -0.2f, 0.4f, 0.0f}), 4);
+  QuantScheme scheme{4, 4, true};
+  QdqResult r = QuantDequant(g, scheme, InitialRoundingParams(g));
+  EXPECT_EQ(Values(r.scale), std::vector<float>({-0.0999755859375f}));
+  EXPECT_EQ(Values(r.q), std::vector<float>({-8, 2, -4, 0}));
+  IntegerWeight iw = ToIntegerWeight(g, scheme, r);
+  EXPECT_EQ(Ints(iw.codes), std::vector<int>({0, 10, 4, 8}));
+  EXPECT_EQ(Ints(iw.zeros), std::vector<int>({8}));
+  EXPECT_EQ(iw.scales.scalar_type(), at::kHalf);
+  EXPECT_EQ(Values(iw.scales), std::vector<float>({-0.0999755859375f}));
+}
+
+TEST(Qdq, Sym3BitAnd8Bit) {
+  // 3-bit: s = -0.7 / 4 -> fp16 -0.175048828125; q = round([-3.9989, 0.5713, -1.9994]).
+  QdqResult r3 = Rtn(Row({0.7f, -0.1f, 0.35f}), {3, -1, true});
+  EXPECT_EQ(Values(r3.scale), std::vector<float>({-0.175048828125f}));
+  EXPECT_EQ(Values(r3.q), std::vector<float>({-4, 1, -2}));
+  // 8-bit: s = -1 / 128 exactly; both values are exact.
+  QdqResult r8 = Rtn(Row({1.0f, -0.5f}), {8, -1, true});
+  EXPECT_EQ(Values(r8.q), std::vector<float>({-128, 64}));
+  EXPECT_EQ(Values(r8.dequant), std::vector<float>({1.0f, -0.5f}));
+}
+
+TEST(Qdq, Asym4Bit) {
+  // wmin = -0.5, wmax = 1.0: s = 1.5 / 15 -> fp16 0.0999755859375, zp = round(5.0012) = 5,
+  // W / s = [-5.0012, 2.5006, 10.0024, 0] -> [-5, 3, 10, 0], plus zp.
+  GroupedWeight g = GroupWeight(Row({-0.5f, 0.25f, 1.0f, 0.0f}), 4);
+  QuantScheme scheme{4, 4, false};
+  QdqResult r = QuantDequant(g, scheme, InitialRoundingParams(g));
+  EXPECT_EQ(Values(r.scale), std::vector<float>({0.0999755859375f}));
+  EXPECT_EQ(Values(r.zero), std::vector<float>({5}));
+  EXPECT_EQ(Values(r.q), std::vector<float>({0, 8, 15, 5}));
+  const float s = 0.0999755859375f;
+  EXPECT_EQ(Values(r.dequant), std::vector<float>({-5 * s, 3 * s, 10 * s, 0}));
+  IntegerWeight iw = ToIntegerWeight(g, scheme, r);
+  EXPECT_EQ(Ints(iw.codes), std::vector<int>({0, 8, 15, 5}));
+  EXPECT_EQ(Ints(iw.zeros), std::vector<int>({5}));
+}
+
+TEST(Qdq, Asym2BitNonNegativeGroupHasZeroPointZero) {
+  // wmin clamps to 0: s = 0.9 / 3 -> fp16 0.300048828125, zp 0, q = round([0, 1.9997, 2.9995]).
+  QdqResult r = Rtn(Row({0.0f, 0.6f, 0.9f}), {2, -1, false});
+  EXPECT_EQ(Values(r.zero), std::vector<float>({0}));
+  EXPECT_EQ(Values(r.q), std::vector<float>({0, 2, 3}));
+}
+
+TEST(Qdq, GroupPaddingIsDroppedAfterDequantization) {
+  // in = 6, g = 4: groups [1, 2, 3, 4] and [5, 6, 0, 0]. 8-bit sym; s = -4/128 and -6/128.
+  at::Tensor w = at::arange(1, 7, at::kFloat).reshape({1, 6});
+  GroupedWeight g = GroupWeight(w, 4);
+  EXPECT_EQ(g.num_groups(), 2);
+  EXPECT_EQ(g.groups.sizes(), at::IntArrayRef({2, 4}));
+  EXPECT_EQ(Values(g.groups), std::vector<float>({1, 2, 3, 4, 5, 6, 0, 0}));
+  QuantScheme scheme{8, 4, true};
+  QdqResult r = QuantDequant(g, scheme, InitialRoundingParams(g));
+  EXPECT_EQ(r.dequant.sizes(), at::IntArrayRef({1, 6}));
+  // Group 1: s = -1/32, exact. Group 2: s = -6/128 = -3/64, 5 / s = -106.67 -> -107.
+  EXPECT_EQ(Values(r.dequant), std::vector<float>({1, 2, 3, 4, 5.015625f, 6}));
+  IntegerWeight iw = ToIntegerWeight(g, scheme, r);
+  EXPECT_EQ(iw.codes.sizes(), at::IntArrayRef({1, 6}));
+  EXPECT_EQ(iw.scales.sizes(), at::IntArrayRef({1, 2}));
+}
+
+TEST(Qdq, PerChannelIsOneGroupPerRow) {
+  at::Tensor w = at::tensor({0.5f, -1.0f, 0.25f, 2.0f, 1.0f, -0.5f}, at::kFloat).reshape({2, 3});
+  for (int gs : {-1, 128}) {  // -1, and a group larger than `in`
+    GroupedWeight g = GroupWeight(w, gs);
+    EXPECT_EQ(g.groups.sizes(), at::IntArrayRef({2, 3}));
+    QdqResult r = QuantDequant(g, {4, gs, true}, InitialRoundingParams(g));
+    // Row 0: a = 1 > c = 0.5, s = 1/8. Row 1: c = 2 > a = 0.5, s = -2/8.
+    EXPECT_EQ(Values(r.scale), std::vector<float>({0.125f, -0.25f}));
+    EXPECT_EQ(Values(r.q), std::vector<float>({4, -8, 2, -8, -4, 2}));
+  }
+}
+
+TEST(Qdq, AlphaBetaAreClampedToUnitInterval) {
+  GroupedWeight g = GroupWeight(Row({0.3f, -0.9f, 0.45f, 0.1f}), 4);
+  QuantScheme scheme{2, 4, true};
+  RoundingParams p = InitialRoundingParams(g);
+  QdqResult base = QuantDequant(g, scheme, p);
+  p.alpha.fill_(1.7);  // clamps to 1: unchanged
+  p.beta.fill_(3.0);
+  EXPECT_TRUE(at::equal(QuantDequant(g, scheme, p).dequant, base.dequant));
+  // alpha = -2 clamps to 0: a = 0 <= c = 0.45, s = -0.45 / 2 -> fp16 -0.2249755859375.
+  p.alpha.fill_(-2.0);
+  p.beta.fill_(1.0);
+  EXPECT_EQ(Values(QuantDequant(g, scheme, p).scale), std::vector<float>({-0.2249755859375f}));
+  // alpha = 0.5: a = 0.45 is not < c = 0.45, so the max side wins: the same scale.
+  p.alpha.fill_(0.5);
+  EXPECT_EQ(Values(QuantDequant(g, scheme, p).scale), std::vector<float>({-0.2249755859375f}));
+}
+
+TEST(Qdq, AllZeroGroupUsesTheScaleThreshold) {
+  QdqResult r = Rtn(Row({0, 0, 0, 0}), {4, 4, true});
+  float s = Values(r.scale)[0];
+  EXPECT_EQ(s, at::scalar_tensor(1e-5, at::kHalf).item<float>());
+  EXPECT_EQ(Values(r.dequant), std::vector<float>({0, 0, 0, 0}));
+}
+
+TEST(Qdq, ScalesAreFp16Representable) {
+  at::manual_seed(3);
+  at::Tensor w = at::randn({8, 96});
+  for (bool sym : {true, false}) {
+    QdqResult r = Rtn(w, {4, 32, sym});
+    EXPECT_TRUE(at::equal(r.scale, r.scale.to(at::kHalf).to(at::kFloat)));
+    // And the dequantized weight is exactly scale * (code - zero) with those scales.
+    GroupedWeight g = GroupWeight(w, 32);
+    at::Tensor again = (r.scale * (r.q - (sym ? at::zeros_like(r.zero) : r.zero))).reshape({8, 96});
+    EXPECT_TRUE(at::equal(again, r.dequant));
+  }
+}
+
+TEST(Qdq, RoundSteRoundsHalfToEvenAndPassesGradient) {
+  at::Tensor x = at::tensor({0.5f, 1.5f, 2.5f, -0.5f, 0.49f}, at::kFloat).requires_grad_(true);
+  at::Tensor y = RoundSte(x);
+  EXPECT_EQ(Values(y), std::vector<float>({0, 2, 2, -0, 0}));
+  y.sum().backward();
+  EXPECT_EQ(Values(x.grad()), std::vector<float>({1, 1, 1, 1, 1}));
+}
+
+TEST(Qdq, GradientFlowsThroughSteAndStopsWhereClampSaturates) {
+  GroupedWeight g = GroupWeight(Row({0.3f, -0.9f, 0.45f, 0.1f}), 4);
+  RoundingParams p = InitialRoundingParams(g);
+  // Element 1 sits at -2.0002; V = -0.8 pushes it to round(-2.8) = -3, clamped to -2.
+  p.v.index_put_({0, 1}, -0.8);
+  p.v.requires_grad_(true);
+  p.alpha.requires_grad_(true);
+  p.beta.requires_grad_(true);
+  QdqResult r = QuantDequant(g, {2, 4, true}, p);
+  r.dequant.sum().backward();
+  const float s = 0.449951171875f;
+  EXPECT_EQ(Values(p.v.grad()), std::vector<float>({s, 0, s, s}));
+  // The min side dominates (a > c): alpha moves the scale, beta does not.
+  EXPECT_NE(Values(p.alpha.grad())[0], 0.0f);
+  EXPECT_EQ(Values(p.beta.grad())[0], 0.0f);
+
+  // Max side dominates: s = -beta * 0.8 / 8. With the STE, W^ = s * round(W / s) has
+  // d sum(W^) / ds = sum(q) - sum(W) / s, and ds / dbeta = -0.1 (the fp16 cast passes
+  // the gradient straight through).
+  GroupedWeight g2 = GroupWeight(Row({0.8f, -0.2f, 0.4f, 0.0f}), 4);
+  RoundingParams p2 = InitialRoundingParams(g2);
+  p2.beta.requires_grad_(true);
+  p2.alpha.requires_grad_(true);
+  QdqResult r2 = QuantDequant(g2, {4, 4, true}, p2);
+  r2.dequant.sum().backward();
+  const double s2 = -0.0999755859375;
+  const double expected = -0.1 * (-10.0 - 1.0 / s2);  // q = [-8, 2, -4, 0], sum(W) = 1
+  EXPECT_NEAR(Values(p2.beta.grad())[0], expected, 5e-7);
+  EXPECT_LT(Values(p2.beta.grad())[0], 0.0f);
+  EXPECT_EQ(Values(p2.alpha.grad())[0], 0.0f);
+}
+
+}  // namespace
+}  // namespace signround
