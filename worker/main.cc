@@ -7,8 +7,10 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "worker/command.h"
+#include "worker/eval_command.h"
 #include "worker/inspect_command.h"
 #include "worker/make_test_model_command.h"
+#include "worker/quantize_command.h"
 
 namespace signround::worker {
 
@@ -34,8 +36,12 @@ int Main(int argc, char** argv) {
   app.require_subcommand(1);
   InspectOptions inspect;
   MakeTestModelOptions make_test_model;
+  EvalOptions eval;
+  QuantizeCommandOptions quantize;
   CLI::App* inspect_cmd = AddInspectCommand(app, inspect);
   CLI::App* make_cmd = AddMakeTestModelCommand(app, make_test_model);
+  CLI::App* eval_cmd = AddEvalCommand(app, eval);
+  CLI::App* quantize_cmd = AddQuantizeCommand(app, quantize);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -43,6 +49,8 @@ int Main(int argc, char** argv) {
   }
   if (inspect_cmd->parsed()) return RunInspect(inspect);
   if (make_cmd->parsed()) return RunMakeTestModel(make_test_model);
+  if (eval_cmd->parsed()) return RunEval(eval);
+  if (quantize_cmd->parsed()) return RunQuantizeCommand(quantize);
   return 2;
 }
 

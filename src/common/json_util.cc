@@ -16,23 +16,24 @@ std::string CleanParseMessage(const std::string& what) {
   return pos == std::string::npos ? what : what.substr(pos + 2);
 }
 
-}  // namespace
-
-absl::StatusOr<json> ParseJsonObject(absl::string_view text, absl::string_view where) {
+template <typename Json>
+absl::StatusOr<Json> ParseStrict(absl::string_view text, absl::string_view where) {
   std::vector<std::set<std::string>> keys_per_level;
   std::string duplicate;
-  json::parser_callback_t on_event = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
+  typename Json::parser_callback_t on_event = [&](int /*depth*/, typename Json::parse_event_t event,
+                                                  Json& parsed) {
     switch (event) {
-      case json::parse_event_t::object_start:
+      case Json::parse_event_t::object_start:
         keys_per_level.emplace_back();
         break;
-      case json::parse_event_t::object_end:
+      case Json::parse_event_t::object_end:
         if (!keys_per_level.empty()) keys_per_level.pop_back();
         break;
-      case json::parse_event_t::key:
+      case Json::parse_event_t::key:
         if (!keys_per_level.empty() && parsed.is_string() &&
-            !keys_per_level.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
-          duplicate = parsed.get<std::string>();
+            !keys_per_level.back().insert(parsed.template get<std::string>()).second &&
+            duplicate.empty()) {
+          duplicate = parsed.template get<std::string>();
         }
         break;
       default:
@@ -40,11 +41,11 @@ absl::StatusOr<json> ParseJsonObject(absl::string_view text, absl::string_view w
     }
     return true;
   };
-  json value;
+  Json value;
   try {
-    value = json::parse(text.begin(), text.end(), on_event, /*allow_exceptions=*/true,
+    value = Json::parse(text.begin(), text.end(), on_event, /*allow_exceptions=*/true,
                         /*ignore_comments=*/false);
-  } catch (const json::exception& e) {
+  } catch (const typename Json::exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": not valid JSON: ", CleanParseMessage(e.what())));
   }
@@ -56,6 +57,17 @@ absl::StatusOr<json> ParseJsonObject(absl::string_view text, absl::string_view w
         absl::StrCat(where, ": expected a JSON object, got ", value.type_name()));
   }
   return value;
+}
+
+}  // namespace
+
+absl::StatusOr<json> ParseJsonObject(absl::string_view text, absl::string_view where) {
+  return ParseStrict<json>(text, where);
+}
+
+absl::StatusOr<nlohmann::ordered_json> ParseOrderedJsonObject(absl::string_view text,
+                                                              absl::string_view where) {
+  return ParseStrict<nlohmann::ordered_json>(text, where);
 }
 
 std::optional<int64_t> JsonToInt64(const json& value) {

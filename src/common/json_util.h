@@ -17,6 +17,9 @@ namespace signround {
 // source in error messages (a file path, or "path: header"). Duplicate keys at
 // any depth are an error, as are invalid UTF-8 and trailing garbage.
 absl::StatusOr<nlohmann::json> ParseJsonObject(absl::string_view text, absl::string_view where);
+// The same, keeping keys in file order (for settings where order matters).
+absl::StatusOr<nlohmann::ordered_json> ParseOrderedJsonObject(absl::string_view text,
+                                                              absl::string_view where);
 
 // Typed access to the fields of one JSON object. A key holding `null` counts
 // as absent for the Optional* getters.

@@ -2,10 +2,14 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <regex>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "src/model/layout.h"
 
 namespace signround {
@@ -30,8 +34,26 @@ struct LayerPlan {
   std::string reason;  // why it stays 16-bit, when it does
 };
 
-// The plan for every decoder Linear under one scheme.
-std::vector<LayerPlan> PlanLayers(const std::vector<LinearLayer>& layers,
-                                  const QuantScheme& scheme);
+// A per-layer override: layers whose name matches `pattern` (a regex searched
+// in the full name, e.g. "mlp\\.down_proj") get the fields that are set;
+// bits 16 keeps the layer in 16-bit.
+struct LayerOverride {
+  std::string pattern;
+  std::regex regex;
+  std::optional<int> bits;
+  std::optional<int> group_size;
+  std::optional<bool> sym;
+};
+
+// Parses a layer config: a JSON object {"<regex>": {"bits": 2|3|4|8|16,
+// "group_size": g, "sym": bool}, ...}. Overrides apply in file order, later
+// ones winning. INVALID_ARGUMENT names the pattern and the bad field.
+absl::StatusOr<std::vector<LayerOverride>> ParseLayerConfig(absl::string_view json_text,
+                                                            absl::string_view label);
+absl::StatusOr<std::vector<LayerOverride>> LoadLayerConfig(const std::string& path);
+
+// The plan for every decoder Linear under one scheme and the overrides.
+std::vector<LayerPlan> PlanLayers(const std::vector<LinearLayer>& layers, const QuantScheme& scheme,
+                                  const std::vector<LayerOverride>& overrides = {});
 
 }  // namespace signround

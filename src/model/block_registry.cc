@@ -1,0 +1,38 @@
+#include "src/model/block_registry.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace signround {
+namespace {
+
+constexpr BlockImpl kBlocks[] = {
+    {"llama", &BlockForward, &LoadBlockWeights},
+    {"mistral", &BlockForward, &LoadBlockWeights},
+    {"qwen2", &BlockForward, &LoadBlockWeights},
+};
+
+}  // namespace
+
+absl::StatusOr<const BlockImpl*> FindBlockImpl(absl::string_view model_type) {
+  for (const BlockImpl& b : kBlocks) {
+    if (b.model_type == model_type) return &b;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("model_type '", model_type,
+                   "' has no block implementation (supported: ", BlockModelTypes(), ")"));
+}
+
+absl::StatusOr<BlockForwardFn> FindBlockForward(absl::string_view model_type) {
+  absl::StatusOr<const BlockImpl*> impl = FindBlockImpl(model_type);
+  if (!impl.ok()) return impl.status();
+  return (*impl)->forward;
+}
+
+std::string BlockModelTypes() {
+  return absl::StrJoin(kBlocks, ", ", [](std::string* out, const BlockImpl& b) {
+    out->append(b.model_type.data(), b.model_type.size());
+  });
+}
+
+}  // namespace signround

@@ -1,0 +1,121 @@
+#include "src/pipeline/block_store.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
+#include "src/common/file_util.h"
+#include "src/common/json_util.h"
+#include "src/common/status_macros.h"
+#include "src/tensor/torch_tensor.h"
+
+namespace signround {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr char kSettingsFile[] = "settings.json";
+constexpr char kStatsKey[] = "signround.block";
+
+json StatsToJson(const StoredBlock& b) {
+  json layers = json::array();
+  for (const QuantizedLinear& l : b.layers) {
+    layers.push_back({{"name", l.name},
+                      {"bits", l.scheme.bits},
+                      {"group_size", l.scheme.group_size},
+                      {"sym", l.scheme.sym}});
+  }
+  return {{"index", b.stats.index},
+          {"layers_quantized", b.stats.layers_quantized},
+          {"loss_iter0", b.stats.loss_iter0},
+          {"loss_best", b.stats.loss_best},
+          {"best_iter", b.stats.best_iter},
+          {"seconds", b.stats.seconds},
+          {"layers", layers}};
+}
+
+}  // namespace
+
+absl::StatusOr<BlockStore> BlockStore::Open(const std::string& dir, const std::string& settings) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat(dir, ": cannot create: ", ec.message()));
+  std::string settings_path = JoinPath(dir, kSettingsFile);
+  auto previous = ReadFileToString(settings_path, 16 << 20);
+  if (!previous.ok() || *previous != settings) {
+    // Other settings (or none recorded): finished blocks do not apply.
+    for (const auto& entry : fs::directory_iterator(dir, ec)) fs::remove_all(entry.path(), ec);
+    SR_RETURN_IF_ERROR(WriteFileAtomically(settings_path, settings));
+  }
+  BlockStore store;
+  store.dir_ = dir;
+  return store;
+}
+
+std::string BlockStore::BlockPath(int64_t index) const {
+  return JoinPath(dir_, absl::StrFormat("block-%05d.safetensors", index));
+}
+
+bool BlockStore::Has(int64_t index) const {
+  struct stat st;
+  return ::stat(BlockPath(index).c_str(), &st) == 0;
+}
+
+absl::Status BlockStore::Save(const StoredBlock& block, const std::string& prefix) const {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const QuantizedLinear& l : block.layers) {
+    std::string p = prefix + l.name;
+    tensors.emplace_back(p + ".dequant", l.dequant.to(at::kCPU));
+    tensors.emplace_back(p + ".codes", l.integer.codes.to(at::kCPU));
+    tensors.emplace_back(p + ".scales", l.integer.scales.to(at::kCPU));
+    tensors.emplace_back(p + ".zeros", l.integer.zeros.to(at::kCPU));
+  }
+  return WriteTensors(BlockPath(block.stats.index), tensors,
+                      {{kStatsKey, StatsToJson(block).dump()}});
+}
+
+absl::StatusOr<StoredBlock> BlockStore::Load(int64_t index, const std::string& prefix) const {
+  const std::string path = BlockPath(index);
+  SR_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
+  auto it = file->header().metadata.find(kStatsKey);
+  if (it == file->header().metadata.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": no block stats"));
+  }
+  SR_ASSIGN_OR_RETURN(json stats, ParseJsonObject(it->second, path));
+  StoredBlock b;
+  try {
+    b.stats.index = stats.at("index").get<int64_t>();
+    b.stats.layers_quantized = stats.at("layers_quantized").get<int>();
+    b.stats.loss_iter0 = stats.at("loss_iter0").get<double>();
+    b.stats.loss_best = stats.at("loss_best").get<double>();
+    b.stats.best_iter = stats.at("best_iter").get<int>();
+    b.stats.seconds = stats.at("seconds").get<double>();
+    for (const json& l : stats.at("layers")) {
+      QuantizedLinear q;
+      q.name = l.at("name").get<std::string>();
+      q.scheme = {l.at("bits").get<int>(), l.at("group_size").get<int>(), l.at("sym").get<bool>()};
+      std::string p = prefix + q.name;
+      SR_ASSIGN_OR_RETURN(q.dequant, LoadTensor(file, p + ".dequant"));
+      SR_ASSIGN_OR_RETURN(q.integer.codes, LoadTensor(file, p + ".codes"));
+      SR_ASSIGN_OR_RETURN(q.integer.scales, LoadTensor(file, p + ".scales"));
+      SR_ASSIGN_OR_RETURN(q.integer.zeros, LoadTensor(file, p + ".zeros"));
+      b.layers.push_back(std::move(q));
+    }
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": bad block stats: ", e.what()));
+  }
+  return b;
+}
+
+absl::Status BlockStore::Remove() const {
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+  if (ec) return absl::InternalError(absl::StrCat(dir_, ": cannot remove: ", ec.message()));
+  return absl::OkStatus();
+}
+
+}  // namespace signround

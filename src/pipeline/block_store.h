@@ -1,0 +1,51 @@
+// The work directory of a quantize run: one safetensors file per finished
+// block (its quantized layers and tuning stats), and the settings they were
+// made with. A rerun with the same settings resumes after the last finished
+// block; a rerun with other settings starts over.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "src/quant/signround_tuner.h"
+
+namespace signround {
+
+struct BlockStats {
+  int64_t index = 0;
+  int layers_quantized = 0;
+  double loss_iter0 = 0;
+  double loss_best = 0;
+  int best_iter = 0;
+  double seconds = 0;
+};
+
+struct StoredBlock {
+  BlockStats stats;
+  std::vector<QuantizedLinear> layers;
+};
+
+class BlockStore {
+ public:
+  // Uses `dir`, creating it. When `settings` (a canonical JSON text) differs
+  // from what the directory was made with, its finished blocks are discarded.
+  static absl::StatusOr<BlockStore> Open(const std::string& dir, const std::string& settings);
+
+  const std::string& dir() const { return dir_; }
+  std::string BlockPath(int64_t index) const;
+  bool Has(int64_t index) const;
+
+  // Writes a finished block atomically.
+  absl::Status Save(const StoredBlock& block, const std::string& layer_prefix) const;
+  // Reads a finished block back (tensors on the CPU, fp32 W^).
+  absl::StatusOr<StoredBlock> Load(int64_t index, const std::string& layer_prefix) const;
+
+  // Removes the directory and everything in it.
+  absl::Status Remove() const;
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace signround

@@ -1,0 +1,289 @@
+#include "src/pipeline/quantize_pipeline.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "src/common/file_util.h"
+#include "src/common/proc_stats.h"
+#include "src/common/status_macros.h"
+#include "src/data/token_dataset.h"
+#include "src/data/token_tensor.h"
+#include "src/eval/perplexity.h"
+#include "src/model/checkpoint.h"
+#include "src/model/model_ends.h"
+#include "src/pipeline/outputs.h"
+
+namespace signround {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+absl::Status Invalid(absl::string_view what) { return absl::InvalidArgumentError(what); }
+
+absl::Status ValidateOptions(const QuantizeOptions& o) {
+  SR_RETURN_IF_ERROR(ValidateQuantScheme(o.scheme));
+  if (o.nsamples <= 0) return Invalid(absl::StrCat("nsamples must be positive, got ", o.nsamples));
+  if (o.seqlen < 2) return Invalid(absl::StrCat("seqlen must be at least 2, got ", o.seqlen));
+  if (o.tune.iters < 0) return Invalid(absl::StrCat("iters must be >= 0, got ", o.tune.iters));
+  if (o.tune.batch_size <= 0) {
+    return Invalid(absl::StrCat("batch_size must be positive, got ", o.tune.batch_size));
+  }
+  if (o.tune.gradient_accumulate_steps <= 0) {
+    return Invalid("gradient_accumulate_steps must be positive");
+  }
+  if (o.tune.lr < 0 || o.tune.minmax_lr < 0) return Invalid("learning rates must be positive");
+  if (o.out_dir.empty()) return Invalid("an output directory is required");
+  std::error_code ec;
+  if (fs::equivalent(o.model_dir, o.out_dir, ec)) {
+    return Invalid("the output directory must differ from the model directory");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<at::Device> ParseDevice(const std::string& name) {
+  try {
+    at::Device d(name);
+    if (!d.is_cpu() && !d.is_cuda()) {
+      return Invalid(absl::StrCat("device '", name, "' is not cpu or cuda:N"));
+    }
+    if (d.is_cuda() && !at::hasCUDA()) {
+      return Invalid(absl::StrCat("device '", name, "': this build has no usable CUDA device"));
+    }
+    return d;
+  } catch (const c10::Error&) {
+    return Invalid(absl::StrCat("device '", name, "' is not cpu or cuda:N"));
+  }
+}
+
+// Every setting that shapes the result; the work directory resumes only when
+// these are identical, and report.json records them.
+json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
+  json overrides = json::array();
+  for (const LayerOverride& l : o.overrides) {
+    json one = {{"pattern", l.pattern}};
+    if (l.bits) one["bits"] = *l.bits;
+    if (l.group_size) one["group_size"] = *l.group_size;
+    if (l.sym) one["sym"] = *l.sym;
+    overrides.push_back(one);
+  }
+  const double lr = o.tune.lr > 0 ? o.tune.lr : 1.0 / std::max(1, o.tune.iters);
+  return {{"model", o.model_dir},
+          {"model_parameters", ckpt.parameter_count()},
+          {"calib", o.calib_path},
+          {"bits", o.scheme.bits},
+          {"group_size", o.scheme.group_size},
+          {"sym", o.scheme.sym},
+          {"layer_config", overrides},
+          {"recipe", o.recipe},
+          {"iters", o.tune.iters},
+          {"lr", lr},
+          {"minmax_lr", o.tune.minmax_lr > 0 ? o.tune.minmax_lr : lr},
+          {"nsamples", o.nsamples},
+          {"seqlen", o.seqlen},
+          {"batch_size", o.tune.batch_size},
+          {"gradient_accumulate_steps", o.tune.gradient_accumulate_steps},
+          {"enable_minmax_tuning", o.tune.enable_minmax_tuning},
+          {"enable_quanted_input", o.enable_quanted_input},
+          {"seed", o.tune.seed},
+          {"device", o.device},
+          {"scale_dtype", "float16"}};
+}
+
+absl::StatusOr<at::Tensor> LoadCalibration(const QuantizeOptions& o, const ModelConfig& c) {
+  SR_ASSIGN_OR_RETURN(std::vector<TokenRow> rows, LoadTokenRows(o.calib_path));
+  auto samples = SelectSamples(rows, o.nsamples, o.seqlen);
+  if (!samples.ok()) {
+    return Invalid(absl::StrCat(o.calib_path, ": ", samples.status().message()));
+  }
+  SR_RETURN_IF_ERROR(CheckTokenIds(*samples, c.vocab_size, o.calib_path));
+  return TokenRowsToTensor(*samples);
+}
+
+// block(x) for every row of x, in batches, without gradients.
+at::Tensor ForwardAll(const ModelConfig& c, BlockForwardFn forward, const BlockWeights& w,
+                      const RopeTables& rope, const at::Tensor& x, int64_t batch) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> parts;
+  for (int64_t b = 0; b < x.size(0); b += batch) {
+    parts.push_back(forward(c, w, rope, x.narrow(0, b, std::min(batch, x.size(0) - b))));
+  }
+  return at::cat(parts, 0);
+}
+
+std::vector<LayerToQuantize> BlockLayers(const std::vector<LayerPlan>& plans, int64_t layer) {
+  std::vector<LayerToQuantize> out;
+  const std::string prefix = absl::StrCat("model.layers.", layer, ".");
+  for (const LayerPlan& p : plans) {
+    if (p.layer.layer == layer && p.quantized) {
+      out.push_back({p.layer.name.substr(prefix.size()), p.scheme});
+    }
+  }
+  return out;
+}
+
+json LayersJson(const std::vector<LayerPlan>& plans) {
+  json out = json::array();
+  for (const LayerPlan& p : plans) {
+    if (p.quantized) {
+      out.push_back({{"name", p.layer.name},
+                     {"bits", p.scheme.bits},
+                     {"group_size", p.scheme.group_size},
+                     {"sym", p.scheme.sym}});
+    } else {
+      out.push_back({{"name", p.layer.name}, {"bits", 16}, {"reason", p.reason}});
+    }
+  }
+  return out;
+}
+
+json BlockJson(const BlockStats& s) {
+  return {{"index", s.index},           {"layers_quantized", s.layers_quantized},
+          {"loss_iter0", s.loss_iter0}, {"loss_best", s.loss_best},
+          {"best_iter", s.best_iter},   {"seconds", s.seconds}};
+}
+
+struct RunContext {
+  const QuantizeOptions& options;
+  const Checkpoint& ckpt;
+  const BlockImpl& impl;
+  at::Device device;
+  at::ScalarType dtype;
+  const ProgressFn& progress;
+};
+
+// Tunes (or reloads) every block, carrying the fp and quantized chains.
+absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
+                               const std::vector<LayerPlan>& plans, const at::Tensor& ids) {
+  const ModelConfig& c = ctx.ckpt.config();
+  const QuantizeOptions& o = ctx.options;
+  SR_ASSIGN_OR_RETURN(at::Tensor embed, LoadEmbedding(ctx.ckpt, ctx.dtype, ctx.device));
+  at::Tensor fp_in = Embed(embed, ids.to(ctx.device));
+  embed = at::Tensor();
+  at::Tensor q_in = fp_in;
+  const RopeTables rope = MakeRopeTables(c, o.seqlen, ctx.device);
+  json blocks = json::array();
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    Clock::time_point start = Clock::now();
+    const std::string prefix = absl::StrCat("model.layers.", i, ".");
+    SR_ASSIGN_OR_RETURN(BlockWeights original, ctx.impl.load(ctx.ckpt, i, at::kFloat, ctx.device));
+    const BlockWeights base = WithQuantizedWeights(original, {}, ctx.dtype);
+    at::Tensor fp_out = ForwardAll(c, ctx.impl.forward, base, rope, fp_in, o.tune.batch_size);
+    StoredBlock block;
+    const bool resumed = store.Has(i);
+    if (resumed) {
+      SR_ASSIGN_OR_RETURN(block, store.Load(i, prefix));
+    } else {
+      std::vector<LayerToQuantize> layers = BlockLayers(plans, i);
+      at::Tensor tune_in = o.enable_quanted_input ? q_in : fp_in;
+      BlockTuneResult r;
+      if (!layers.empty()) {
+        SR_ASSIGN_OR_RETURN(r, TuneBlock(c, ctx.impl.forward, original, rope, layers, tune_in,
+                                         fp_out, o.tune, o.tune.seed + static_cast<uint64_t>(i)));
+      }
+      block.layers = std::move(r.layers);
+      block.stats = {i,
+                     static_cast<int>(layers.size()),
+                     r.loss_iter0,
+                     r.loss_best,
+                     r.best_iter,
+                     SecondsSince(start)};
+      SR_RETURN_IF_ERROR(store.Save(block, prefix));
+    }
+    if (o.enable_quanted_input) {
+      q_in =
+          ForwardAll(c, ctx.impl.forward, WithQuantizedWeights(original, block.layers, ctx.dtype),
+                     rope, q_in, o.tune.batch_size);
+    } else {
+      q_in = fp_out;
+    }
+    fp_in = fp_out;
+    blocks.push_back(BlockJson(block.stats));
+    ProgressEvent event{"block", c.num_hidden_layers, block.stats, resumed, {}};
+    if (ctx.progress && !ctx.progress(event)) {
+      return absl::CancelledError(absl::StrCat("cancelled after block ", i));
+    }
+  }
+  return blocks;
+}
+
+absl::StatusOr<json> Evaluate(const RunContext& ctx) {
+  SR_ASSIGN_OR_RETURN(std::vector<TokenRow> rows, LoadTokenRows(ctx.options.eval_path));
+  PerplexityOptions po;
+  po.batch_size = ctx.options.eval_batch_size;
+  po.device = ctx.device;
+  SR_ASSIGN_OR_RETURN(PerplexityResult before, EvaluatePerplexity(ctx.ckpt, rows, po));
+  SR_ASSIGN_OR_RETURN(Checkpoint quantized, Checkpoint::Open(ctx.options.out_dir));
+  SR_ASSIGN_OR_RETURN(PerplexityResult after, EvaluatePerplexity(quantized, rows, po));
+  return json{{"original", before.perplexity}, {"quantized", after.perplexity}};
+}
+
+}  // namespace
+
+absl::Status ApplyRecipe(absl::string_view recipe, QuantizeOptions& o) {
+  if (recipe == "default") {
+    o.tune.iters = 200;
+    o.nsamples = 128;
+  } else if (recipe == "best") {
+    o.tune.iters = 1000;
+    o.nsamples = 512;
+  } else if (recipe == "light") {
+    o.tune.iters = 50;
+    o.tune.lr = 5e-3;
+  } else if (recipe == "rtn") {
+    o.tune.iters = 0;
+  } else {
+    return Invalid(absl::StrCat("recipe '", recipe, "' is not one of default, best, light, rtn"));
+  }
+  o.recipe = std::string(recipe);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& progress) {
+  Clock::time_point start = Clock::now();
+  SR_RETURN_IF_ERROR(ValidateOptions(o));
+  SR_ASSIGN_OR_RETURN(at::Device device, ParseDevice(o.device));
+  SR_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(o.model_dir));
+  SR_ASSIGN_OR_RETURN(const BlockImpl* impl, FindBlockImpl(ckpt.config().model_type));
+  SR_ASSIGN_OR_RETURN(at::Tensor ids, LoadCalibration(o, ckpt.config()));
+  std::vector<LayerPlan> plans = PlanLayers(DecoderLinears(ckpt.config()), o.scheme, o.overrides);
+  json settings = SettingsJson(o, ckpt);
+  SR_ASSIGN_OR_RETURN(BlockStore store,
+                      BlockStore::Open(JoinPath(o.out_dir, kWorkDirName), settings.dump()));
+  // fp32 on CPU; bf16 on CUDA with fp32 tuning parameters and loss.
+  RunContext ctx{o, ckpt, *impl, device, device.is_cuda() ? at::kBFloat16 : at::kFloat, progress};
+  if (progress) {
+    ProgressEvent event{"start", ckpt.config().num_hidden_layers, {}, false, settings};
+    progress(event);
+  }
+  json blocks;
+  try {
+    SR_ASSIGN_OR_RETURN(blocks, RunBlocks(ctx, store, plans, ids));
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("quantize failed: ", e.what_without_backtrace()));
+  }
+  SR_RETURN_IF_ERROR(WriteQuantizedCheckpoint(ckpt, store, o.out_dir));
+  json report = {{"model", o.model_dir},
+                 {"config", settings},
+                 {"blocks", blocks},
+                 {"layers", LayersJson(plans)}};
+  if (!o.eval_path.empty()) {
+    SR_ASSIGN_OR_RETURN(report["perplexity"], Evaluate(ctx));
+    if (progress)
+      progress({"eval", ckpt.config().num_hidden_layers, {}, false, report["perplexity"]});
+  }
+  report["seconds_total"] = SecondsSince(start);
+  report["peak_rss_bytes"] = ReadProcessMemory().peak_rss_bytes;
+  SR_RETURN_IF_ERROR(
+      WriteFileAtomically(JoinPath(o.out_dir, "report.json"), report.dump(2) + "\n"));
+  SR_RETURN_IF_ERROR(store.Remove());
+  return report;
+}
+
+}  // namespace signround

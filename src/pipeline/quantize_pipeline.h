@@ -1,0 +1,60 @@
+// The quantize job: streams the checkpoint one decoder block at a time through
+// SignRound (or RTN), checkpointing each finished block so a rerun resumes,
+// and writes the fake-quantized checkpoint, the integer weights, and
+// report.json. Peak memory is about one block plus the two activation chains.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "src/pipeline/block_store.h"
+#include "src/quant/layer_plan.h"
+#include "src/quant/signround_tuner.h"
+
+namespace signround {
+
+struct QuantizeOptions {
+  std::string model_dir;
+  std::string calib_path;  // JSONL of {"input_ids": [...]}
+  std::string out_dir;
+  std::string eval_path;  // optional: perplexity before and after
+  QuantScheme scheme;
+  std::vector<LayerOverride> overrides;
+  std::string layer_config_path;  // where `overrides` came from, for the report
+  TuneOptions tune;
+  int64_t nsamples = 128;
+  int64_t seqlen = 2048;
+  bool enable_quanted_input = true;
+  std::string device = "cpu";  // "cpu" or "cuda:N"
+  std::string recipe = "default";
+  int64_t eval_batch_size = 8;
+};
+
+// Applies a named recipe (default, best, light, rtn) to `options`;
+// INVALID_ARGUMENT for an unknown name. Explicit settings are applied after.
+absl::Status ApplyRecipe(absl::string_view recipe, QuantizeOptions& options);
+
+struct ProgressEvent {
+  std::string kind;  // "start", "block", "eval", "done"
+  int64_t block_count = 0;
+  BlockStats block;  // for "block"
+  bool resumed = false;
+  nlohmann::json detail;  // extra fields for "start" / "eval" / "done"
+};
+
+// Receives progress; returning false cancels the run (CANCELLED; finished
+// blocks stay in the work directory for a rerun).
+using ProgressFn = std::function<bool(const ProgressEvent&)>;
+
+// Runs the job; returns report.json's content. Bad input is INVALID_ARGUMENT
+// naming the file or setting.
+absl::StatusOr<nlohmann::json> RunQuantize(const QuantizeOptions& options,
+                                           const ProgressFn& progress);
+
+// The name of the work directory inside the output directory.
+inline constexpr char kWorkDirName[] = ".signround-work";
+
+}  // namespace signround

@@ -1,0 +1,162 @@
+#include "src/quant/signround_tuner.h"
+
+#include <limits>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "src/quant/batch_sampler.h"
+
+namespace signround {
+namespace {
+
+struct TunedLayer {
+  std::string name;
+  QuantScheme scheme;
+  GroupedWeight weight;
+  RoundingParams params;
+};
+
+at::Tensor CastOrUndefined(const at::Tensor& t, at::ScalarType dtype) {
+  return t.defined() ? t.to(dtype) : t;
+}
+
+BlockWeights CastBlock(const BlockWeights& w, at::ScalarType dtype) {
+  BlockWeights out = w;
+  out.input_norm = CastOrUndefined(w.input_norm, dtype);
+  out.post_attention_norm = CastOrUndefined(w.post_attention_norm, dtype);
+  for (LinearWeights* l : out.Linears()) {
+    l->weight = CastOrUndefined(l->weight, dtype);
+    l->bias = CastOrUndefined(l->bias, dtype);
+  }
+  return out;
+}
+
+at::Tensor Rows(const at::Tensor& x, const std::vector<int64_t>& idx) {
+  return x.index_select(0, at::tensor(idx, at::kLong).to(x.device()));
+}
+
+// Loss of one micro-batch with the current parameters; backward when asked.
+double MicroBatchLoss(const ModelConfig& config, BlockForwardFn forward, const BlockWeights& base,
+                      std::vector<TunedLayer>& layers, const RopeTables& rope,
+                      const at::Tensor& q_in, const at::Tensor& fp_out,
+                      const std::vector<int64_t>& idx, double divisor, bool backward,
+                      at::ScalarType dtype) {
+  BlockWeights w = base;
+  for (TunedLayer& l : layers) {
+    QdqResult r = QuantDequant(l.weight, l.scheme, l.params);
+    w.FindLinear(l.name)->weight = r.dequant.to(dtype);
+  }
+  at::Tensor out = forward(config, w, rope, Rows(q_in, idx));
+  at::Tensor loss = at::mse_loss(out.to(at::kFloat), Rows(fp_out, idx).to(at::kFloat)) / divisor;
+  if (backward) (loss * 1000.0).backward();
+  return loss.item<double>();
+}
+
+void SignSgdStep(std::vector<TunedLayer>& layers, double lr, double minmax_lr, bool minmax) {
+  at::NoGradGuard no_grad;
+  auto step = [](at::Tensor& p, double rate) {
+    if (!p.grad().defined()) return;
+    p.sub_(p.grad().sign() * rate);
+    p.mutable_grad().zero_();
+  };
+  for (TunedLayer& l : layers) {
+    step(l.params.v, lr);
+    if (minmax) {
+      step(l.params.alpha, minmax_lr);
+      step(l.params.beta, minmax_lr);
+    }
+  }
+}
+
+std::vector<RoundingParams> Snapshot(const std::vector<TunedLayer>& layers) {
+  std::vector<RoundingParams> out;
+  for (const TunedLayer& l : layers) {
+    out.push_back({l.params.v.detach().clone(), l.params.alpha.detach().clone(),
+                   l.params.beta.detach().clone()});
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<TunedLayer>> PrepareLayers(const BlockWeights& original,
+                                                      const std::vector<LayerToQuantize>& layers,
+                                                      bool trainable, bool minmax) {
+  std::vector<TunedLayer> out;
+  for (const LayerToQuantize& l : layers) {
+    const LinearWeights* lw = original.FindLinear(l.name);
+    if (lw == nullptr) return absl::InvalidArgumentError(absl::StrCat("no layer named ", l.name));
+    TunedLayer t{l.name, l.scheme, GroupWeight(lw->weight, l.scheme.group_size), {}};
+    t.params = InitialRoundingParams(t.weight);
+    if (trainable) {
+      t.params.v.requires_grad_(true);
+      t.params.alpha.requires_grad_(minmax);
+      t.params.beta.requires_grad_(minmax);
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+}  // namespace
+
+BlockWeights WithQuantizedWeights(const BlockWeights& weights,
+                                  const std::vector<QuantizedLinear>& layers,
+                                  at::ScalarType dtype) {
+  BlockWeights out = CastBlock(weights, dtype);
+  for (const QuantizedLinear& l : layers) out.FindLinear(l.name)->weight = l.dequant.to(dtype);
+  return out;
+}
+
+absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwardFn forward,
+                                          const BlockWeights& original, const RopeTables& rope,
+                                          const std::vector<LayerToQuantize>& layers,
+                                          const at::Tensor& q_in, const at::Tensor& fp_out,
+                                          const TuneOptions& o, uint64_t block_seed) {
+  try {
+    const bool tune = o.iters > 0;
+    auto prepared = PrepareLayers(original, layers, tune, o.enable_minmax_tuning);
+    if (!prepared.ok()) return prepared.status();
+    std::vector<TunedLayer>& tuned = *prepared;
+    const BlockWeights base = CastBlock(original, o.compute_dtype);
+    const double lr = o.lr > 0 ? o.lr : 1.0 / std::max(1, o.iters);
+    const double minmax_lr = o.minmax_lr > 0 ? o.minmax_lr : lr;
+    const int steps = std::max(1, o.gradient_accumulate_steps);
+    BatchSampler sampler(q_in.size(0), o.batch_size, block_seed);
+
+    BlockTuneResult result;
+    double best = std::numeric_limits<double>::infinity();
+    std::vector<RoundingParams> best_params = Snapshot(tuned);
+    for (int i = 0; i < std::max(1, o.iters); ++i) {
+      std::optional<at::NoGradGuard> no_grad;
+      if (!tune) no_grad.emplace();
+      double loss = 0;
+      for (int s = 0; s < steps; ++s) {
+        loss += MicroBatchLoss(config, forward, base, tuned, rope, q_in, fp_out, sampler.Next(),
+                               steps, tune, o.compute_dtype);
+      }
+      if (i == 0) result.loss_iter0 = loss;
+      // The loss was measured with the parameters before this step.
+      if (loss < best) {
+        best = loss;
+        result.best_iter = i;
+        best_params = Snapshot(tuned);
+      }
+      if (tune) {
+        double decay = 1.0 - static_cast<double>(i) / o.iters;
+        SignSgdStep(tuned, lr * decay, minmax_lr * decay, o.enable_minmax_tuning);
+      }
+    }
+    result.loss_best = best;
+
+    at::NoGradGuard no_grad;
+    for (size_t k = 0; k < tuned.size(); ++k) {
+      QdqResult r = QuantDequant(tuned[k].weight, tuned[k].scheme, best_params[k]);
+      result.layers.push_back({tuned[k].name, tuned[k].scheme, r.dequant.contiguous(),
+                               ToIntegerWeight(tuned[k].weight, tuned[k].scheme, r)});
+    }
+    return result;
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("tuning failed: ", e.what_without_backtrace()));
+  }
+}
+
+}  // namespace signround

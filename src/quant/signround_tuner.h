@@ -1,0 +1,63 @@
+// SignRound tuning of one decoder block (ALGORITHM.md section 3): V, alpha and
+// beta per quantized Linear, trained with signed gradient descent on the MSE
+// between the quantized block's output on the quantized-input chain and the
+// original block's output, keeping the best parameters seen.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "absl/status/statusor.h"
+#include "src/model/block_registry.h"
+#include "src/quant/qdq.h"
+
+namespace signround {
+
+struct TuneOptions {
+  int iters = 200;        // 0: RTN
+  double lr = 0;          // 0: 1 / iters
+  double minmax_lr = 0;   // 0: lr
+  int64_t batch_size = 8;
+  int gradient_accumulate_steps = 1;
+  bool enable_minmax_tuning = true;
+  uint64_t seed = 42;
+  // dtype of the block forward (weights and activations); tuning parameters
+  // and the loss stay fp32. fp32 on CPU, bf16 on CUDA.
+  at::ScalarType compute_dtype = at::kFloat;
+};
+
+struct LayerToQuantize {
+  std::string name;  // inside the block, e.g. "self_attn.q_proj"
+  QuantScheme scheme;
+};
+
+struct QuantizedLinear {
+  std::string name;
+  QuantScheme scheme;
+  at::Tensor dequant;  // W^, [out, in], fp32
+  IntegerWeight integer;
+};
+
+struct BlockTuneResult {
+  std::vector<QuantizedLinear> layers;
+  double loss_iter0 = 0;  // loss with RTN parameters on the first batch
+  double loss_best = 0;
+  int best_iter = 0;
+};
+
+// Tunes `layers` of the block whose original weights are `original` (fp32).
+// `q_in` and `fp_out` are [N, T, hidden] on the compute device. `block_seed`
+// seeds batch sampling (the pipeline derives it from the seed and block index).
+absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwardFn forward,
+                                          const BlockWeights& original, const RopeTables& rope,
+                                          const std::vector<LayerToQuantize>& layers,
+                                          const at::Tensor& q_in, const at::Tensor& fp_out,
+                                          const TuneOptions& options, uint64_t block_seed);
+
+// `weights` with each layer's weight replaced by its W^ (cast to `dtype`).
+BlockWeights WithQuantizedWeights(const BlockWeights& weights,
+                                  const std::vector<QuantizedLinear>& layers, at::ScalarType dtype);
+
+}  // namespace signround

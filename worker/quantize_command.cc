@@ -1,0 +1,124 @@
+#include "worker/quantize_command.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include <ATen/Parallel.h>
+
+#include "absl/strings/str_format.h"
+#include "worker/command.h"
+
+namespace signround::worker {
+namespace {
+
+using nlohmann::json;
+
+// One JSON object per line on stdout, for the job server.
+bool PrintJsonEvent(const ProgressEvent& e) {
+  json j = {{"event", e.kind}, {"block_count", e.block_count}};
+  if (e.kind == "block") {
+    j["index"] = e.block.index;
+    j["layers_quantized"] = e.block.layers_quantized;
+    j["loss_iter0"] = e.block.loss_iter0;
+    j["loss_best"] = e.block.loss_best;
+    j["best_iter"] = e.block.best_iter;
+    j["seconds"] = e.block.seconds;
+    j["resumed"] = e.resumed;
+  } else if (!e.detail.is_null()) {
+    j["detail"] = e.detail;
+  }
+  std::printf("%s\n", j.dump().c_str());
+  std::fflush(stdout);
+  return true;
+}
+
+// A progress bar on stderr: redrawn in place on a terminal, one line per block otherwise.
+bool PrintBar(const ProgressEvent& e) {
+  if (e.kind != "block") return true;
+  const int width = 30;
+  int64_t done = e.block.index + 1;
+  int filled = static_cast<int>(width * done / std::max<int64_t>(1, e.block_count));
+  std::string bar = std::string(filled, '#') + std::string(width - filled, '.');
+  bool tty = ::isatty(STDERR_FILENO);
+  std::fprintf(stderr, "%s[%s] block %lld/%lld  loss %.6g -> %.6g (best iter %d)  %.1fs%s%s",
+               tty ? "\r" : "", bar.c_str(), static_cast<long long>(done),
+               static_cast<long long>(e.block_count), e.block.loss_iter0, e.block.loss_best,
+               e.block.best_iter, e.block.seconds, e.resumed ? " (resumed)" : "",
+               tty && done < e.block_count ? "" : "\n");
+  std::fflush(stderr);
+  return true;
+}
+
+}  // namespace
+
+CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeCommandOptions& o) {
+  CLI::App* cmd = app.add_subcommand("quantize", "Quantize a checkpoint with SignRound");
+  QuantizeOptions& j = o.job;
+  cmd->add_option("--model", j.model_dir, "Hugging Face checkpoint directory")->required();
+  cmd->add_option("--calib", j.calib_path, "Calibration JSONL of {\"input_ids\": [...]}")
+      ->required();
+  cmd->add_option("--out", j.out_dir, "Output directory (reruns resume here)")->required();
+  cmd->add_option("--eval", j.eval_path, "Evaluation JSONL: perplexity before and after");
+  cmd->add_option("--bits", j.scheme.bits, "Weight bits: 2, 3, 4 or 8")->capture_default_str();
+  cmd->add_option("--group-size", j.scheme.group_size, "Group size (-1: per output channel)")
+      ->capture_default_str();
+  cmd->add_flag("--sym,!--asym", j.scheme.sym, "Symmetric (default) or asymmetric");
+  cmd->add_option("--iters", j.tune.iters, "Tuning iterations per block (0: RTN)");
+  cmd->add_option("--nsamples", j.nsamples, "Calibration samples");
+  cmd->add_option("--seqlen", j.seqlen, "Tokens per calibration sample")->capture_default_str();
+  cmd->add_option("--batch-size", j.tune.batch_size, "Samples per tuning step")
+      ->capture_default_str();
+  cmd->add_option("--gradient-accumulate-steps", j.tune.gradient_accumulate_steps,
+                  "Micro-batches per tuning step")
+      ->capture_default_str();
+  cmd->add_option("--lr", j.tune.lr, "Learning rate of V (default 1/iters)");
+  cmd->add_option("--minmax-lr", j.tune.minmax_lr, "Learning rate of alpha/beta (default lr)");
+  cmd->add_flag("!--disable-minmax-tuning", j.tune.enable_minmax_tuning,
+                "Tune only V, not the clipping ranges");
+  cmd->add_flag("!--disable-quanted-input", j.enable_quanted_input,
+                "Tune each block on the fp chain instead of the quantized one");
+  cmd->add_option("--seed", j.tune.seed, "Seed of batch sampling")->capture_default_str();
+  cmd->add_option("--recipe", j.recipe, "default, best, light or rtn")->capture_default_str();
+  cmd->add_option("--layer-config", j.layer_config_path,
+                  "JSON {\"<regex>\": {\"bits\": .., \"group_size\": .., \"sym\": ..}}");
+  cmd->add_option("--device", j.device, "cpu or cuda:N")->capture_default_str();
+  cmd->add_option("--threads", o.threads, "CPU threads (0: LibTorch's default)");
+  cmd->add_option("--progress", o.progress, "bar (stderr) or json (one event per line, stdout)")
+      ->check(CLI::IsMember({"bar", "json"}))
+      ->capture_default_str();
+  o.cmd = cmd;
+  return cmd;
+}
+
+int RunQuantizeCommand(QuantizeCommandOptions o) {
+  // The recipe sets defaults; flags given explicitly win.
+  QuantizeOptions given = o.job;
+  if (absl::Status s = ApplyRecipe(o.job.recipe, o.job); !s.ok()) return ReportError(s);
+  if (o.cmd->count("--iters")) o.job.tune.iters = given.tune.iters;
+  if (o.cmd->count("--nsamples")) o.job.nsamples = given.nsamples;
+  if (o.cmd->count("--lr")) o.job.tune.lr = given.tune.lr;
+  if (!o.job.layer_config_path.empty()) {
+    auto overrides = LoadLayerConfig(o.job.layer_config_path);
+    if (!overrides.ok()) return ReportError(overrides.status());
+    o.job.overrides = *std::move(overrides);
+  }
+  if (o.threads > 0) at::set_num_threads(o.threads);
+  ProgressFn progress = o.progress == "json" ? ProgressFn(PrintJsonEvent) : ProgressFn(PrintBar);
+  absl::StatusOr<json> report = RunQuantize(o.job, progress);
+  if (!report.ok()) return ReportError(report.status());
+  if (o.progress == "json") {
+    PrintJsonEvent({"done", 0, {}, false, {{"out", o.job.out_dir}}});
+  }
+  std::fprintf(stderr, "wrote %s in %.1f s", o.job.out_dir.c_str(),
+               (*report)["seconds_total"].get<double>());
+  if (report->contains("perplexity")) {
+    std::fprintf(stderr, "; perplexity %.4f -> %.4f",
+                 (*report)["perplexity"]["original"].get<double>(),
+                 (*report)["perplexity"]["quantized"].get<double>());
+  }
+  std::fprintf(stderr, "\n");
+  return 0;
+}
+
+}  // namespace signround::worker
