@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cstdio>
 
-#include <malloc.h>
 
 #include <ATen/Parallel.h>
 
@@ -11,13 +10,14 @@
 #include "src/data/token_dataset.h"
 #include "src/eval/perplexity.h"
 #include "src/model/checkpoint.h"
+#include "src/tensor/device.h"
 #include "worker/command.h"
 
 namespace signround::worker {
 
 CLI::App* AddEvalCommand(CLI::App& app, EvalOptions& o) {
   CLI::App* cmd = app.add_subcommand(
-      "eval", "Perplexity of a checkpoint on {\"input_ids\": [...]} JSONL rows (fp32, CPU)");
+      "eval", "Perplexity of a checkpoint on {\"input_ids\": [...]} JSONL rows (fp32)");
   cmd->add_option("--model", o.model_dir, "Hugging Face checkpoint directory")->required();
   cmd->add_option("--eval", o.eval_file, "JSONL file of {\"input_ids\": [...]} rows")->required();
   cmd->add_option("--batch-size", o.batch_size, "Rows per forward call")
@@ -25,19 +25,16 @@ CLI::App* AddEvalCommand(CLI::App& app, EvalOptions& o) {
       ->capture_default_str();
   cmd->add_option("--threads", o.threads, "CPU threads (default: LibTorch's choice)")
       ->check(CLI::Range(1, 4096));
+  cmd->add_option("--device", o.device, "cpu or cuda:N")->capture_default_str();
   cmd->add_flag("--json", o.json, "Print one JSON object instead of text");
   return cmd;
 }
 
 int RunEval(const EvalOptions& o) {
   auto start = std::chrono::steady_clock::now();
-  // Keep freed activation buffers (attention scores are tens of MB) in the
-  // heap instead of returning them to the kernel after every op: with glibc's
-  // defaults every block call page-faults them in afresh, which doubled the
-  // wall time of a small model's evaluation.
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  if (o.threads > 0) at::set_num_threads(o.threads);
+  ConfigureEngineThreads(o.threads);
+  absl::StatusOr<at::Device> device = ParseDevice(o.device);
+  if (!device.ok()) return ReportError(device.status());
   absl::StatusOr<Checkpoint> ckpt = Checkpoint::Open(o.model_dir);
   if (!ckpt.ok()) return ReportError(ckpt.status());
   absl::StatusOr<std::vector<TokenRow>> rows = LoadTokenRows(o.eval_file);
@@ -46,6 +43,7 @@ int RunEval(const EvalOptions& o) {
   if (!ids_ok.ok()) return ReportError(ids_ok);
   PerplexityOptions options;
   options.batch_size = o.batch_size;
+  options.device = *device;
   absl::StatusOr<PerplexityResult> r = EvaluatePerplexity(*ckpt, *rows, options);
   if (!r.ok()) return ReportError(r.status());
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -57,6 +55,7 @@ int RunEval(const EvalOptions& o) {
                              {"mean_nll", r->mean_nll},
                              {"perplexity", r->perplexity},
                              {"batch_size", o.batch_size},
+                             {"device", o.device},
                              {"threads", at::get_num_threads()},
                              {"seconds", seconds}};
     std::printf("%s\n", report.dump(2).c_str());

@@ -13,6 +13,7 @@ struct EvalOptions {
   std::string eval_file;
   int64_t batch_size = 8;
   int threads = 0;  // 0: LibTorch's default
+  std::string device = "cpu";
   bool json = false;
 };
 

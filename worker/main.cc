@@ -32,6 +32,7 @@ int ReportError(const absl::Status& status) {
 namespace {
 
 int Main(int argc, char** argv) {
+  ConfigureEngineAllocator();
   CLI::App app{"signround-worker: quantize LLM checkpoints with SignRound"};
   app.require_subcommand(1);
   InspectOptions inspect;

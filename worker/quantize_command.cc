@@ -4,8 +4,6 @@
 
 #include <cstdio>
 
-#include <ATen/Parallel.h>
-
 #include "absl/strings/str_format.h"
 #include "worker/command.h"
 
@@ -103,12 +101,13 @@ int RunQuantizeCommand(QuantizeCommandOptions o) {
     if (!overrides.ok()) return ReportError(overrides.status());
     o.job.overrides = *std::move(overrides);
   }
-  if (o.threads > 0) at::set_num_threads(o.threads);
+  ConfigureEngineThreads(o.threads);
   ProgressFn progress = o.progress == "json" ? ProgressFn(PrintJsonEvent) : ProgressFn(PrintBar);
   absl::StatusOr<json> report = RunQuantize(o.job, progress);
   if (!report.ok()) return ReportError(report.status());
   if (o.progress == "json") {
-    PrintJsonEvent({"done", 0, {}, false, {{"out", o.job.out_dir}}});
+    PrintJsonEvent({"done", static_cast<int64_t>((*report)["blocks"].size()), {}, false,
+                    {{"out", o.job.out_dir}}});
   }
   std::fprintf(stderr, "wrote %s in %.1f s", o.job.out_dir.c_str(),
                (*report)["seconds_total"].get<double>());

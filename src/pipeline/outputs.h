@@ -17,8 +17,8 @@ inline constexpr char kIntegerWeightsFile[] = "quantized_weights.safetensors";
 // - model.safetensors: every tensor of `ckpt` under its own name and dtype,
 //   the quantized Linears' weights replaced by W^ (a fake-quantized model that
 //   loads like the original);
-// - quantized_weights.safetensors: for each quantized Linear P, P.codes (I32
-//   [out, in]), P.scales (F16 [out, G]) and P.zeros (I32 [out, G]);
+// - quantized_weights.safetensors: for each quantized Linear P, P.codes (U8
+//   [out, in]), P.scales (F16 [out, G]) and P.zeros (U8 [out, G]);
 // - config.json and the tokenizer / generation files, copied.
 absl::Status WriteQuantizedCheckpoint(const Checkpoint& ckpt, const BlockStore& store,
                                       const std::string& out_dir);

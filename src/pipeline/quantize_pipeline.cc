@@ -1,5 +1,6 @@
 #include "src/pipeline/quantize_pipeline.h"
 
+#include <ATen/core/grad_mode.h>
 #include <chrono>
 #include <filesystem>
 
@@ -13,6 +14,8 @@
 #include "src/model/checkpoint.h"
 #include "src/model/model_ends.h"
 #include "src/pipeline/outputs.h"
+#include "src/tensor/device.h"
+#include "src/tensor/torch_tensor.h"
 
 namespace signround {
 namespace {
@@ -45,21 +48,6 @@ absl::Status ValidateOptions(const QuantizeOptions& o) {
     return Invalid("the output directory must differ from the model directory");
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<at::Device> ParseDevice(const std::string& name) {
-  try {
-    at::Device d(name);
-    if (!d.is_cpu() && !d.is_cuda()) {
-      return Invalid(absl::StrCat("device '", name, "' is not cpu or cuda:N"));
-    }
-    if (d.is_cuda() && !at::hasCUDA()) {
-      return Invalid(absl::StrCat("device '", name, "': this build has no usable CUDA device"));
-    }
-    return d;
-  } catch (const c10::Error&) {
-    return Invalid(absl::StrCat("device '", name, "' is not cpu or cuda:N"));
-  }
 }
 
 // Every setting that shapes the result; the work directory resumes only when
@@ -149,6 +137,15 @@ json BlockJson(const BlockStats& s) {
           {"best_iter", s.best_iter},   {"seconds", s.seconds}};
 }
 
+// The LibTorch dtype of a Linear's weight in the checkpoint.
+absl::StatusOr<at::ScalarType> WeightDType(const Checkpoint& ckpt, const std::string& linear) {
+  SR_ASSIGN_OR_RETURN(Checkpoint::Tensor t, ckpt.Find(linear + ".weight"));
+  std::optional<at::ScalarType> type = ToScalarType(t.entry->dtype);
+  if (!type)
+    return absl::InternalError(absl::StrCat(linear, ": weight dtype has no LibTorch type"));
+  return *type;
+}
+
 struct RunContext {
   const QuantizeOptions& options;
   const Checkpoint& ckpt;
@@ -184,8 +181,11 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
       at::Tensor tune_in = o.enable_quanted_input ? q_in : fp_in;
       BlockTuneResult r;
       if (!layers.empty()) {
+        TuneOptions tune = o.tune;
+        tune.compute_dtype = ctx.dtype;
+        SR_ASSIGN_OR_RETURN(tune.weight_dtype, WeightDType(ctx.ckpt, prefix + layers[0].name));
         SR_ASSIGN_OR_RETURN(r, TuneBlock(c, ctx.impl.forward, original, rope, layers, tune_in,
-                                         fp_out, o.tune, o.tune.seed + static_cast<uint64_t>(i)));
+                                         fp_out, tune, o.tune.seed + static_cast<uint64_t>(i)));
       }
       block.layers = std::move(r.layers);
       block.stats = {i,

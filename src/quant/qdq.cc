@@ -1,5 +1,7 @@
 #include "src/quant/qdq.h"
 
+#include <ATen/core/grad_mode.h>
+
 namespace signround {
 namespace {
 
@@ -71,9 +73,9 @@ IntegerWeight ToIntegerWeight(const GroupedWeight& w, const QuantScheme& scheme,
   const int64_t groups = w.num_groups();
   at::Tensor codes = scheme.sym ? r.q + r.zero : r.q;
   IntegerWeight out;
-  out.codes = codes.reshape({w.out, groups * w.group}).narrow(1, 0, w.in).to(at::kInt);
+  out.codes = codes.reshape({w.out, groups * w.group}).narrow(1, 0, w.in).to(at::kByte);
   out.scales = r.scale.reshape({w.out, groups}).to(at::kHalf);
-  out.zeros = r.zero.reshape({w.out, groups}).to(at::kInt);
+  out.zeros = r.zero.reshape({w.out, groups}).to(at::kByte);
   return out;
 }
 

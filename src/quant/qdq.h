@@ -48,8 +48,8 @@ QdqResult QuantDequant(const GroupedWeight& w, const QuantScheme& scheme,
 // x + (round(x) - x).detach(), round half to even.
 at::Tensor RoundSte(const at::Tensor& x);
 
-// Stored integer codes [out, in] (int32, in [0, 2^bits - 1]), scales [out, G]
-// and zero points [out, G] (int32), per FORMATS.md: sym code = q + nmax with
+// Stored integer codes [out, in] (uint8, in [0, 2^bits - 1]), scales [out, G]
+// and zero points [out, G] (uint8), per FORMATS.md: sym code = q + nmax with
 // zero point nmax; asym code = q with its zero point.
 struct IntegerWeight {
   at::Tensor codes;

@@ -1,5 +1,6 @@
 #include "src/quant/signround_tuner.h"
 
+#include <ATen/core/grad_mode.h>
 #include <limits>
 #include <optional>
 
@@ -40,11 +41,11 @@ double MicroBatchLoss(const ModelConfig& config, BlockForwardFn forward, const B
                       std::vector<TunedLayer>& layers, const RopeTables& rope,
                       const at::Tensor& q_in, const at::Tensor& fp_out,
                       const std::vector<int64_t>& idx, double divisor, bool backward,
-                      at::ScalarType dtype) {
+                      const TuneOptions& o) {
   BlockWeights w = base;
   for (TunedLayer& l : layers) {
     QdqResult r = QuantDequant(l.weight, l.scheme, l.params);
-    w.FindLinear(l.name)->weight = r.dequant.to(dtype);
+    w.FindLinear(l.name)->weight = r.dequant.to(o.weight_dtype).to(o.compute_dtype);
   }
   at::Tensor out = forward(config, w, rope, Rows(q_in, idx));
   at::Tensor loss = at::mse_loss(out.to(at::kFloat), Rows(fp_out, idx).to(at::kFloat)) / divisor;
@@ -102,7 +103,10 @@ BlockWeights WithQuantizedWeights(const BlockWeights& weights,
                                   const std::vector<QuantizedLinear>& layers,
                                   at::ScalarType dtype) {
   BlockWeights out = CastBlock(weights, dtype);
-  for (const QuantizedLinear& l : layers) out.FindLinear(l.name)->weight = l.dequant.to(dtype);
+  for (const QuantizedLinear& l : layers) {
+    LinearWeights* w = out.FindLinear(l.name);
+    w->weight = l.dequant.to(w->weight.device(), dtype);
+  }
   return out;
 }
 
@@ -131,7 +135,7 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwar
       double loss = 0;
       for (int s = 0; s < steps; ++s) {
         loss += MicroBatchLoss(config, forward, base, tuned, rope, q_in, fp_out, sampler.Next(),
-                               steps, tune, o.compute_dtype);
+                               steps, tune, o);
       }
       if (i == 0) result.loss_iter0 = loss;
       // The loss was measured with the parameters before this step.
@@ -150,7 +154,8 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwar
     at::NoGradGuard no_grad;
     for (size_t k = 0; k < tuned.size(); ++k) {
       QdqResult r = QuantDequant(tuned[k].weight, tuned[k].scheme, best_params[k]);
-      result.layers.push_back({tuned[k].name, tuned[k].scheme, r.dequant.contiguous(),
+      result.layers.push_back({tuned[k].name, tuned[k].scheme,
+                               r.dequant.to(o.weight_dtype).contiguous(),
                                ToIntegerWeight(tuned[k].weight, tuned[k].scheme, r)});
     }
     return result;

@@ -16,9 +16,9 @@
 namespace signround {
 
 struct TuneOptions {
-  int iters = 200;        // 0: RTN
-  double lr = 0;          // 0: 1 / iters
-  double minmax_lr = 0;   // 0: lr
+  int iters = 200;       // 0: RTN
+  double lr = 0;         // 0: 1 / iters
+  double minmax_lr = 0;  // 0: lr
   int64_t batch_size = 8;
   int gradient_accumulate_steps = 1;
   bool enable_minmax_tuning = true;
@@ -26,6 +26,9 @@ struct TuneOptions {
   // dtype of the block forward (weights and activations); tuning parameters
   // and the loss stay fp32. fp32 on CPU, bf16 on CUDA.
   at::ScalarType compute_dtype = at::kFloat;
+  // The checkpoint's weight dtype: W^ is rounded to it (as the exported
+  // model will hold it) before every forward.
+  at::ScalarType weight_dtype = at::kFloat;
 };
 
 struct LayerToQuantize {
@@ -36,7 +39,7 @@ struct LayerToQuantize {
 struct QuantizedLinear {
   std::string name;
   QuantScheme scheme;
-  at::Tensor dequant;  // W^, [out, in], fp32
+  at::Tensor dequant;  // W^, [out, in], in the checkpoint's weight dtype
   IntegerWeight integer;
 };
 

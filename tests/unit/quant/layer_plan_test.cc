@@ -115,5 +115,145 @@ TEST(PlanLayersTest, PlansEveryLayerInOrder) {
   }
 }
 
+// --- ParseLayerConfig ---------------------------------------------------------
+
+// The 7 Linears of one Llama block with hidden 64 and intermediate 128 (all
+// multiples of 32, so only the overrides decide).
+std::vector<LinearLayer> OneBlock() {
+  const std::string p = "model.layers.0.";
+  return {Linear(p + "self_attn.q_proj", 64, 64), Linear(p + "self_attn.k_proj", 64, 32),
+          Linear(p + "self_attn.v_proj", 64, 32), Linear(p + "self_attn.o_proj", 64, 64),
+          Linear(p + "mlp.gate_proj", 64, 128),   Linear(p + "mlp.up_proj", 64, 128),
+          Linear(p + "mlp.down_proj", 128, 64)};
+}
+
+const LayerPlan& PlanOf(const std::vector<LayerPlan>& plans, const std::string& suffix) {
+  for (const LayerPlan& p : plans) {
+    if (p.layer.name.size() >= suffix.size() &&
+        p.layer.name.compare(p.layer.name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      return p;
+    }
+  }
+  ADD_FAILURE() << "no layer " << suffix;
+  static const LayerPlan none;
+  return none;
+}
+
+TEST(ParseLayerConfigTest, OverridesApplyInFileOrder) {
+  auto o = ParseLayerConfig(R"({
+    "mlp\\.": {"bits": 8, "group_size": 64},
+    "mlp\\.down_proj": {"bits": 2, "sym": false},
+    "q_proj": {"group_size": -1}
+  })",
+                            "layers.json");
+  ASSERT_TRUE(o.ok()) << o.status();
+  ASSERT_EQ(o->size(), 3u);
+  EXPECT_EQ((*o)[0].pattern, "mlp\\.");
+  EXPECT_EQ((*o)[1].pattern, "mlp\\.down_proj");
+  EXPECT_EQ((*o)[2].pattern, "q_proj");
+  EXPECT_EQ((*o)[0].bits, 8);
+  EXPECT_EQ((*o)[0].group_size, 64);
+  EXPECT_FALSE((*o)[0].sym.has_value());
+  EXPECT_EQ((*o)[1].sym, false);
+  EXPECT_FALSE((*o)[2].bits.has_value());
+
+  std::vector<LayerPlan> plans = PlanLayers(OneBlock(), Scheme(4, 128), *o);
+  // down_proj: both mlp patterns match; the later one wins bits and adds sym,
+  // the earlier one's group_size stays.
+  const LayerPlan& down = PlanOf(plans, "mlp.down_proj");
+  EXPECT_TRUE(down.quantized);
+  EXPECT_EQ(down.scheme.bits, 2);
+  EXPECT_EQ(down.scheme.group_size, 64);
+  EXPECT_FALSE(down.scheme.sym);
+  const LayerPlan& gate = PlanOf(plans, "mlp.gate_proj");
+  EXPECT_EQ(gate.scheme.bits, 8);
+  EXPECT_EQ(gate.scheme.group_size, 64);
+  EXPECT_TRUE(gate.scheme.sym);
+  const LayerPlan& q = PlanOf(plans, "self_attn.q_proj");
+  EXPECT_EQ(q.scheme.bits, 4);
+  EXPECT_EQ(q.scheme.group_size, -1);
+  const LayerPlan& k = PlanOf(plans, "self_attn.k_proj");
+  EXPECT_EQ(k.scheme.bits, 4);
+  EXPECT_EQ(k.scheme.group_size, 128);
+}
+
+TEST(ParseLayerConfigTest, LaterOverrideWins) {
+  auto a = ParseLayerConfig(R"({"mlp": {"bits": 8}, "down_proj": {"bits": 2}})", "a.json");
+  auto b = ParseLayerConfig(R"({"down_proj": {"bits": 2}, "mlp": {"bits": 8}})", "b.json");
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(PlanOf(PlanLayers(OneBlock(), Scheme(4, 32), *a), "mlp.down_proj").scheme.bits, 2);
+  EXPECT_EQ(PlanOf(PlanLayers(OneBlock(), Scheme(4, 32), *b), "mlp.down_proj").scheme.bits, 8);
+}
+
+TEST(ParseLayerConfigTest, Bits16KeepsTheLayer) {
+  auto o = ParseLayerConfig(R"({"self_attn\\.(k|v)_proj": {"bits": 16}})", "layers.json");
+  ASSERT_TRUE(o.ok()) << o.status();
+  std::vector<LayerPlan> plans = PlanLayers(OneBlock(), Scheme(2, 32), *o);
+  for (const LayerPlan& p : plans) {
+    bool kv = p.layer.name.find("k_proj") != std::string::npos ||
+              p.layer.name.find("v_proj") != std::string::npos;
+    EXPECT_EQ(p.quantized, !kv) << p.layer.name;
+    if (kv) {
+      EXPECT_EQ(p.reason, "kept 16-bit by the layer config") << p.layer.name;
+      EXPECT_EQ(p.scheme.bits, 16) << p.layer.name;
+    } else {
+      EXPECT_EQ(p.scheme.bits, 2) << p.layer.name;
+      EXPECT_TRUE(p.reason.empty()) << p.layer.name;
+    }
+  }
+}
+
+TEST(ParseLayerConfigTest, EmptyObjectHasNoOverrides) {
+  auto o = ParseLayerConfig("{}", "layers.json");
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->empty());
+}
+
+// Each bad config is INVALID_ARGUMENT starting with the label and naming the pattern.
+void ExpectBadLayerConfig(const std::string& text, const std::string& pattern,
+                          const std::string& fragment) {
+  auto o = ParseLayerConfig(text, "layers.json");
+  ASSERT_FALSE(o.ok()) << text;
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument) << o.status();
+  std::string msg(o.status().message());
+  EXPECT_EQ(msg.rfind("layers.json: '" + pattern + "'", 0), 0u) << msg;
+  EXPECT_THAT(msg, HasSubstr(fragment));
+}
+
+TEST(ParseLayerConfigTest, RejectsInvalidRegex) {
+  ExpectBadLayerConfig(R"({"mlp\\.": {"bits": 8}, "(q_proj": {"bits": 8}})", "(q_proj",
+                       "not a valid regex");
+}
+
+TEST(ParseLayerConfigTest, RejectsUnsupportedBits) {
+  ExpectBadLayerConfig(R"({"down_proj": {"bits": 7}})", "down_proj",
+                       "key 'bits' must be 2, 3, 4, 8 or 16, got 7");
+}
+
+TEST(ParseLayerConfigTest, RejectsZeroGroupSize) {
+  ExpectBadLayerConfig(R"({"o_proj": {"group_size": 0}})", "o_proj",
+                       "key 'group_size' must be positive or -1, got 0");
+}
+
+TEST(ParseLayerConfigTest, RejectsUnknownKey) {
+  ExpectBadLayerConfig(R"({"o_proj": {"bitz": 4}})", "o_proj", "key 'bitz'");
+}
+
+TEST(ParseLayerConfigTest, RejectsNonObjectValue) {
+  ExpectBadLayerConfig(R"({"o_proj": 4})", "o_proj", "must be an object");
+}
+
+TEST(ParseLayerConfigTest, RejectsWrongFieldTypes) {
+  ExpectBadLayerConfig(R"({"o_proj": {"bits": "4"}})", "o_proj", "bits");
+  ExpectBadLayerConfig(R"({"o_proj": {"sym": 1}})", "o_proj", "sym");
+}
+
+TEST(ParseLayerConfigTest, RejectsNonObjectRoot) {
+  auto o = ParseLayerConfig(R"([{"bits": 4}])", "layers.json");
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(o.status().message()), HasSubstr("layers.json"));
+}
+
 }  // namespace
 }  // namespace signround

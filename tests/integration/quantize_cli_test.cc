@@ -1,0 +1,685 @@
+// Drives the real `signround-worker quantize` binary: reference perplexities on
+// the shared checkpoints, determinism, resume after kill -9, bad input, and
+// per-layer overrides. The worker is started with fork + execv (no shell), so a
+// SIGKILL reaches the worker itself.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "src/tensor/safetensors_file.h"
+#include "tests/testing/test_files.h"
+
+namespace signround {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// A worker process with stdout on a pipe and stderr in a file.
+class Worker {
+ public:
+  Worker(const std::vector<std::string>& args, const std::string& err_path) {
+    int fds[2];
+    if (::pipe(fds) != 0) return;
+    std::vector<std::string> argv_s = {SIGNROUND_WORKER_BIN};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::close(fds[0]);
+      ::dup2(fds[1], STDOUT_FILENO);
+      ::close(fds[1]);
+      int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (err >= 0) ::dup2(err, STDERR_FILENO);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    out_fd_ = fds[0];
+  }
+  ~Worker() {
+    if (out_fd_ >= 0) ::close(out_fd_);
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      Wait();
+    }
+  }
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  // The next line of stdout without its newline; false at end of file.
+  bool ReadLine(std::string& line) {
+    while (true) {
+      size_t nl = buf_.find('\n');
+      if (nl != std::string::npos) {
+        line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return true;
+      }
+      char chunk[4096];
+      ssize_t n = ::read(out_fd_, chunk, sizeof(chunk));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        if (buf_.empty()) return false;
+        line = buf_;
+        buf_.clear();
+        return true;
+      }
+      buf_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+  // Everything left on stdout.
+  std::string ReadRest() {
+    std::string out, line;
+    while (ReadLine(line)) out += line + "\n";
+    return out;
+  }
+
+  // The raw waitpid status.
+  int Wait() {
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
+    return status;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  bool reaped_ = false;
+  std::string buf_;
+};
+
+struct Result {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+Result RunWorker(const std::vector<std::string>& args) {
+  testing::TempDir tmp;
+  Result r;
+  int status;
+  {
+    Worker w(args, tmp.File("err"));
+    r.out = w.ReadRest();
+    status = w.Wait();
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.err = ReadAll(tmp.File("err"));
+  return r;
+}
+
+// The JSON events of a `--progress json` run's stdout.
+std::vector<json> Events(const std::string& out) {
+  std::vector<json> events;
+  size_t pos = 0;
+  while (pos < out.size()) {
+    size_t nl = out.find('\n', pos);
+    if (nl == std::string::npos) nl = out.size();
+    std::string line = out.substr(pos, nl - pos);
+    if (!line.empty()) events.push_back(json::parse(line));
+    pos = nl + 1;
+  }
+  return events;
+}
+
+std::vector<json> BlockEvents(const std::string& out) {
+  std::vector<json> blocks;
+  for (const json& e : Events(out)) {
+    if (e["event"] == "block") blocks.push_back(e);
+  }
+  return blocks;
+}
+
+// report.json without the fields that measure time or memory.
+json ReportWithoutTimings(const std::string& out_dir) {
+  json r = json::parse(ReadAll(out_dir + "/report.json"));
+  r.erase("seconds_total");
+  r.erase("peak_rss_bytes");
+  for (json& b : r["blocks"]) b.erase("seconds");
+  return r;
+}
+
+// A bad-input failure: exit 2, nothing on stdout, exactly one line on stderr.
+void ExpectOneLineError(const Result& r, const std::string& fragment) {
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.out, "");
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.rfind("signround-worker: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line only: " << r.err;
+  EXPECT_NE(r.err.find(fragment), std::string::npos) << "want '" << fragment << "' in " << r.err;
+}
+
+// --- a small random checkpoint ------------------------------------------------
+
+constexpr int kVocab = 128;
+constexpr int kLayers = 5;
+
+// Hidden 64, intermediate 128: every Linear is a multiple of 32, so all are
+// quantized by default.
+std::string MakeSmallModel(const testing::TempDir& dir) {
+  std::string model = dir.File("model");
+  Result r = RunWorker({"make-test-model", "--out", model, "--hidden", "64", "--intermediate",
+                        "128", "--layers", std::to_string(kLayers), "--heads", "4", "--kv-heads",
+                        "2", "--vocab", std::to_string(kVocab), "--dtype", "f32", "--seed", "3"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return model;
+}
+
+// `rows` rows of `len` deterministic token ids below `vocab`.
+std::string CalibJsonl(int rows, int len, int vocab) {
+  std::string out;
+  uint64_t x = 12345;
+  for (int r = 0; r < rows; ++r) {
+    json ids = json::array();
+    for (int p = 0; p < len; ++p) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      ids.push_back(static_cast<int>((x >> 33) % static_cast<uint64_t>(vocab)));
+    }
+    out += json{{"input_ids", ids}}.dump() + "\n";
+  }
+  return out;
+}
+
+std::string WriteSmallCalib(const testing::TempDir& dir) {
+  std::string path = dir.File("calib.jsonl");
+  testing::WriteFile(path, CalibJsonl(16, 64, kVocab));
+  return path;
+}
+
+std::vector<std::string> SmallQuantizeArgs(const std::string& model, const std::string& calib,
+                                           const std::string& out, int iters) {
+  return {"quantize",
+          "--model",
+          model,
+          "--calib",
+          calib,
+          "--out",
+          out,
+          "--bits",
+          "2",
+          "--group-size",
+          "32",
+          "--nsamples",
+          "16",
+          "--seqlen",
+          "64",
+          "--batch-size",
+          "4",
+          "--iters",
+          std::to_string(iters),
+          "--progress",
+          "json"};
+}
+
+std::vector<std::string> With(std::vector<std::string> args, const std::vector<std::string>& more) {
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+// `args` with the value of `flag` replaced (CLI11 refuses a repeated option).
+std::vector<std::string> Set(std::vector<std::string> args, const std::string& flag,
+                             const std::string& value) {
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == flag) {
+      args[i + 1] = value;
+      return args;
+    }
+  }
+  args.push_back(flag);
+  args.push_back(value);
+  return args;
+}
+
+void ExpectSameFile(const std::string& a, const std::string& b) {
+  ASSERT_TRUE(fs::exists(a)) << a;
+  ASSERT_TRUE(fs::exists(b)) << b;
+  std::string x = ReadAll(a), y = ReadAll(b);
+  EXPECT_EQ(x.size(), y.size()) << a << " vs " << b;
+  EXPECT_TRUE(x == y) << a << " and " << b << " differ";
+}
+
+// Both runs' artifacts are byte-identical and their reports equal without timings.
+void ExpectSameOutputs(const std::string& out1, const std::string& out2) {
+  ExpectSameFile(out1 + "/model.safetensors", out2 + "/model.safetensors");
+  ExpectSameFile(out1 + "/quantized_weights.safetensors", out2 + "/quantized_weights.safetensors");
+  ExpectSameFile(out1 + "/config.json", out2 + "/config.json");
+  EXPECT_EQ(ReportWithoutTimings(out1), ReportWithoutTimings(out2));
+}
+
+std::string BlockFile(const std::string& out, int index) {
+  char name[64];
+  std::snprintf(name, sizeof(name), "/.signround-work/block-%05d.safetensors", index);
+  return out + name;
+}
+
+// Starts the quantize run and SIGKILLs the worker as soon as the "block"
+// event for `kill_after` arrives (the next block is then being tuned).
+void RunAndKillAfterBlock(const std::vector<std::string>& args, int kill_after) {
+  testing::TempDir tmp;
+  Worker w(args, tmp.File("err"));
+  std::string line;
+  bool killed = false;
+  while (w.ReadLine(line)) {
+    json e = json::parse(line);
+    if (e["event"] == "block" && e["index"] == kill_after) {
+      ASSERT_EQ(::kill(w.pid(), SIGKILL), 0);
+      killed = true;
+      break;
+    }
+  }
+  int status = w.Wait();
+  ASSERT_TRUE(killed) << "the worker ended before block " << kill_after << ": "
+                      << ReadAll(tmp.File("err"));
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+}
+
+// --- reference perplexities on the shared checkpoints ---------------------------
+
+json QuantizeShared(const std::string& model, const std::vector<std::string>& settings,
+                    const testing::TempDir& dir) {
+  const std::string shared = testing::SharedDir();
+  std::vector<std::string> args = {
+      "quantize",
+      "--model",
+      shared + "/models/" + model,
+      "--calib",
+      shared + "/data/" + model + "-calib-128x256.jsonl",
+      "--eval",
+      shared + "/data/" + model + "-eval-256.jsonl",
+      "--out",
+      dir.File("out"),
+      "--seqlen",
+      "256",
+      "--nsamples",
+      "128",
+  };
+  args.insert(args.end(), settings.begin(), settings.end());
+  Result r = RunWorker(args);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  if (r.exit_code != 0) return json();
+  return json::parse(ReadAll(dir.File("out") + "/report.json"));
+}
+
+// Reference values are the issue's acceptance numbers, measured with an
+// independent implementation of the same RTN: stories260k W2G32 sym gives
+// perplexity 13.07 (original 4.2983); babyllama-105 W4G32 sym gives 2.365
+// (original 2.252). Tolerance: 1% on the quantized perplexity (fp16 scale
+// rounding and accumulation order differ between implementations), 0.1% on the
+// original one (no quantization involved).
+TEST(QuantizeCliShared, RtnPerplexityStories260kW2G32) {
+  if (testing::SharedDir().empty()) GTEST_SKIP() << "../shared is absent";
+  testing::TempDir dir;
+  json report =
+      QuantizeShared("stories260k", {"--bits", "2", "--group-size", "32", "--recipe", "rtn"}, dir);
+  ASSERT_TRUE(report.contains("perplexity")) << report.dump();
+  EXPECT_NEAR(report["perplexity"]["quantized"].get<double>(), 13.07, 13.07 * 0.01);
+  EXPECT_NEAR(report["perplexity"]["original"].get<double>(), 4.2983, 4.2983 * 0.001);
+  EXPECT_EQ(report["config"]["iters"], 0);
+  for (const json& b : report["blocks"]) {
+    EXPECT_EQ(b["best_iter"], 0);
+    EXPECT_EQ(b["loss_best"], b["loss_iter0"]);
+  }
+}
+
+TEST(QuantizeCliShared, RtnPerplexityBabyllama105W4G32) {
+  if (testing::SharedDir().empty()) GTEST_SKIP() << "../shared is absent";
+  testing::TempDir dir;
+  json report = QuantizeShared(
+      "babyllama-105", {"--bits", "4", "--group-size", "32", "--sym", "--recipe", "rtn"}, dir);
+  ASSERT_TRUE(report.contains("perplexity")) << report.dump();
+  EXPECT_NEAR(report["perplexity"]["quantized"].get<double>(), 2.365, 2.365 * 0.01);
+  EXPECT_NEAR(report["perplexity"]["original"].get<double>(), 2.252, 2.252 * 0.001);
+}
+
+// SignRound acceptance (the issue's bars): with the default recipe (200
+// iterations, 128 samples, batch 8) every block's best loss is no worse than
+// its RTN loss, and perplexity improves well past RTN (13.07 and 2.365 above).
+TEST(QuantizeCliShared, SignRoundStories260kW2G32BeatsRtn) {
+  if (testing::SharedDir().empty()) GTEST_SKIP() << "../shared is absent";
+  testing::TempDir dir;
+  json report = QuantizeShared(
+      "stories260k", {"--bits", "2", "--group-size", "32", "--sym", "--batch-size", "8"}, dir);
+  ASSERT_TRUE(report.contains("perplexity")) << report.dump();
+  EXPECT_EQ(report["config"]["iters"], 200);
+  ASSERT_EQ(report["blocks"].size(), 5u);
+  for (const json& b : report["blocks"]) {
+    EXPECT_LE(b["loss_best"].get<double>(), b["loss_iter0"].get<double>()) << b.dump();
+    EXPECT_GE(b["best_iter"].get<int>(), 0) << b.dump();
+    EXPECT_LT(b["best_iter"].get<int>(), 200) << b.dump();
+  }
+  EXPECT_LT(report["perplexity"]["quantized"].get<double>(), 6.0);
+}
+
+TEST(QuantizeCliShared, SignRoundBabyllama105W4G32BeatsRtn) {
+  if (testing::SharedDir().empty()) GTEST_SKIP() << "../shared is absent";
+  testing::TempDir dir;
+  json report = QuantizeShared(
+      "babyllama-105", {"--bits", "4", "--group-size", "32", "--sym", "--batch-size", "8"}, dir);
+  ASSERT_TRUE(report.contains("perplexity")) << report.dump();
+  for (const json& b : report["blocks"]) {
+    EXPECT_LE(b["loss_best"].get<double>(), b["loss_iter0"].get<double>()) << b.dump();
+  }
+  EXPECT_LT(report["perplexity"]["quantized"].get<double>(), 2.31);
+}
+
+// --- determinism and resume ------------------------------------------------------
+
+TEST(QuantizeCli, TwoRunsAreByteIdentical) {
+  testing::TempDir dir;
+  std::string model = MakeSmallModel(dir);
+  std::string calib = WriteSmallCalib(dir);
+  std::string out1 = dir.File("out1"), out2 = dir.File("out2");
+  Result r1 = RunWorker(SmallQuantizeArgs(model, calib, out1, 10));
+  ASSERT_EQ(r1.exit_code, 0) << r1.err;
+  Result r2 = RunWorker(SmallQuantizeArgs(model, calib, out2, 10));
+  ASSERT_EQ(r2.exit_code, 0) << r2.err;
+  ExpectSameOutputs(out1, out2);
+  // The report does not depend on the output directory: it never names it.
+  std::string report = ReadAll(out1 + "/report.json");
+  EXPECT_EQ(report.find(out1), std::string::npos);
+  EXPECT_EQ(report.find("out1"), std::string::npos);
+  // The block events carry the same losses as the report.
+  std::vector<json> events = BlockEvents(r1.out);
+  json blocks = ReportWithoutTimings(out1)["blocks"];
+  ASSERT_EQ(events.size(), static_cast<size_t>(kLayers));
+  for (int i = 0; i < kLayers; ++i) {
+    EXPECT_EQ(events[i]["index"], i);
+    EXPECT_EQ(events[i]["resumed"], false);
+    EXPECT_EQ(events[i]["loss_iter0"], blocks[i]["loss_iter0"]);
+    EXPECT_EQ(events[i]["loss_best"], blocks[i]["loss_best"]);
+  }
+  EXPECT_FALSE(fs::exists(out1 + "/.signround-work"));
+}
+
+TEST(QuantizeCli, ResumesAfterKillNineWithIdenticalResults) {
+  testing::TempDir dir;
+  std::string model = MakeSmallModel(dir);
+  std::string calib = WriteSmallCalib(dir);
+  const std::string killed = dir.File("killed"), clean = dir.File("clean");
+  // 200 iterations: a block takes most of a second, so the kill lands while
+  // block 3 is being tuned.
+  std::vector<std::string> args = SmallQuantizeArgs(model, calib, killed, 200);
+  RunAndKillAfterBlock(args, 2);
+  for (int i = 0; i <= 2; ++i) EXPECT_TRUE(fs::exists(BlockFile(killed, i))) << i;
+  EXPECT_FALSE(fs::exists(BlockFile(killed, 4)));
+  EXPECT_FALSE(fs::exists(killed + "/report.json"));
+  EXPECT_FALSE(fs::exists(killed + "/model.safetensors"));
+
+  Result resumed = RunWorker(args);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  std::vector<json> events = BlockEvents(resumed.out);
+  ASSERT_EQ(events.size(), static_cast<size_t>(kLayers));
+  for (int i = 0; i < kLayers; ++i) {
+    EXPECT_EQ(events[i]["index"], i);
+    // Block 3 may have been saved in the instant before the kill; 4 cannot have been.
+    if (i <= 2) {
+      EXPECT_EQ(events[i]["resumed"], true) << i;
+    } else if (i == 4) {
+      EXPECT_EQ(events[i]["resumed"], false) << i;
+    }
+  }
+  EXPECT_FALSE(fs::exists(killed + "/.signround-work"));
+
+  Result uninterrupted = RunWorker(SmallQuantizeArgs(model, calib, clean, 200));
+  ASSERT_EQ(uninterrupted.exit_code, 0) << uninterrupted.err;
+  ExpectSameOutputs(killed, clean);
+}
+
+TEST(QuantizeCli, ChangedSettingsDiscardStaleBlocks) {
+  testing::TempDir dir;
+  std::string model = MakeSmallModel(dir);
+  std::string calib = WriteSmallCalib(dir);
+  const std::string out = dir.File("out"), clean = dir.File("clean");
+  RunAndKillAfterBlock(SmallQuantizeArgs(model, calib, out, 200), 2);
+  ASSERT_TRUE(fs::exists(BlockFile(out, 0)));
+
+  Result rerun = RunWorker(SmallQuantizeArgs(model, calib, out, 30));
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.err;
+  std::vector<json> events = BlockEvents(rerun.out);
+  ASSERT_EQ(events.size(), static_cast<size_t>(kLayers));
+  for (const json& e : events) EXPECT_EQ(e["resumed"], false) << e.dump();
+  EXPECT_EQ(json::parse(ReadAll(out + "/report.json"))["config"]["iters"], 30);
+
+  // Nothing of the 200-iteration run leaked in: same result as a fresh 30-iteration run.
+  Result fresh = RunWorker(SmallQuantizeArgs(model, calib, clean, 30));
+  ASSERT_EQ(fresh.exit_code, 0) << fresh.err;
+  ExpectSameOutputs(out, clean);
+}
+
+// --- bad input ---------------------------------------------------------------------
+
+class QuantizeCliBadInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = MakeSmallModel(dir_);
+    calib_ = WriteSmallCalib(dir_);
+    out_ = dir_.File("out");
+  }
+
+  // Runs quantize with `args` replacing/adding to the small defaults and
+  // expects a one-line bad-input error containing `fragment`, and no artifacts.
+  void ExpectBadInput(const std::vector<std::string>& args, const std::string& fragment,
+                      const std::string& out) {
+    Result r = RunWorker(args);
+    ExpectOneLineError(r, fragment);
+    EXPECT_FALSE(fs::exists(out + "/report.json"));
+    EXPECT_FALSE(fs::exists(out + "/quantized_weights.safetensors"));
+  }
+
+  std::vector<std::string> Args(const std::string& calib) const {
+    return {"quantize",     "--model",    model_,    "--calib",  calib,
+            "--out",        out_,         "--bits",  "2",        "--group-size",
+            "32",           "--nsamples", "16",      "--seqlen", "64",
+            "--batch-size", "4",          "--iters", "2"};
+  }
+
+  testing::TempDir dir_;
+  std::string model_, calib_, out_;
+};
+
+TEST_F(QuantizeCliBadInput, CalibFileMissing) {
+  std::string missing = dir_.File("missing.jsonl");
+  ExpectBadInput(Args(missing), missing + ": No such file or directory", out_);
+  EXPECT_FALSE(fs::exists(out_ + "/model.safetensors"));
+}
+
+TEST_F(QuantizeCliBadInput, TooFewQualifyingRows) {
+  // 16 rows, but only 10 of them long enough.
+  std::string path = dir_.File("short.jsonl");
+  testing::WriteFile(path, CalibJsonl(10, 64, kVocab) + CalibJsonl(6, 63, kVocab));
+  ExpectBadInput(Args(path), "only 10 rows have at least 64 tokens, need 16", out_);
+  EXPECT_FALSE(fs::exists(out_ + "/model.safetensors"));
+}
+
+TEST_F(QuantizeCliBadInput, TokenIdOutsideVocab) {
+  std::string path = dir_.File("big.jsonl");
+  std::string text = CalibJsonl(2, 64, kVocab);
+  json bad = json::parse(CalibJsonl(1, 64, kVocab));
+  bad["input_ids"][5] = kVocab;
+  testing::WriteFile(path, text + bad.dump() + "\n" + CalibJsonl(13, 64, kVocab));
+  ExpectBadInput(Args(path), "row 3, position 6: token id 128 is not below vocab_size 128", out_);
+  EXPECT_FALSE(fs::exists(out_ + "/model.safetensors"));
+}
+
+TEST_F(QuantizeCliBadInput, UnknownRecipe) {
+  ExpectBadInput(Set(Args(calib_), "--recipe", "fastest"),
+                 "recipe 'fastest' is not one of default, best, light, rtn", out_);
+  EXPECT_FALSE(fs::exists(out_ + "/model.safetensors"));
+}
+
+TEST_F(QuantizeCliBadInput, UnsupportedBits) {
+  ExpectBadInput(Set(Args(calib_), "--bits", "5"), "bits must be 2, 3, 4 or 8, got 5", out_);
+  EXPECT_FALSE(fs::exists(out_ + "/model.safetensors"));
+}
+
+TEST_F(QuantizeCliBadInput, LayerConfigInvalidRegex) {
+  std::string cfg = dir_.File("layers.json");
+  testing::WriteFile(cfg, R"({"mlp[": {"bits": 8}})");
+  ExpectBadInput(With(Args(calib_), {"--layer-config", cfg}), cfg + ": 'mlp[': not a valid regex",
+                 out_);
+  EXPECT_FALSE(fs::exists(out_ + "/model.safetensors"));
+}
+
+TEST_F(QuantizeCliBadInput, LayerConfigBits7) {
+  std::string cfg = dir_.File("layers.json");
+  testing::WriteFile(cfg, R"({"mlp\\.down_proj": {"bits": 7}})");
+  ExpectBadInput(With(Args(calib_), {"--layer-config", cfg}),
+                 cfg + ": 'mlp\\.down_proj': key 'bits' must be 2, 3, 4, 8 or 16, got 7", out_);
+  EXPECT_FALSE(fs::exists(out_ + "/model.safetensors"));
+}
+
+TEST_F(QuantizeCliBadInput, OutEqualsModel) {
+  std::string model_bytes = ReadAll(model_ + "/model.safetensors");
+  ExpectBadInput(Set(Args(calib_), "--out", model_),
+                 "the output directory must differ from the model directory", model_);
+  // The model directory is untouched.
+  EXPECT_FALSE(fs::exists(model_ + "/.signround-work"));
+  EXPECT_TRUE(ReadAll(model_ + "/model.safetensors") == model_bytes);
+  // The same directory spelled differently is caught too.
+  ExpectBadInput(Set(Args(calib_), "--out", model_ + "/./"),
+                 "the output directory must differ from the model directory", model_);
+}
+
+// --- per-layer overrides -------------------------------------------------------------
+
+// The values of integer tensor `name` of a safetensors file (codes and zero
+// points are stored as U8 or I32).
+std::vector<int64_t> Integers(const SafetensorsFile& file, const std::string& name) {
+  auto entry = file.Find(name);
+  EXPECT_TRUE(entry.ok()) << entry.status();
+  if (!entry.ok()) return {};
+  absl::string_view bytes = file.Bytes(**entry);
+  std::vector<int64_t> out;
+  if ((*entry)->dtype == DType::kU8) {
+    for (char c : bytes) out.push_back(static_cast<uint8_t>(c));
+  } else if ((*entry)->dtype == DType::kI32) {
+    std::vector<int32_t> v(bytes.size() / 4);
+    std::memcpy(v.data(), bytes.data(), v.size() * 4);
+    out.assign(v.begin(), v.end());
+  } else {
+    ADD_FAILURE() << name << ": unexpected dtype " << DescribeTensor(**entry);
+  }
+  return out;
+}
+
+TEST(QuantizeCli, LayerConfigKeepsMlpSixteenBit) {
+  testing::TempDir dir;
+  std::string model = MakeSmallModel(dir);
+  std::string calib = WriteSmallCalib(dir);
+  std::string cfg = dir.File("layers.json");
+  testing::WriteFile(cfg, R"({"mlp\\.": {"bits": 16}})");
+  std::string out = dir.File("out");
+  Result r = RunWorker(With(SmallQuantizeArgs(model, calib, out, 5), {"--layer-config", cfg}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  json report = json::parse(ReadAll(out + "/report.json"));
+  ASSERT_EQ(report["layers"].size(), static_cast<size_t>(7 * kLayers));
+  for (const json& l : report["layers"]) {
+    std::string name = l["name"];
+    bool mlp = name.find(".mlp.") != std::string::npos;
+    EXPECT_EQ(l["bits"], mlp ? 16 : 2) << name;
+    if (mlp) {
+      EXPECT_EQ(l["reason"], "kept 16-bit by the layer config") << name;
+    }
+  }
+  for (const json& b : report["blocks"]) EXPECT_EQ(b["layers_quantized"], 4) << b.dump();
+
+  auto ints = SafetensorsFile::Open(out + "/quantized_weights.safetensors");
+  ASSERT_TRUE(ints.ok()) << ints.status();
+  ASSERT_EQ((*ints)->header().tensors.size(), static_cast<size_t>(4 * kLayers * 3));
+  for (const TensorEntry& t : (*ints)->header().tensors) {
+    EXPECT_EQ(t.name.find(".mlp."), std::string::npos) << t.name;
+  }
+
+  auto original = SafetensorsFile::Open(model + "/model.safetensors");
+  auto fake = SafetensorsFile::Open(out + "/model.safetensors");
+  ASSERT_TRUE(original.ok()) << original.status();
+  ASSERT_TRUE(fake.ok()) << fake.status();
+  ASSERT_EQ((*original)->header().tensors.size(), (*fake)->header().tensors.size());
+  int mlp_checked = 0, attn_changed = 0;
+  for (const TensorEntry& t : (*original)->header().tensors) {
+    auto f = (*fake)->Find(t.name);
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ((*f)->dtype, t.dtype) << t.name;
+    EXPECT_EQ((*f)->shape, t.shape) << t.name;
+    bool same = (*original)->Bytes(t) == (*fake)->Bytes(**f);
+    if (t.name.find(".mlp.") != std::string::npos) {
+      EXPECT_TRUE(same) << t.name;
+      ++mlp_checked;
+    } else if (t.name.find(".self_attn.") != std::string::npos) {
+      attn_changed += same ? 0 : 1;
+    }
+  }
+  EXPECT_EQ(mlp_checked, 3 * kLayers);
+  EXPECT_EQ(attn_changed, 4 * kLayers);  // 2-bit W^ differs from a random fp32 weight
+}
+
+TEST(QuantizeCli, LayerConfigSetsOprojTo8Bit) {
+  testing::TempDir dir;
+  std::string model = MakeSmallModel(dir);
+  std::string calib = WriteSmallCalib(dir);
+  std::string cfg = dir.File("layers.json");
+  testing::WriteFile(cfg, R"({"self_attn\\.o_proj": {"bits": 8}})");
+  std::string out = dir.File("out");
+  Result r = RunWorker(With(SmallQuantizeArgs(model, calib, out, 5), {"--layer-config", cfg}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  json report = json::parse(ReadAll(out + "/report.json"));
+  for (const json& l : report["layers"]) {
+    std::string name = l["name"];
+    bool o_proj = name.find(".self_attn.o_proj") != std::string::npos;
+    EXPECT_EQ(l["bits"], o_proj ? 8 : 2) << name;
+    EXPECT_EQ(l["group_size"], 32) << name;
+  }
+  ASSERT_EQ(report["config"]["layer_config"].size(), 1u);
+  EXPECT_EQ(report["config"]["layer_config"][0]["bits"], 8);
+
+  // Codes use the 8-bit range for o_proj ([0, 255], and more than the 2-bit
+  // levels), and stay within [0, 3] elsewhere.
+  auto ints = SafetensorsFile::Open(out + "/quantized_weights.safetensors");
+  ASSERT_TRUE(ints.ok()) << ints.status();
+  for (int layer = 0; layer < kLayers; ++layer) {
+    std::string p = absl::StrCat("model.layers.", layer, ".self_attn.");
+    std::vector<int64_t> o = Integers(**ints, p + "o_proj.codes");
+    std::vector<int64_t> q = Integers(**ints, p + "q_proj.codes");
+    ASSERT_FALSE(o.empty());
+    ASSERT_FALSE(q.empty());
+    EXPECT_GE(*std::min_element(o.begin(), o.end()), 0);
+    EXPECT_LE(*std::max_element(o.begin(), o.end()), 255);
+    EXPECT_GT(*std::max_element(o.begin(), o.end()) - *std::min_element(o.begin(), o.end()), 3);
+    EXPECT_GE(*std::min_element(q.begin(), q.end()), 0);
+    EXPECT_LE(*std::max_element(q.begin(), q.end()), 3);
+    std::vector<int64_t> zeros = Integers(**ints, p + "o_proj.zeros");
+    for (int64_t z : zeros) EXPECT_EQ(z, 128);  // sym: zero point 2^(bits-1)
+  }
+}
+
+}  // namespace
+}  // namespace signround

@@ -1,0 +1,269 @@
+// SignRound tuning of one decoder block (ALGORITHM.md section 3) on a tiny
+// random Llama block, and the seeded batch sampler it draws from.
+#include "src/quant/signround_tuner.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "src/model/llama_block.h"
+#include "src/quant/batch_sampler.h"
+#include "src/quant/qdq.h"
+
+namespace signround {
+namespace {
+
+constexpr int64_t kHidden = 64;
+constexpr int64_t kIntermediate = 128;
+constexpr int64_t kSamples = 16;
+constexpr int64_t kTokens = 12;
+
+ModelConfig TinyConfig() {
+  ModelConfig c;
+  c.model_type = "llama";
+  c.hidden_size = kHidden;
+  c.intermediate_size = kIntermediate;
+  c.num_hidden_layers = 1;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = kHidden / 4;
+  c.max_position_embeddings = 128;
+  c.vocab_size = 32;
+  return c;
+}
+
+// A random block: weights ~ N(0, 0.05^2), norms near 1.
+BlockWeights RandomBlock(const ModelConfig& c) {
+  at::manual_seed(1234);
+  auto w = [](int64_t out, int64_t in) { return at::randn({out, in}) * 0.05; };
+  BlockWeights b;
+  b.input_norm = at::ones({c.hidden_size}) + at::randn({c.hidden_size}) * 0.05;
+  b.post_attention_norm = at::ones({c.hidden_size}) + at::randn({c.hidden_size}) * 0.05;
+  b.q_proj.weight = w(c.q_dim(), c.hidden_size);
+  b.k_proj.weight = w(c.kv_dim(), c.hidden_size);
+  b.v_proj.weight = w(c.kv_dim(), c.hidden_size);
+  b.o_proj.weight = w(c.hidden_size, c.q_dim());
+  b.gate_proj.weight = w(c.intermediate_size, c.hidden_size);
+  b.up_proj.weight = w(c.intermediate_size, c.hidden_size);
+  b.down_proj.weight = w(c.hidden_size, c.intermediate_size);
+  return b;
+}
+
+std::vector<LayerToQuantize> AllLayers(QuantScheme scheme) {
+  std::vector<LayerToQuantize> out;
+  for (absl::string_view name : BlockLinearNames()) out.push_back({std::string(name), scheme});
+  return out;
+}
+
+class TuneBlockTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_ = TinyConfig();
+    original_ = RandomBlock(config_);
+    rope_ = MakeRopeTables(config_, kTokens, at::kCPU);
+    at::manual_seed(99);
+    q_in_ = at::randn({kSamples, kTokens, kHidden});
+    at::NoGradGuard no_grad;
+    fp_out_ = BlockForward(config_, original_, rope_, q_in_);
+  }
+
+  BlockTuneResult Tune(QuantScheme scheme, int iters, uint64_t seed, int64_t batch = 4) {
+    TuneOptions o;
+    o.iters = iters;
+    o.batch_size = batch;
+    auto r = TuneBlock(config_, &BlockForward, original_, rope_, AllLayers(scheme), q_in_, fp_out_,
+                       o, seed);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *std::move(r) : BlockTuneResult();
+  }
+
+  ModelConfig config_;
+  BlockWeights original_;
+  RopeTables rope_;
+  at::Tensor q_in_, fp_out_;
+};
+
+TEST_F(TuneBlockTest, ZeroItersIsRtn) {
+  const QuantScheme scheme{4, 32, true};
+  BlockTuneResult r = Tune(scheme, 0, 7);
+  ASSERT_EQ(r.layers.size(), 7u);
+  EXPECT_EQ(r.loss_best, r.loss_iter0);
+  EXPECT_EQ(r.best_iter, 0);
+  EXPECT_GT(r.loss_iter0, 0);
+  for (const QuantizedLinear& l : r.layers) {
+    GroupedWeight g = GroupWeight(original_.FindLinear(l.name)->weight, scheme.group_size);
+    QdqResult rtn = QuantDequant(g, scheme, InitialRoundingParams(g));
+    // Exact: the same formula on the same inputs.
+    EXPECT_TRUE(at::equal(l.dequant, rtn.dequant)) << l.name;
+    IntegerWeight iw = ToIntegerWeight(g, scheme, rtn);
+    EXPECT_TRUE(at::equal(l.integer.codes, iw.codes)) << l.name;
+    EXPECT_TRUE(at::equal(l.integer.scales, iw.scales)) << l.name;
+    EXPECT_TRUE(at::equal(l.integer.zeros, iw.zeros)) << l.name;
+  }
+  // loss_iter0 is the MSE of the RTN block on the first sampled batch.
+  std::vector<int64_t> idx = BatchSampler(kSamples, 4, 7).Next();
+  at::Tensor rows = at::tensor(idx, at::kLong);
+  at::NoGradGuard no_grad;
+  at::Tensor out = BlockForward(config_, WithQuantizedWeights(original_, r.layers, at::kFloat),
+                                rope_, q_in_.index_select(0, rows));
+  double mse = at::mse_loss(out, fp_out_.index_select(0, rows)).item<double>();
+  // Tolerance 1e-6 relative: the same fp32 ops in the same order, so in practice exact.
+  EXPECT_NEAR(r.loss_iter0, mse, 1e-6 * mse);
+}
+
+TEST_F(TuneBlockTest, TuningNeverEndsWorseThanRtn) {
+  for (int bits : {2, 4}) {
+    BlockTuneResult r = Tune({bits, 32, true}, 40, 7);
+    EXPECT_LE(r.loss_best, r.loss_iter0) << bits;
+    EXPECT_GE(r.best_iter, 0) << bits;
+    EXPECT_LT(r.best_iter, 40) << bits;
+    if (bits == 2) {
+      // 2-bit RTN is coarse enough that 40 signed steps find a better rounding.
+      EXPECT_LT(r.loss_best, r.loss_iter0);
+      EXPECT_GT(r.best_iter, 0);
+    }
+  }
+}
+
+TEST_F(TuneBlockTest, SameSeedSameResultOtherSeedOtherLoss) {
+  const QuantScheme scheme{2, 32, true};
+  BlockTuneResult a = Tune(scheme, 20, 11);
+  BlockTuneResult b = Tune(scheme, 20, 11);
+  EXPECT_EQ(a.loss_iter0, b.loss_iter0);
+  EXPECT_EQ(a.loss_best, b.loss_best);
+  EXPECT_EQ(a.best_iter, b.best_iter);
+  ASSERT_EQ(a.layers.size(), b.layers.size());
+  for (size_t k = 0; k < a.layers.size(); ++k) {
+    EXPECT_TRUE(at::equal(a.layers[k].dequant, b.layers[k].dequant)) << a.layers[k].name;
+    EXPECT_TRUE(at::equal(a.layers[k].integer.codes, b.layers[k].integer.codes));
+    EXPECT_TRUE(at::equal(a.layers[k].integer.scales, b.layers[k].integer.scales));
+    EXPECT_TRUE(at::equal(a.layers[k].integer.zeros, b.layers[k].integer.zeros));
+  }
+  // Another seed draws other batches, so the losses differ.
+  BlockTuneResult c = Tune(scheme, 20, 12);
+  EXPECT_NE(a.loss_iter0, c.loss_iter0);
+  EXPECT_NE(a.loss_best, c.loss_best);
+}
+
+TEST_F(TuneBlockTest, CodesInRangeAndDequantIsScaleTimesCodeMinusZero) {
+  for (bool sym : {true, false}) {
+    for (int bits : {2, 3, 4, 8}) {
+      for (int group_size : {32, -1}) {
+        const QuantScheme scheme{bits, group_size, sym};
+        BlockTuneResult r = Tune(scheme, 8, 3);
+        for (const QuantizedLinear& l : r.layers) {
+          SCOPED_TRACE(::testing::Message() << l.name << " bits " << bits << " group " << group_size
+                                            << (sym ? " sym" : " asym"));
+          const at::Tensor& w = original_.FindLinear(l.name)->weight;
+          const int64_t out = w.size(0), in = w.size(1);
+          const int64_t g = group_size > 0 ? group_size : in;
+          const int64_t groups = in / g;
+          const at::Tensor& codes = l.integer.codes;
+          ASSERT_FALSE(at::isFloatingType(codes.scalar_type()));
+          ASSERT_FALSE(at::isFloatingType(l.integer.zeros.scalar_type()));
+          ASSERT_EQ(codes.sizes(), w.sizes());
+          ASSERT_EQ(l.integer.scales.scalar_type(), at::kHalf);
+          ASSERT_EQ(l.integer.scales.sizes(), at::IntArrayRef({out, groups}));
+          ASSERT_EQ(l.integer.zeros.sizes(), at::IntArrayRef({out, groups}));
+          EXPECT_GE(codes.min().item<int64_t>(), 0);
+          EXPECT_LE(codes.max().item<int64_t>(), (1 << bits) - 1);
+          if (sym) {
+            EXPECT_TRUE(at::all(l.integer.zeros == (1 << (bits - 1))).item<bool>());
+          } else {
+            EXPECT_GE(l.integer.zeros.min().item<int64_t>(), 0);
+            EXPECT_LE(l.integer.zeros.max().item<int64_t>(), (1 << bits) - 1);
+          }
+          // Exact: an fp16 scale times an integer below 2^9 is representable in fp32.
+          at::Tensor grouped = codes.reshape({out, groups, g}).to(at::kFloat);
+          at::Tensor rebuilt = l.integer.scales.to(at::kFloat).unsqueeze(-1) *
+                               (grouped - l.integer.zeros.to(at::kFloat).unsqueeze(-1));
+          EXPECT_TRUE(at::equal(rebuilt.reshape({out, in}), l.dequant));
+        }
+      }
+    }
+  }
+}
+
+TEST_F(TuneBlockTest, UnknownLayerIsAnError) {
+  TuneOptions o;
+  o.iters = 1;
+  auto r = TuneBlock(config_, &BlockForward, original_, rope_, {{"mlp.nope", {4, 32, true}}}, q_in_,
+                     fp_out_, o, 1);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("mlp.nope"), absl::string_view::npos);
+}
+
+TEST_F(TuneBlockTest, WithQuantizedWeightsReplacesOnlyTheTunedLayers) {
+  BlockTuneResult r = Tune({2, 32, true}, 0, 1);
+  r.layers.erase(r.layers.begin() + 1, r.layers.end());  // keep q_proj only
+  BlockWeights w = WithQuantizedWeights(original_, r.layers, at::kFloat);
+  EXPECT_TRUE(at::equal(w.q_proj.weight, r.layers[0].dequant));
+  EXPECT_FALSE(at::equal(w.q_proj.weight, original_.q_proj.weight));
+  EXPECT_TRUE(at::equal(w.k_proj.weight, original_.k_proj.weight));
+  EXPECT_TRUE(at::equal(w.down_proj.weight, original_.down_proj.weight));
+}
+
+// --- BatchSampler ----------------------------------------------------------------
+
+TEST(BatchSamplerTest, EachEpochIsAPermutation) {
+  const int64_t n = 12, batch = 4;
+  BatchSampler s(n, batch, 5);
+  std::vector<int64_t> previous_epoch;
+  for (int epoch = 0; epoch < 4; ++epoch) {
+    std::vector<int64_t> seen;
+    for (int draw = 0; draw < n / batch; ++draw) {
+      std::vector<int64_t> b = s.Next();
+      ASSERT_EQ(b.size(), static_cast<size_t>(batch));
+      seen.insert(seen.end(), b.begin(), b.end());
+    }
+    std::vector<int64_t> sorted = seen;
+    std::sort(sorted.begin(), sorted.end());
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(sorted[i], i) << "epoch " << epoch;
+    if (epoch > 0) {
+      EXPECT_NE(seen, previous_epoch) << "reshuffled each epoch";
+    }
+    previous_epoch = seen;
+  }
+}
+
+TEST(BatchSamplerTest, BatchesAreDistinctWhenBatchDoesNotDivideN) {
+  BatchSampler s(10, 4, 9);
+  for (int draw = 0; draw < 20; ++draw) {
+    std::vector<int64_t> b = s.Next();
+    ASSERT_EQ(b.size(), 4u);
+    EXPECT_EQ(std::set<int64_t>(b.begin(), b.end()).size(), 4u);
+    for (int64_t i : b) {
+      EXPECT_GE(i, 0);
+      EXPECT_LT(i, 10);
+    }
+  }
+}
+
+TEST(BatchSamplerTest, DeterministicPerSeed) {
+  BatchSampler a(32, 8, 42), b(32, 8, 42), c(32, 8, 43);
+  std::vector<int64_t> sa, sb, sc;
+  for (int draw = 0; draw < 10; ++draw) {
+    for (int64_t i : a.Next()) sa.push_back(i);
+    for (int64_t i : b.Next()) sb.push_back(i);
+    for (int64_t i : c.Next()) sc.push_back(i);
+  }
+  EXPECT_EQ(sa, sb);
+  EXPECT_NE(sa, sc);
+}
+
+TEST(BatchSamplerTest, BatchClampedToN) {
+  BatchSampler s(5, 8, 1);
+  for (int draw = 0; draw < 3; ++draw) {
+    std::vector<int64_t> b = s.Next();
+    std::sort(b.begin(), b.end());
+    EXPECT_EQ(b, std::vector<int64_t>({0, 1, 2, 3, 4}));
+  }
+}
+
+}  // namespace
+}  // namespace signround
