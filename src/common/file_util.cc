@@ -1,6 +1,7 @@
 #include "src/common/file_util.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -109,6 +110,34 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
   if (absl::Status s = out.Open(); !s.ok()) return s;
   if (absl::Status s = out.Write(contents); !s.ok()) return s;
   return out.Commit();
+}
+
+namespace {
+
+int RemoveEntry(const char* path, const struct stat*, int type, struct FTW*) {
+  return (type == FTW_DP ? ::rmdir(path) : ::unlink(path)) == 0 ? 0 : errno;
+}
+
+}  // namespace
+
+absl::Status MakeDirectories(const std::string& path) {
+  for (size_t pos = path.find('/', 1);; pos = path.find('/', pos + 1)) {
+    std::string prefix = path.substr(0, pos);
+    if (!prefix.empty() && ::mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoStatus(errno, prefix);
+    }
+    if (pos == std::string::npos) return absl::OkStatus();
+  }
+}
+
+absl::Status RemoveTree(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    return errno == ENOENT ? absl::OkStatus() : ErrnoStatus(errno, path);
+  }
+  int rc = ::nftw(path.c_str(), RemoveEntry, 16, FTW_DEPTH | FTW_PHYS);
+  if (rc != 0) return ErrnoStatus(rc > 0 ? rc : errno, absl::StrCat(path, ": cannot remove"));
+  return absl::OkStatus();
 }
 
 std::string JoinPath(absl::string_view dir, absl::string_view name) {

@@ -43,6 +43,13 @@ absl::Status ErrnoStatus(int err, absl::string_view what);
 // The unique temporary name used beside `path` while it is being written.
 std::string TempPathFor(const std::string& path);
 
+// mkdir -p: creates `path` and any missing parents; an existing directory is fine.
+absl::Status MakeDirectories(const std::string& path);
+
+// Removes `path` and, for a directory, everything below it (symbolic links
+// are removed, not followed). A missing path is not an error.
+absl::Status RemoveTree(const std::string& path);
+
 // Joins a directory and a file name with one '/'.
 std::string JoinPath(absl::string_view dir, absl::string_view name);
 

@@ -73,7 +73,9 @@ absl::StatusOr<at::Tensor> LoadCheckpointTensor(const Checkpoint& ckpt, const st
   SR_ASSIGN_OR_RETURN(Checkpoint::Tensor t, ckpt.Find(name));
   SR_ASSIGN_OR_RETURN(at::Tensor raw, LoadTensor(t.file, *t.entry));
   try {
-    return raw.to(device, dtype, /*non_blocking=*/false, /*copy=*/true).contiguous();
+    at::Tensor copy = raw.to(device, dtype, /*non_blocking=*/false, /*copy=*/true).contiguous();
+    t.file->Evict(*t.entry);
+    return copy;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat(ckpt.dir(), ": tensor '", name, "': cannot convert to ",
                                             c10::toString(dtype), " on ", device.str(), ": ",

@@ -176,7 +176,7 @@ absl::Status WriteRandomCheckpoint(const std::string& out_dir,
     fs::rename(tmp, out, ec);
     if (ec) written = absl::InternalError(absl::StrCat(out_dir, ": ", ec.message()));
   }
-  if (!written.ok()) fs::remove_all(tmp, ec);
+  if (!written.ok()) RemoveTree(tmp).IgnoreError();
   return written;
 }
 

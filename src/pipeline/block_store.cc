@@ -2,7 +2,7 @@
 
 #include <sys/stat.h>
 
-#include <filesystem>
+#include <cerrno>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -15,7 +15,6 @@
 namespace signround {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 constexpr char kSettingsFile[] = "settings.json";
@@ -41,14 +40,13 @@ json StatsToJson(const StoredBlock& b) {
 }  // namespace
 
 absl::StatusOr<BlockStore> BlockStore::Open(const std::string& dir, const std::string& settings) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat(dir, ": cannot create: ", ec.message()));
+  SR_RETURN_IF_ERROR(MakeDirectories(dir));
   std::string settings_path = JoinPath(dir, kSettingsFile);
   auto previous = ReadFileToString(settings_path, 16 << 20);
   if (!previous.ok() || *previous != settings) {
     // Other settings (or none recorded): finished blocks do not apply.
-    for (const auto& entry : fs::directory_iterator(dir, ec)) fs::remove_all(entry.path(), ec);
+    SR_RETURN_IF_ERROR(RemoveTree(dir));
+    SR_RETURN_IF_ERROR(MakeDirectories(dir));
     SR_RETURN_IF_ERROR(WriteFileAtomically(settings_path, settings));
   }
   BlockStore store;
@@ -111,11 +109,6 @@ absl::StatusOr<StoredBlock> BlockStore::Load(int64_t index, const std::string& p
   return b;
 }
 
-absl::Status BlockStore::Remove() const {
-  std::error_code ec;
-  fs::remove_all(dir_, ec);
-  if (ec) return absl::InternalError(absl::StrCat(dir_, ": cannot remove: ", ec.message()));
-  return absl::OkStatus();
-}
+absl::Status BlockStore::Remove() const { return RemoveTree(dir_); }
 
 }  // namespace signround

@@ -20,6 +20,28 @@ constexpr const char* kCopiedFiles[] = {
     "tokenizer.model", "tokenizer_config.json",  "special_tokens_map.json",
 };
 
+// Hands out a tensor's mapped bytes and releases the previous tensor's pages:
+// the writer has consumed them by the time it asks for the next tensor.
+class EvictBehind {
+ public:
+  ~EvictBehind() { Release(); }
+  absl::string_view Next(const std::shared_ptr<const SafetensorsFile>& file,
+                         const TensorEntry& entry) {
+    Release();
+    file_ = file;
+    entry_ = &entry;
+    return file->Bytes(entry);
+  }
+
+ private:
+  void Release() {
+    if (file_) file_->Evict(*entry_);
+    file_.reset();
+  }
+  std::shared_ptr<const SafetensorsFile> file_;
+  const TensorEntry* entry_ = nullptr;
+};
+
 struct BlockTensor {
   std::shared_ptr<const SafetensorsFile> file;
   const TensorEntry* entry;
@@ -43,14 +65,16 @@ absl::Status WriteFakeQuantized(const Checkpoint& ckpt,
   for (const auto& [name, t] : ckpt.tensors())
     specs.push_back({name, t.entry->dtype, t.entry->shape});
   at::Tensor current;
+  EvictBehind evict;
   auto bytes = [&](const TensorSpec& spec) -> absl::StatusOr<absl::string_view> {
     const Checkpoint::Tensor& original = ckpt.tensors().at(spec.name);
     const std::string suffix = ".weight";
     auto q = spec.name.size() > suffix.size()
                  ? blocks.find(spec.name.substr(0, spec.name.size() - suffix.size()) + ".dequant")
                  : blocks.end();
-    if (q == blocks.end()) return original.file->Bytes(*original.entry);
+    if (q == blocks.end()) return evict.Next(original.file, *original.entry);
     SR_ASSIGN_OR_RETURN(at::Tensor w, LoadTensor(q->second.file, *q->second.entry));
+    evict.Next(q->second.file, *q->second.entry);
     current = w.to(*ToScalarType(spec.dtype)).contiguous();
     return absl::string_view(static_cast<const char*>(current.data_ptr()), spec.nbytes());
   };
@@ -64,9 +88,10 @@ absl::Status WriteIntegerWeights(const std::map<std::string, BlockTensor>& block
     if (absl::EndsWith(name, ".dequant")) continue;
     specs.push_back({name, t.entry->dtype, t.entry->shape});
   }
+  EvictBehind evict;
   auto bytes = [&](const TensorSpec& spec) -> absl::StatusOr<absl::string_view> {
     const BlockTensor& t = blocks.at(spec.name);
-    return t.file->Bytes(*t.entry);
+    return evict.Next(t.file, *t.entry);
   };
   return WriteSafetensors(path, std::move(specs), bytes);
 }

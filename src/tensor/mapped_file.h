@@ -21,6 +21,11 @@ class MappedFile {
   ~MappedFile();
 
   const uint8_t* data() const { return data_; }
+
+  // Drops the resident pages that lie wholly inside [offset, offset + length)
+  // (madvise MADV_DONTNEED): they are read from the file again if touched.
+  // Only for ranges nobody wrote through the mapping (writes would be lost).
+  void Evict(uint64_t offset, uint64_t length) const;
   uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
 

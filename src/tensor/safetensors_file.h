@@ -28,6 +28,13 @@ class SafetensorsFile {
   // The raw little-endian bytes of an entry of this file (no copy).
   absl::string_view Bytes(const TensorEntry& entry) const;
 
+  // Releases the entry's resident pages once its bytes have been copied or
+  // written elsewhere, so streaming through a large checkpoint does not leave
+  // it all resident in this process (see MappedFile::Evict).
+  void Evict(const TensorEntry& entry) const {
+    mapping_->Evict(header_.data_start + entry.begin, entry.nbytes());
+  }
+
   // The mapping, for views that must keep it alive.
   const std::shared_ptr<MappedFile>& mapping() const { return mapping_; }
 

@@ -46,6 +46,15 @@ TEST(LazyMapping, OpeningAndReadingOneTensorLeavesTheRestUnmapped) {
   EXPECT_GE(read - opened, w->entry->nbytes()) << "the tensor's pages are resident";
   EXPECT_LT(read - opened, w->entry->nbytes() + 1 * kMiB) << "and little else";
   EXPECT_LT(read, file.file_size() / 20);
+
+  // Evicting the tensor releases its pages; reading again faults them back in
+  // with the same values.
+  at::Tensor copy = t.clone();
+  file.Evict(*w->entry);
+  // Only boundary pages and fault-around neighbours may stay.
+  EXPECT_LT(MappingResidentBytes(mapping), opened + w->entry->nbytes() / 4)
+      << "the tensor's pages are gone";
+  EXPECT_TRUE(at::equal(*LoadTensor(w->file, *w->entry), copy));
 }
 
 }  // namespace
