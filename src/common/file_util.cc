@@ -30,7 +30,7 @@ absl::Status ErrnoStatus(int err, absl::string_view what) {
   }
 }
 
-absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes) {
+absl::StatusOr<int> OpenRegularFile(const std::string& path, uint64_t* size) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, path);
   struct stat st;
@@ -43,12 +43,21 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t m
     ::close(fd);
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
   }
-  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+  *size = static_cast<uint64_t>(st.st_size);
+  return fd;
+}
+
+absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes) {
+  uint64_t size = 0;
+  absl::StatusOr<int> opened = OpenRegularFile(path, &size);
+  if (!opened.ok()) return opened.status();
+  int fd = *opened;
+  if (size > max_bytes) {
     ::close(fd);
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": file is ", st.st_size, " bytes, over the limit of ", max_bytes));
+        absl::StrCat(path, ": file is ", size, " bytes, over the limit of ", max_bytes));
   }
-  std::string out(static_cast<size_t>(st.st_size), '\0');
+  std::string out(static_cast<size_t>(size), '\0');
   size_t done = 0;
   while (done < out.size()) {
     ssize_t n = ::read(fd, out.data() + done, out.size() - done);

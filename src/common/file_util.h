@@ -10,6 +10,10 @@
 
 namespace signround {
 
+// Opens a regular file read-only; returns the descriptor (the caller closes
+// it) and stores its size. A directory or device is INVALID_ARGUMENT.
+absl::StatusOr<int> OpenRegularFile(const std::string& path, uint64_t* size);
+
 // Reads a whole regular file, refusing files larger than `max_bytes`.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes);
 

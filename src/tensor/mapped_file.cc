@@ -10,23 +10,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/common/file_util.h"
+#include "src/common/status_macros.h"
 
 namespace signround {
 
 absl::StatusOr<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, path);
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return ErrnoStatus(err, path);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
-  }
-  uint64_t size = static_cast<uint64_t>(st.st_size);
+  uint64_t size = 0;
+  SR_ASSIGN_OR_RETURN(int fd, OpenRegularFile(path, &size));
   uint8_t* data = nullptr;
   if (size > 0) {
     // PROT_WRITE on a private mapping lets tensors alias the pages without a

@@ -21,118 +21,18 @@
 #include "nlohmann/json.hpp"
 #include "src/tensor/safetensors_file.h"
 #include "tests/testing/test_files.h"
+#include "tests/testing/worker_process.h"
 
 namespace signround {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// A worker process with stdout on a pipe and stderr in a file.
-class Worker {
- public:
-  Worker(const std::vector<std::string>& args, const std::string& err_path) {
-    int fds[2];
-    if (::pipe(fds) != 0) return;
-    std::vector<std::string> argv_s = {SIGNROUND_WORKER_BIN};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::close(fds[0]);
-      ::dup2(fds[1], STDOUT_FILENO);
-      ::close(fds[1]);
-      int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (err >= 0) ::dup2(err, STDERR_FILENO);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    out_fd_ = fds[0];
-  }
-  ~Worker() {
-    if (out_fd_ >= 0) ::close(out_fd_);
-    if (pid_ > 0 && !reaped_) {
-      ::kill(pid_, SIGKILL);
-      Wait();
-    }
-  }
-  Worker(const Worker&) = delete;
-  Worker& operator=(const Worker&) = delete;
-
-  pid_t pid() const { return pid_; }
-
-  // The next line of stdout without its newline; false at end of file.
-  bool ReadLine(std::string& line) {
-    while (true) {
-      size_t nl = buf_.find('\n');
-      if (nl != std::string::npos) {
-        line = buf_.substr(0, nl);
-        buf_.erase(0, nl + 1);
-        return true;
-      }
-      char chunk[4096];
-      ssize_t n = ::read(out_fd_, chunk, sizeof(chunk));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        if (buf_.empty()) return false;
-        line = buf_;
-        buf_.clear();
-        return true;
-      }
-      buf_.append(chunk, static_cast<size_t>(n));
-    }
-  }
-
-  // Everything left on stdout.
-  std::string ReadRest() {
-    std::string out, line;
-    while (ReadLine(line)) out += line + "\n";
-    return out;
-  }
-
-  // The raw waitpid status.
-  int Wait() {
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    reaped_ = true;
-    return status;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int out_fd_ = -1;
-  bool reaped_ = false;
-  std::string buf_;
-};
-
-struct Result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-Result RunWorker(const std::vector<std::string>& args) {
-  testing::TempDir tmp;
-  Result r;
-  int status;
-  {
-    Worker w(args, tmp.File("err"));
-    r.out = w.ReadRest();
-    status = w.Wait();
-  }
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.err = ReadAll(tmp.File("err"));
-  return r;
-}
+using testing::ExpectOneLineError;
+using testing::ReadAll;
+using testing::Result;
+using testing::RunWorker;
+using testing::Worker;
 
 // The JSON events of a `--progress json` run's stdout.
 std::vector<json> Events(const std::string& out) {
@@ -163,16 +63,6 @@ json ReportWithoutTimings(const std::string& out_dir) {
   r.erase("peak_rss_bytes");
   for (json& b : r["blocks"]) b.erase("seconds");
   return r;
-}
-
-// A bad-input failure: exit 2, nothing on stdout, exactly one line on stderr.
-void ExpectOneLineError(const Result& r, const std::string& fragment) {
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_EQ(r.out, "");
-  ASSERT_FALSE(r.err.empty());
-  EXPECT_EQ(r.err.rfind("signround-worker: error: ", 0), 0u) << r.err;
-  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line only: " << r.err;
-  EXPECT_NE(r.err.find(fragment), std::string::npos) << "want '" << fragment << "' in " << r.err;
 }
 
 // --- a small random checkpoint ------------------------------------------------

@@ -1,52 +1,21 @@
 // Drives the real signround-worker binary: exit codes, one-line errors on
 // stderr (never a trace), and inspect's report on the shared checkpoints.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
-#include <array>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 
 #include "nlohmann/json.hpp"
 #include "tests/testing/test_files.h"
+#include "tests/testing/worker_process.h"
 
 namespace signround {
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-Result RunWorker(const std::string& args) {
-  testing::TempDir tmp;
-  std::string cmd = std::string(SIGNROUND_WORKER_BIN) + " " + args + " 2>" + tmp.File("err");
-  Result r;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
-  int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  std::ifstream err(tmp.File("err"));
-  r.err.assign(std::istreambuf_iterator<char>(err), std::istreambuf_iterator<char>());
-  return r;
-}
-
-// A bad-input failure: exit 2, nothing on stdout, exactly one line on stderr.
-void ExpectOneLineError(const Result& r, const std::string& fragment) {
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_EQ(r.out, "");
-  ASSERT_FALSE(r.err.empty());
-  EXPECT_EQ(r.err.rfind("signround-worker: error: ", 0), 0u) << r.err;
-  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line only: " << r.err;
-  EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
-}
+using testing::ExpectOneLineError;
+using testing::Result;
+using testing::RunWorker;
 
 TEST(WorkerCli, MakeTestModelThenInspectJson) {
   testing::TempDir dir;
