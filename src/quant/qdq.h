@@ -42,8 +42,26 @@ struct QdqResult {
 };
 
 // Scales are rounded to fp16 inside (the exported dtype); `thr` is 1e-5.
+// `dequant`, `scale` and `zero` carry the gradient in V, alpha and beta; `q` carries none.
 QdqResult QuantDequant(const GroupedWeight& w, const QuantScheme& scheme,
                        const RoundingParams& params);
+
+// W^ alone, [out, in], for tuning: bit for bit the values and the gradients in V, alpha and
+// beta of QuantDequantReference(w, scheme, params).dequant.to(weight_dtype).to(out_dtype)
+// (whose casts hand the gradient back through weight_dtype, so it is rounded to it on the way),
+// but as one custom autograd node per layer that saves only W, V and the per-group scale and
+// zero point and recomputes the levels and clamp mask in backward. The full-size work runs in
+// chunks of rows: besides the incoming gradient, the only full-size tensors are W^ (forward)
+// and the gradient of V (backward).
+at::Tensor QuantDequantWeight(const GroupedWeight& w, const QuantScheme& scheme,
+                              const RoundingParams& params,
+                              at::ScalarType weight_dtype = at::kFloat,
+                              at::ScalarType out_dtype = at::kFloat);
+
+// The plain composite-op formulation of QuantDequant (every op a full-size tensor that autograd
+// may save): the reference the tests hold QuantDequant and QuantDequantWeight to.
+QdqResult QuantDequantReference(const GroupedWeight& w, const QuantScheme& scheme,
+                                const RoundingParams& params);
 
 // x + (round(x) - x).detach(), round half to even.
 at::Tensor RoundSte(const at::Tensor& x);

@@ -42,13 +42,18 @@ double MicroBatchLoss(const ModelConfig& config, BlockForwardFn forward, const B
                       const at::Tensor& q_in, const at::Tensor& fp_out,
                       const std::vector<int64_t>& idx, double divisor, bool backward,
                       const TuneOptions& o) {
-  BlockWeights w = base;
-  for (TunedLayer& l : layers) {
-    QdqResult r = QuantDequant(l.weight, l.scheme, l.params);
-    w.FindLinear(l.name)->weight = r.dequant.to(o.weight_dtype).to(o.compute_dtype);
+  at::Tensor loss;
+  {
+    BlockWeights w = base;
+    for (TunedLayer& l : layers) {
+      // W^ rounded to the checkpoint's weight dtype, in the compute dtype.
+      w.FindLinear(l.name)->weight =
+          QuantDequantWeight(l.weight, l.scheme, l.params, o.weight_dtype, o.compute_dtype);
+    }
+    at::Tensor out = forward(config, w, rope, Rows(q_in, idx));
+    loss = at::mse_loss(out.to(at::kFloat), Rows(fp_out, idx).to(at::kFloat)) / divisor;
   }
-  at::Tensor out = forward(config, w, rope, Rows(q_in, idx));
-  at::Tensor loss = at::mse_loss(out.to(at::kFloat), Rows(fp_out, idx).to(at::kFloat)) / divisor;
+  // Each W^ now lives only in the graph, which frees it once its layer's backward has run.
   if (backward) (loss * 1000.0).backward();
   return loss.item<double>();
 }
@@ -57,8 +62,8 @@ void SignSgdStep(std::vector<TunedLayer>& layers, double lr, double minmax_lr, b
   at::NoGradGuard no_grad;
   auto step = [](at::Tensor& p, double rate) {
     if (!p.grad().defined()) return;
-    p.sub_(p.grad().sign() * rate);
-    p.mutable_grad().zero_();
+    p.sub_(p.mutable_grad().sign_(), rate);  // the gradient is dropped next: sign it in place
+    p.mutable_grad().reset();                // autograd hands the next gradient over without a copy
   };
   for (TunedLayer& l : layers) {
     step(l.params.v, lr);
@@ -66,6 +71,16 @@ void SignSgdStep(std::vector<TunedLayer>& layers, double lr, double minmax_lr, b
       step(l.params.alpha, minmax_lr);
       step(l.params.beta, minmax_lr);
     }
+  }
+}
+
+// Overwrites `snapshot` in place: no second copy of every V alive at once.
+void CopySnapshot(const std::vector<TunedLayer>& layers, std::vector<RoundingParams>& snapshot) {
+  at::NoGradGuard no_grad;
+  for (size_t k = 0; k < layers.size(); ++k) {
+    snapshot[k].v.copy_(layers[k].params.v);
+    snapshot[k].alpha.copy_(layers[k].params.alpha);
+    snapshot[k].beta.copy_(layers[k].params.beta);
   }
 }
 
@@ -142,7 +157,7 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwar
       if (loss < best) {
         best = loss;
         result.best_iter = i;
-        best_params = Snapshot(tuned);
+        CopySnapshot(tuned, best_params);
       }
       if (tune) {
         double decay = 1.0 - static_cast<double>(i) / o.iters;
@@ -153,6 +168,7 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwar
 
     at::NoGradGuard no_grad;
     for (size_t k = 0; k < tuned.size(); ++k) {
+      tuned[k].params = {};  // the tuned V and its gradient are done with
       QdqResult r = QuantDequant(tuned[k].weight, tuned[k].scheme, best_params[k]);
       result.layers.push_back({tuned[k].name, tuned[k].scheme,
                                r.dequant.to(o.weight_dtype).contiguous(),
