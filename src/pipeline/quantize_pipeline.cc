@@ -267,6 +267,8 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
     SR_ASSIGN_OR_RETURN(blocks, RunBlocks(ctx, store, plans, ids));
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("quantize failed: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {  // LibTorch 1.13 also throws plain runtime_errors
+    return absl::InternalError(absl::StrCat("quantize failed: ", e.what()));
   }
   SR_RETURN_IF_ERROR(WriteQuantizedCheckpoint(ckpt, store, o.out_dir));
   json report = {{"model", o.model_dir},

@@ -177,6 +177,8 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwar
     return result;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("tuning failed: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {  // LibTorch 1.13 also throws plain runtime_errors
+    return absl::InternalError(absl::StrCat("tuning failed: ", e.what()));
   }
 }
 
