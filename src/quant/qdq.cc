@@ -66,6 +66,7 @@ std::pair<at::Tensor, at::Tensor> ScaleAndZero(const GroupedWeight& w, const Qua
     const double nmax = static_cast<double>(int64_t{1} << (scheme.bits - 1));
     at::Tensor a = -alpha * w.wmin0;
     at::Tensor c = beta * w.wmax0;
+    // The dominant extreme maps to -nmax, so the sign of the scale follows it.
     at::Tensor sign = at::where(c < a, at::ones_like(a), -at::ones_like(a));
     at::Tensor s = RoundToHalf(sign * at::maximum(a, c) / nmax);
     return {at::where(s < 0, at::clamp_max(s, -thr), at::clamp_min(s, thr)), at::Tensor()};
@@ -288,32 +289,18 @@ at::Tensor QuantDequantWeight(const GroupedWeight& w, const QuantScheme& scheme,
 
 QdqResult QuantDequantReference(const GroupedWeight& w, const QuantScheme& scheme,
                                 const RoundingParams& p) {
-  const double thr = ScaleThreshold();
-  at::Tensor alpha = at::clamp(p.alpha, 0.0, 1.0);
-  at::Tensor beta = at::clamp(p.beta, 0.0, 1.0);
   QdqResult r;
+  std::tie(r.scale, r.zero) = ScaleAndZero(w, scheme, p);
+  const at::Tensor& s = r.scale;
   if (scheme.sym) {
     const double nmax = static_cast<double>(int64_t{1} << (scheme.bits - 1));
-    at::Tensor a = -alpha * w.wmin0;
-    at::Tensor c = beta * w.wmax0;
-    // The dominant extreme maps to -nmax, so the sign of the scale follows it.
-    at::Tensor sign = at::where(c < a, at::ones_like(a), -at::ones_like(a));
-    at::Tensor s = RoundToHalf(sign * at::maximum(a, c) / nmax);
-    s = at::where(s < 0, at::clamp_max(s, -thr), at::clamp_min(s, thr));
     r.q = at::clamp(RoundSte(w.groups / s + p.v), -nmax, nmax - 1);
     r.zero = at::full_like(s, nmax);
-    r.scale = s;
     r.dequant = s * r.q;
   } else {
     const double maxq = static_cast<double>((int64_t{1} << scheme.bits) - 1);
-    at::Tensor wmin = alpha * w.wmin0;
-    at::Tensor wmax = beta * w.wmax0;
-    at::Tensor s = at::clamp_min(RoundToHalf((wmax - wmin) / maxq), thr);
-    at::Tensor zp = RoundSte(-wmin / s);
-    r.q = at::clamp(RoundSte(w.groups / s + p.v) + zp, 0.0, maxq);
-    r.zero = zp;
-    r.scale = s;
-    r.dequant = s * (r.q - zp);
+    r.q = at::clamp(RoundSte(w.groups / s + p.v) + r.zero, 0.0, maxq);
+    r.dequant = s * (r.q - r.zero);
   }
   r.dequant = r.dequant.reshape({w.out, w.num_groups() * w.group}).narrow(1, 0, w.in);
   return r;
