@@ -16,12 +16,7 @@ using nlohmann::json;
 bool PrintJsonEvent(const ProgressEvent& e) {
   json j = {{"event", e.kind}, {"block_count", e.block_count}};
   if (e.kind == "block") {
-    j["index"] = e.block.index;
-    j["layers_quantized"] = e.block.layers_quantized;
-    j["loss_iter0"] = e.block.loss_iter0;
-    j["loss_best"] = e.block.loss_best;
-    j["best_iter"] = e.block.best_iter;
-    j["seconds"] = e.block.seconds;
+    j.update(BlockStatsToJson(e.block));
     j["resumed"] = e.resumed;
   } else if (!e.detail.is_null()) {
     j["detail"] = e.detail;
@@ -106,7 +101,10 @@ int RunQuantizeCommand(QuantizeCommandOptions o) {
   absl::StatusOr<json> report = RunQuantize(o.job, progress);
   if (!report.ok()) return ReportError(report.status());
   if (o.progress == "json") {
-    PrintJsonEvent({"done", static_cast<int64_t>((*report)["blocks"].size()), {}, false,
+    PrintJsonEvent({"done",
+                    static_cast<int64_t>((*report)["blocks"].size()),
+                    {},
+                    false,
                     {{"out", o.job.out_dir}}});
   }
   std::fprintf(stderr, "wrote %s in %.1f s", o.job.out_dir.c_str(),

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "src/common/file_util.h"
+#include "src/common/splitmix64.h"
 #include "src/common/status_macros.h"
 #include "src/model/checkpoint.h"
 #include "src/model/layout.h"
@@ -19,13 +20,6 @@ namespace signround {
 namespace {
 
 namespace fs = std::filesystem;
-
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 uint64_t Fnv1a64(absl::string_view s) {
   uint64_t h = 0xcbf29ce484222325ull;

@@ -28,16 +28,18 @@ json StatsToJson(const StoredBlock& b) {
                       {"group_size", l.scheme.group_size},
                       {"sym", l.scheme.sym}});
   }
-  return {{"index", b.stats.index},
-          {"layers_quantized", b.stats.layers_quantized},
-          {"loss_iter0", b.stats.loss_iter0},
-          {"loss_best", b.stats.loss_best},
-          {"best_iter", b.stats.best_iter},
-          {"seconds", b.stats.seconds},
-          {"layers", layers}};
+  json j = BlockStatsToJson(b.stats);
+  j["layers"] = layers;
+  return j;
 }
 
 }  // namespace
+
+json BlockStatsToJson(const BlockStats& s) {
+  return {{"index", s.index},           {"layers_quantized", s.layers_quantized},
+          {"loss_iter0", s.loss_iter0}, {"loss_best", s.loss_best},
+          {"best_iter", s.best_iter},   {"seconds", s.seconds}};
+}
 
 absl::StatusOr<BlockStore> BlockStore::Open(const std::string& dir, const std::string& settings) {
   SR_RETURN_IF_ERROR(MakeDirectories(dir));

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
 #include "src/quant/signround_tuner.h"
 
 namespace signround {
@@ -20,6 +21,10 @@ struct BlockStats {
   int best_iter = 0;
   double seconds = 0;
 };
+
+// The stats as JSON (index, layers_quantized, loss_iter0, loss_best, best_iter,
+// seconds): stored with the block, listed in report.json, sent as progress.
+nlohmann::json BlockStatsToJson(const BlockStats& stats);
 
 struct StoredBlock {
   BlockStats stats;

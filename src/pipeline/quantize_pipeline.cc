@@ -61,7 +61,6 @@ json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
     if (l.sym) one["sym"] = *l.sym;
     overrides.push_back(one);
   }
-  const double lr = o.tune.lr > 0 ? o.tune.lr : 1.0 / std::max(1, o.tune.iters);
   return {{"model", o.model_dir},
           {"model_parameters", ckpt.parameter_count()},
           {"calib", o.calib_path},
@@ -71,8 +70,8 @@ json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
           {"layer_config", overrides},
           {"recipe", o.recipe},
           {"iters", o.tune.iters},
-          {"lr", lr},
-          {"minmax_lr", o.tune.minmax_lr > 0 ? o.tune.minmax_lr : lr},
+          {"lr", EffectiveLr(o.tune)},
+          {"minmax_lr", EffectiveMinmaxLr(o.tune)},
           {"nsamples", o.nsamples},
           {"seqlen", o.seqlen},
           {"batch_size", o.tune.batch_size},
@@ -129,12 +128,6 @@ json LayersJson(const std::vector<LayerPlan>& plans) {
     }
   }
   return out;
-}
-
-json BlockJson(const BlockStats& s) {
-  return {{"index", s.index},           {"layers_quantized", s.layers_quantized},
-          {"loss_iter0", s.loss_iter0}, {"loss_best", s.loss_best},
-          {"best_iter", s.best_iter},   {"seconds", s.seconds}};
 }
 
 // The LibTorch dtype of a Linear's weight in the checkpoint.
@@ -204,7 +197,7 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
       q_in = fp_out;
     }
     fp_in = fp_out;
-    blocks.push_back(BlockJson(block.stats));
+    blocks.push_back(BlockStatsToJson(block.stats));
     ProgressEvent event{"block", c.num_hidden_layers, block.stats, resumed, {}};
     if (ctx.progress && !ctx.progress(event)) {
       return absl::CancelledError(absl::StrCat("cancelled after block ", i));

@@ -4,17 +4,9 @@
 #include <numeric>
 #include <utility>
 
+#include "src/common/splitmix64.h"
+
 namespace signround {
-namespace {
-
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
 
 BatchSampler::BatchSampler(int64_t n, int64_t batch, uint64_t seed)
     : batch_(std::max<int64_t>(1, std::min(batch, n))), state_(seed), order_(n) {

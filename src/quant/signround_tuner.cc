@@ -114,6 +114,12 @@ absl::StatusOr<std::vector<TunedLayer>> PrepareLayers(const BlockWeights& origin
 
 }  // namespace
 
+double EffectiveLr(const TuneOptions& o) { return o.lr > 0 ? o.lr : 1.0 / std::max(1, o.iters); }
+
+double EffectiveMinmaxLr(const TuneOptions& o) {
+  return o.minmax_lr > 0 ? o.minmax_lr : EffectiveLr(o);
+}
+
 BlockWeights WithQuantizedWeights(const BlockWeights& weights,
                                   const std::vector<QuantizedLinear>& layers,
                                   at::ScalarType dtype) {
@@ -136,8 +142,8 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwar
     if (!prepared.ok()) return prepared.status();
     std::vector<TunedLayer>& tuned = *prepared;
     const BlockWeights base = CastBlock(original, o.compute_dtype);
-    const double lr = o.lr > 0 ? o.lr : 1.0 / std::max(1, o.iters);
-    const double minmax_lr = o.minmax_lr > 0 ? o.minmax_lr : lr;
+    const double lr = EffectiveLr(o);
+    const double minmax_lr = EffectiveMinmaxLr(o);
     const int steps = std::max(1, o.gradient_accumulate_steps);
     BatchSampler sampler(q_in.size(0), o.batch_size, block_seed);
 

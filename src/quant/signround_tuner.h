@@ -31,6 +31,10 @@ struct TuneOptions {
   at::ScalarType weight_dtype = at::kFloat;
 };
 
+// The learning rates in effect: lr defaults to 1 / iters, minmax_lr to lr.
+double EffectiveLr(const TuneOptions& options);
+double EffectiveMinmaxLr(const TuneOptions& options);
+
 struct LayerToQuantize {
   std::string name;  // inside the block, e.g. "self_attn.q_proj"
   QuantScheme scheme;
