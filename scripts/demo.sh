@@ -19,7 +19,9 @@ PY
 build/bin/signround-worker inspect --model "$DEMO/model"
 build/bin/signround-worker quantize --model "$DEMO/model" --calib "$DEMO/calib.jsonl" \
   --eval "$DEMO/eval.jsonl" --out "$DEMO/quantized" --bits 4 --group-size 128 \
-  --iters 50 --nsamples 32 --seqlen 128
+  --iters 50 --nsamples 32 --seqlen 128 --format auto_round,auto_gptq
+# The packed checkpoint reads back to the perplexity the report gives.
+build/bin/signround-worker eval --model "$DEMO/quantized/auto_round" --data "$DEMO/eval.jsonl"
 python3 - "$DEMO/quantized/report.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cstdio>
 
-
 #include <ATen/Parallel.h>
 
 #include "nlohmann/json.hpp"
@@ -17,9 +16,12 @@ namespace signround::worker {
 
 CLI::App* AddEvalCommand(CLI::App& app, EvalOptions& o) {
   CLI::App* cmd = app.add_subcommand(
-      "eval", "Perplexity of a checkpoint on {\"input_ids\": [...]} JSONL rows (fp32)");
+      "eval",
+      "Perplexity of a checkpoint (plain, or packed auto_round / auto_gptq, dequantized) on "
+      "{\"input_ids\": [...]} JSONL rows (fp32)");
   cmd->add_option("--model", o.model_dir, "Hugging Face checkpoint directory")->required();
-  cmd->add_option("--eval", o.eval_file, "JSONL file of {\"input_ids\": [...]} rows")->required();
+  cmd->add_option("--data,--eval", o.eval_file, "JSONL file of {\"input_ids\": [...]} rows")
+      ->required();
   cmd->add_option("--batch-size", o.batch_size, "Rows per forward call")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
       ->capture_default_str();

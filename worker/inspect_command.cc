@@ -34,6 +34,22 @@ json BuildReport(const Checkpoint& ckpt, const std::vector<LayerPlan>& plans,
   json linears = json::array();
   int quantized = 0;
   for (const LayerPlan& p : plans) {
+    // A packed checkpoint's layers are already quantized: show how they are stored.
+    auto packed = ckpt.packed_linears().find(p.layer.name);
+    if (packed != ckpt.packed_linears().end()) {
+      const PackedScheme& s = packed->second.scheme;
+      linears.push_back({{"name", p.layer.name},
+                         {"layer", p.layer.layer},
+                         {"out", p.layer.out},
+                         {"in", p.layer.in},
+                         {"dtype", "packed"},
+                         {"bias", p.layer.bias},
+                         {"quantized", true},
+                         {"bits", s.bits},
+                         {"group_size", s.group_size}});
+      ++quantized;
+      continue;
+    }
     const TensorEntry& w = *ckpt.tensors().at(p.layer.name + ".weight").entry;
     json row = {{"name", p.layer.name},    {"layer", p.layer.layer},      {"out", p.layer.out},
                 {"in", p.layer.in},        {"dtype", DTypeName(w.dtype)}, {"bias", p.layer.bias},
@@ -49,21 +65,23 @@ json BuildReport(const Checkpoint& ckpt, const std::vector<LayerPlan>& plans,
     }
     linears.push_back(std::move(row));
   }
-  return {{"model_dir", ckpt.dir()},
-          {"model_type", ckpt.config().model_type},
-          {"architectures", ckpt.config().architectures},
-          {"config", ModelConfigToJson(ckpt.config())},
-          {"parameters", ckpt.parameter_count()},
-          {"tensor_count", ckpt.tensors().size()},
-          {"dtypes", dtypes},
-          {"files", files},
-          {"quantization",
-           {{"bits", scheme.bits}, {"group_size", scheme.group_size}, {"sym", scheme.sym}}},
-          {"summary",
-           {{"linears", plans.size()},
-            {"quantized", quantized},
-            {"kept_16bit", static_cast<int>(plans.size()) - quantized}}},
-          {"linears", linears}};
+  json report = {{"model_dir", ckpt.dir()},
+                 {"model_type", ckpt.config().model_type},
+                 {"architectures", ckpt.config().architectures},
+                 {"config", ModelConfigToJson(ckpt.config())},
+                 {"parameters", ckpt.parameter_count()},
+                 {"tensor_count", ckpt.tensors().size()},
+                 {"dtypes", dtypes},
+                 {"files", files},
+                 {"quantization",
+                  {{"bits", scheme.bits}, {"group_size", scheme.group_size}, {"sym", scheme.sym}}},
+                 {"summary",
+                  {{"linears", plans.size()},
+                   {"quantized", quantized},
+                   {"kept_16bit", static_cast<int>(plans.size()) - quantized}}},
+                 {"linears", linears}};
+  if (ckpt.quantization()) report["quant_method"] = ckpt.quantization()->method();
+  return report;
 }
 
 void PrintText(const json& r) {
@@ -92,6 +110,10 @@ void PrintText(const json& r) {
   }
   const json& q = r["quantization"];
   const json& s = r["summary"];
+  if (r.contains("quant_method")) {
+    std::printf("packed:       quant_method %s: the rows marked 'packed' are stored quantized\n",
+                r["quant_method"].get<std::string>().c_str());
+  }
   std::printf("quantization: W%d G%d %s: %d of %d decoder Linears quantized, %d stay 16-bit\n\n",
               q["bits"].get<int>(), q["group_size"].get<int>(),
               q["sym"].get<bool>() ? "sym" : "asym", s["quantized"].get<int>(),

@@ -4,7 +4,10 @@
 
 #include <cstdio>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "src/export/export_format.h"
+#include "src/export/sharded_safetensors.h"
 #include "worker/command.h"
 
 namespace signround::worker {
@@ -28,6 +31,11 @@ bool PrintJsonEvent(const ProgressEvent& e) {
 
 // A progress bar on stderr: redrawn in place on a terminal, one line per block otherwise.
 bool PrintBar(const ProgressEvent& e) {
+  if (e.kind == "export") {
+    std::fprintf(stderr, "exported %s to %s/\n", e.detail["format"].get<std::string>().c_str(),
+                 e.detail["dir"].get<std::string>().c_str());
+    return true;
+  }
   if (e.kind != "block") return true;
   const int width = 30;
   int64_t done = e.block.index + 1;
@@ -75,6 +83,13 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeCommandOptions& o) {
   cmd->add_option("--recipe", j.recipe, "default, best, light or rtn")->capture_default_str();
   cmd->add_option("--layer-config", j.layer_config_path,
                   "JSON {\"<regex>\": {\"bits\": .., \"group_size\": .., \"sym\": ..}}");
+  cmd->add_option("--format", j.formats,
+                  absl::StrCat("Comma-separated export formats, one subdirectory each: ",
+                               kExportFormatNames))
+      ->capture_default_str();
+  cmd->add_option("--max-shard-size", o.max_shard_size,
+                  "Largest safetensors shard (5GB = 5e9 bytes, 2GiB = 2^31)")
+      ->capture_default_str();
   cmd->add_option("--device", j.device, "cpu or cuda:N")->capture_default_str();
   cmd->add_option("--threads", o.threads, "CPU threads (0: LibTorch's default)");
   cmd->add_option("--progress", o.progress, "bar (stderr) or json (one event per line, stdout)")
@@ -91,6 +106,12 @@ int RunQuantizeCommand(QuantizeCommandOptions o) {
   if (o.cmd->count("--iters")) o.job.tune.iters = given.tune.iters;
   if (o.cmd->count("--nsamples")) o.job.nsamples = given.nsamples;
   if (o.cmd->count("--lr")) o.job.tune.lr = given.tune.lr;
+  absl::StatusOr<uint64_t> shard = ParseByteSize(o.max_shard_size);
+  if (!shard.ok()) {
+    return ReportError(
+        absl::InvalidArgumentError(absl::StrCat("--max-shard-size: ", shard.status().message())));
+  }
+  o.job.max_shard_bytes = *shard;
   if (!o.job.layer_config_path.empty()) {
     auto overrides = LoadLayerConfig(o.job.layer_config_path);
     if (!overrides.ok()) return ReportError(overrides.status());

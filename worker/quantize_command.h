@@ -1,5 +1,5 @@
 // `signround-worker quantize`: runs SignRound (or RTN) on a checkpoint and
-// writes the quantized checkpoint, integer weights and report.json.
+// writes each requested export format and report.json.
 #pragma once
 
 #include <string>
@@ -12,6 +12,7 @@ namespace signround::worker {
 struct QuantizeCommandOptions {
   QuantizeOptions job;
   std::string progress = "bar";
+  std::string max_shard_size = "5GB";
   int threads = 0;
   CLI::App* cmd = nullptr;  // to tell which options were given explicitly
 };

@@ -59,11 +59,70 @@ absl::StatusOr<std::map<std::string, std::string>> ReadWeightMap(const std::stri
   return out;
 }
 
-absl::Status CheckExpectedTensors(const Checkpoint& ckpt) {
-  for (const ExpectedTensor& want : ExpectedTensors(ckpt.config())) {
-    auto found = ckpt.tensors().find(want.name);
-    if (found == ckpt.tensors().end()) {
-      return absl::InvalidArgumentError(absl::StrCat(ckpt.dir(), ": tensor '", want.name,
+// The quantization_config of config.json, else of quantization_config.json, if any.
+absl::StatusOr<std::optional<PackedQuantizationConfig>> ReadQuantizationConfig(
+    const std::string& dir) {
+  for (const char* file : {"config.json", "quantization_config.json"}) {
+    const std::string path = JoinPath(dir, file);
+    if (!FileExists(path)) continue;
+    SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path, kMaxIndexBytes));
+    SR_ASSIGN_OR_RETURN(nlohmann::ordered_json root, ParseOrderedJsonObject(text, path));
+    const bool whole_file = std::string(file) != "config.json";
+    auto it = root.find("quantization_config");
+    if (!whole_file && (it == root.end() || it->is_null())) continue;
+    const std::string where = whole_file ? path : path + ": quantization_config";
+    SR_ASSIGN_OR_RETURN(PackedQuantizationConfig config,
+                        PackedQuantizationConfig::Parse(whole_file ? root : *it, where));
+    return std::optional<PackedQuantizationConfig>(std::move(config));
+  }
+  return std::nullopt;
+}
+
+// A Linear stored packed in place of `weight_name` ("P.weight"), validated, or
+// nullopt when the checkpoint has no P.qweight.
+absl::StatusOr<std::optional<PackedLinear>> FindPackedLinear(const Checkpoint& ckpt,
+                                                             const std::string& weight_name,
+                                                             const std::vector<int64_t>& shape) {
+  const std::string suffix = ".weight";
+  if (weight_name.size() <= suffix.size() || shape.size() != 2) return std::nullopt;
+  const std::string name = weight_name.substr(0, weight_name.size() - suffix.size());
+  auto qweight = ckpt.tensors().find(name + ".qweight");
+  if (qweight == ckpt.tensors().end()) return std::nullopt;
+  if (!ckpt.quantization()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        qweight->second.file->path(), ": tensor '", name,
+        ".qweight' is packed, but config.json has no quantization_config describing it"));
+  }
+  std::optional<PackedScheme> scheme = ckpt.quantization()->Resolve(name);
+  if (!scheme) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ckpt.dir(), ": quantization_config leaves '", name, "' unquantized, but the checkpoint ",
+        "has '", name, ".qweight' and no '", weight_name, "'"));
+  }
+  auto lookup = [&](const std::string& tensor) {
+    auto it = ckpt.tensors().find(tensor);
+    return it == ckpt.tensors().end() ? TensorRef{} : it->second;
+  };
+  SR_ASSIGN_OR_RETURN(PackedLinear linear, OpenPackedLinear(name, shape[0], shape[1], *scheme,
+                                                            ckpt.quantization()->zeros(), lookup));
+  return std::optional<PackedLinear>(std::move(linear));
+}
+
+}  // namespace
+
+absl::Status Checkpoint::CheckExpectedTensors() {
+  for (const ExpectedTensor& want : ExpectedTensors(config())) {
+    auto found = tensors().find(want.name);
+    if (found == tensors().end()) {
+      // A Linear may be stored packed instead (P.qweight, P.qzeros, P.scales).
+      SR_ASSIGN_OR_RETURN(std::optional<PackedLinear> packed,
+                          FindPackedLinear(*this, want.name, want.shape));
+      if (packed) {
+        std::string name = packed->name;
+        packed_.emplace(std::move(name), *std::move(packed));
+        continue;
+      }
+      return absl::InvalidArgumentError(absl::StrCat(dir_, ": tensor '", want.name,
                                                      "' is missing (config.json implies shape [",
                                                      absl::StrJoin(want.shape, ", "), "])"));
     }
@@ -82,8 +141,6 @@ absl::Status CheckExpectedTensors(const Checkpoint& ckpt) {
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 absl::StatusOr<Checkpoint> Checkpoint::Open(const std::string& dir) {
   struct stat st;
@@ -133,7 +190,8 @@ absl::StatusOr<Checkpoint> Checkpoint::Open(const std::string& dir) {
     return absl::InvalidArgumentError(
         absl::StrCat(dir, ": has neither ", kSingleFileName, " nor ", kIndexFileName));
   }
-  SR_RETURN_IF_ERROR(CheckExpectedTensors(ckpt));
+  SR_ASSIGN_OR_RETURN(ckpt.quantization_, ReadQuantizationConfig(dir));
+  SR_RETURN_IF_ERROR(ckpt.CheckExpectedTensors());
   return ckpt;
 }
 

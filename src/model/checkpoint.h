@@ -1,7 +1,9 @@
 // A Hugging Face checkpoint directory: config.json plus one safetensors file
 // or a sharded set with model.safetensors.index.json. Opening validates
 // everything (headers, index, every tensor the config implies and its shape)
-// but reads no tensor data: files are memory-mapped.
+// but reads no tensor data: files are memory-mapped. A Linear may be stored
+// packed (GPTQ / auto_round, described by a quantization_config) instead of
+// as P.weight.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "src/model/config.h"
+#include "src/model/packed_linear.h"
 #include "src/tensor/safetensors_file.h"
 
 namespace signround {
@@ -22,10 +25,7 @@ inline constexpr char kIndexFileName[] = "model.safetensors.index.json";
 
 class Checkpoint {
  public:
-  struct Tensor {
-    std::shared_ptr<const SafetensorsFile> file;
-    const TensorEntry* entry = nullptr;
-  };
+  using Tensor = TensorRef;
 
   // Opens and validates `dir`. Errors name the file, the tensor or key, and
   // what is wrong (INVALID_ARGUMENT), or NOT_FOUND for a missing directory.
@@ -42,11 +42,22 @@ class Checkpoint {
   // Total number of elements over all tensors.
   uint64_t parameter_count() const;
 
+  // The quantization_config of a packed checkpoint (config.json's, else
+  // quantization_config.json's), if any.
+  const std::optional<PackedQuantizationConfig>& quantization() const { return quantization_; }
+  // The packed Linears by module name ("model.layers.0.mlp.up_proj"); their
+  // P.weight is absent (LoadCheckpointTensor dequantizes them).
+  const std::map<std::string, PackedLinear, std::less<>>& packed_linears() const { return packed_; }
+
  private:
+  absl::Status CheckExpectedTensors();
+
   std::string dir_;
   ModelConfig config_;
   std::vector<std::shared_ptr<const SafetensorsFile>> files_;
   std::map<std::string, Tensor, std::less<>> tensors_;
+  std::optional<PackedQuantizationConfig> quantization_;
+  std::map<std::string, PackedLinear, std::less<>> packed_;
 };
 
 }  // namespace signround

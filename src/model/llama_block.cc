@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "src/common/status_macros.h"
 #include "src/tensor/torch_tensor.h"
@@ -70,11 +71,24 @@ at::Tensor Mlp(const BlockWeights& w, const at::Tensor& x) {
 
 absl::StatusOr<at::Tensor> LoadCheckpointTensor(const Checkpoint& ckpt, const std::string& name,
                                                 at::ScalarType dtype, at::Device device) {
-  SR_ASSIGN_OR_RETURN(Checkpoint::Tensor t, ckpt.Find(name));
-  SR_ASSIGN_OR_RETURN(at::Tensor raw, LoadTensor(t.file, *t.entry));
+  at::Tensor raw;
+  std::vector<float> dequantized;
+  absl::StatusOr<Checkpoint::Tensor> t = ckpt.Find(name);
+  const PackedLinear* packed = nullptr;
+  if (!t.ok() && absl::EndsWith(name, ".weight")) {
+    auto it = ckpt.packed_linears().find(name.substr(0, name.size() - 7));
+    if (it != ckpt.packed_linears().end()) packed = &it->second;
+  }
+  if (packed != nullptr) {
+    SR_ASSIGN_OR_RETURN(dequantized, DequantizePackedLinear(*packed));
+    raw = at::from_blob(dequantized.data(), {packed->out, packed->in}, at::kFloat);
+  } else {
+    SR_RETURN_IF_ERROR(t.status());
+    SR_ASSIGN_OR_RETURN(raw, LoadTensor(t->file, *t->entry));
+  }
   try {
     at::Tensor copy = raw.to(device, dtype, /*non_blocking=*/false, /*copy=*/true).contiguous();
-    t.file->Evict(*t.entry);
+    if (t.ok()) t->file->Evict(*t->entry);
     return copy;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat(ckpt.dir(), ": tensor '", name, "': cannot convert to ",

@@ -44,7 +44,8 @@ struct BlockWeights {
 };
 
 // Loads tensor `name` of `ckpt` as an owned copy (not aliasing the
-// memory-mapped file) in `dtype` on `device`.
+// memory-mapped file) in `dtype` on `device`. The weight of a packed Linear
+// ("P.weight" stored as P.qweight, ...) is dequantized.
 absl::StatusOr<at::Tensor> LoadCheckpointTensor(const Checkpoint& ckpt, const std::string& name,
                                                 at::ScalarType dtype, at::Device device);
 

@@ -1,24 +1,19 @@
 #include "src/pipeline/outputs.h"
 
-#include <filesystem>
 #include <map>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
-#include "src/tensor/safetensors_writer.h"
+#include "src/export/gguf_exporter.h"
+#include "src/export/packed_exporter.h"
+#include "src/export/sharded_safetensors.h"
+#include "src/export/staging_dir.h"
 #include "src/tensor/torch_tensor.h"
 
 namespace signround {
 namespace {
-
-namespace fs = std::filesystem;
-
-constexpr const char* kCopiedFiles[] = {
-    "config.json",     "generation_config.json", "tokenizer.json",
-    "tokenizer.model", "tokenizer_config.json",  "special_tokens_map.json",
-};
 
 // Hands out a tensor's mapped bytes and releases the previous tensor's pages:
 // the writer has consumed them by the time it asks for the next tensor.
@@ -58,9 +53,9 @@ absl::StatusOr<std::map<std::string, BlockTensor>> IndexBlocks(const BlockStore&
   return out;
 }
 
-absl::Status WriteFakeQuantized(const Checkpoint& ckpt,
-                                const std::map<std::string, BlockTensor>& blocks,
-                                const std::string& path) {
+absl::Status WriteFakeWeights(const Checkpoint& ckpt,
+                              const std::map<std::string, BlockTensor>& blocks,
+                              const std::string& dir, uint64_t max_shard_bytes) {
   std::vector<TensorSpec> specs;
   for (const auto& [name, t] : ckpt.tensors())
     specs.push_back({name, t.entry->dtype, t.entry->shape});
@@ -78,38 +73,57 @@ absl::Status WriteFakeQuantized(const Checkpoint& ckpt,
     current = w.to(*ToScalarType(spec.dtype)).contiguous();
     return absl::string_view(static_cast<const char*>(current.data_ptr()), spec.nbytes());
   };
-  return WriteSafetensors(path, std::move(specs), bytes);
-}
-
-absl::Status WriteIntegerWeights(const std::map<std::string, BlockTensor>& blocks,
-                                 const std::string& path) {
-  std::vector<TensorSpec> specs;
-  for (const auto& [name, t] : blocks) {
-    if (absl::EndsWith(name, ".dequant")) continue;
-    specs.push_back({name, t.entry->dtype, t.entry->shape});
-  }
-  EvictBehind evict;
-  auto bytes = [&](const TensorSpec& spec) -> absl::StatusOr<absl::string_view> {
-    const BlockTensor& t = blocks.at(spec.name);
-    return evict.Next(t.file, *t.entry);
-  };
-  return WriteSafetensors(path, std::move(specs), bytes);
+  return WriteShardedSafetensors(dir, std::move(specs), bytes, max_shard_bytes);
 }
 
 }  // namespace
 
-absl::Status WriteQuantizedCheckpoint(const Checkpoint& ckpt, const BlockStore& store,
-                                      const std::string& out_dir) {
+absl::Status WriteFakeQuantized(const Checkpoint& ckpt, const BlockStore& store,
+                                const std::string& dir, uint64_t max_shard_bytes) {
   SR_ASSIGN_OR_RETURN(auto blocks, IndexBlocks(store, ckpt.config().num_hidden_layers));
-  SR_RETURN_IF_ERROR(WriteFakeQuantized(ckpt, blocks, JoinPath(out_dir, kSingleFileName)));
-  SR_RETURN_IF_ERROR(WriteIntegerWeights(blocks, JoinPath(out_dir, kIntegerWeightsFile)));
-  for (const char* name : kCopiedFiles) {
-    std::string from = JoinPath(ckpt.dir(), name);
-    if (!fs::exists(from)) continue;
-    SR_ASSIGN_OR_RETURN(std::string contents, ReadFileToString(from, 1ull << 30));
-    SR_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(out_dir, name), contents));
+  SR_RETURN_IF_ERROR(WriteFakeWeights(ckpt, blocks, dir, max_shard_bytes));
+  SR_ASSIGN_OR_RETURN(std::string config,
+                      ReadFileToString(JoinPath(ckpt.dir(), "config.json"), 16 << 20));
+  SR_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, "config.json"), config));
+  return CopyTokenizerFiles(ckpt.dir(), dir);
+}
+
+absl::StatusOr<nlohmann::json> WriteExports(const Checkpoint& ckpt, const BlockStore& store,
+                                            const std::vector<LayerPlan>& plans,
+                                            const std::vector<ExportFormat>& formats,
+                                            const ExportOptions& options,
+                                            const std::string& out_dir,
+                                            const std::function<void(const ExportFormat&)>& done) {
+  std::vector<std::string> block_files;
+  for (int64_t i = 0; i < ckpt.config().num_hidden_layers; ++i) {
+    block_files.push_back(store.BlockPath(i));
   }
-  return absl::OkStatus();
+  SR_ASSIGN_OR_RETURN(ExportSource source, ExportSource::Open(ckpt, plans, block_files));
+  nlohmann::json written = nlohmann::json::object();
+  for (const ExportFormat& f : formats) {
+    SR_ASSIGN_OR_RETURN(StagingDir dir, StagingDir::Create(out_dir, f.dir_name));
+    switch (f.kind) {
+      case ExportFormat::Kind::kFake:
+        SR_RETURN_IF_ERROR(WriteFakeQuantized(ckpt, store, dir.path(), options.max_shard_bytes));
+        break;
+      case ExportFormat::Kind::kAutoRound:
+        SR_RETURN_IF_ERROR(ExportPacked(source, PackedFormat::kAutoRound, options, dir.path()));
+        break;
+      case ExportFormat::Kind::kAutoGptq:
+        SR_RETURN_IF_ERROR(ExportPacked(source, PackedFormat::kAutoGptq, options, dir.path()));
+        break;
+      case ExportFormat::Kind::kGguf: {
+        const GgufFormat gguf = *ParseGgufFormat(f.name);
+        const std::string file = GgufFileName(ModelName(ckpt.dir()), gguf);
+        SR_RETURN_IF_ERROR(ExportGguf(source, gguf, JoinPath(dir.path(), file)));
+        break;
+      }
+    }
+    SR_RETURN_IF_ERROR(dir.Commit());
+    written[f.name] = f.dir_name;
+    if (done) done(f);
+  }
+  return written;
 }
 
 }  // namespace signround

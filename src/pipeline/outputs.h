@@ -1,26 +1,35 @@
-// The artifacts of a finished quantize run, assembled from the original
-// checkpoint and the work directory's finished blocks, one tensor at a time.
+// The artifacts of a finished quantize run: every requested export format,
+// each written into a staging directory and renamed into place, from the
+// original checkpoint and the work directory's finished blocks.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
-#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "src/export/export_format.h"
+#include "src/export/export_source.h"
 #include "src/model/checkpoint.h"
 #include "src/pipeline/block_store.h"
 
 namespace signround {
 
-inline constexpr char kIntegerWeightsFile[] = "quantized_weights.safetensors";
+// The fake-quantized model into `dir`: every tensor of `ckpt` under its own
+// name and dtype, each quantized Linear's weight replaced by the engine's W^
+// (it loads like the original), sharded at `max_shard_bytes`, with
+// config.json and the tokenizer files.
+absl::Status WriteFakeQuantized(const Checkpoint& ckpt, const BlockStore& store,
+                                const std::string& dir, uint64_t max_shard_bytes);
 
-// Writes into `out_dir`:
-// - model.safetensors: every tensor of `ckpt` under its own name and dtype,
-//   the quantized Linears' weights replaced by W^ (a fake-quantized model that
-//   loads like the original);
-// - quantized_weights.safetensors: for each quantized Linear P, P.codes (U8
-//   [out, in]), P.scales (F16 [out, G]) and P.zeros (U8 [out, G]);
-// - config.json and the tokenizer / generation files, copied.
-absl::Status WriteQuantizedCheckpoint(const Checkpoint& ckpt, const BlockStore& store,
-                                      const std::string& out_dir);
+// Writes every format into `out_dir`/<format.dir_name>; calls `done(format)`
+// after each. Returns {format name: subdirectory}.
+absl::StatusOr<nlohmann::json> WriteExports(const Checkpoint& ckpt, const BlockStore& store,
+                                            const std::vector<LayerPlan>& plans,
+                                            const std::vector<ExportFormat>& formats,
+                                            const ExportOptions& options,
+                                            const std::string& out_dir,
+                                            const std::function<void(const ExportFormat&)>& done);
 
 }  // namespace signround

@@ -11,6 +11,7 @@
 #include "src/data/token_dataset.h"
 #include "src/data/token_tensor.h"
 #include "src/eval/perplexity.h"
+#include "src/export/export_format.h"
 #include "src/model/checkpoint.h"
 #include "src/model/model_ends.h"
 #include "src/pipeline/outputs.h"
@@ -43,6 +44,7 @@ absl::Status ValidateOptions(const QuantizeOptions& o) {
   }
   if (o.tune.lr < 0 || o.tune.minmax_lr < 0) return Invalid("learning rates must be positive");
   if (o.out_dir.empty()) return Invalid("an output directory is required");
+  if (o.max_shard_bytes == 0) return Invalid("max_shard_size must be positive");
   std::error_code ec;
   if (fs::equivalent(o.model_dir, o.out_dir, ec)) {
     return Invalid("the output directory must differ from the model directory");
@@ -206,14 +208,21 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
   return blocks;
 }
 
-absl::StatusOr<json> Evaluate(const RunContext& ctx) {
-  SR_ASSIGN_OR_RETURN(std::vector<TokenRow> rows, LoadTokenRows(ctx.options.eval_path));
+// Perplexity of the original and of the fake-quantized model (each quantized
+// Linear's weight replaced by the engine's W^ in the checkpoint's dtype).
+absl::StatusOr<json> Evaluate(const RunContext& ctx, const BlockStore& store,
+                              const std::vector<TokenRow>& rows) {
   PerplexityOptions po;
   po.batch_size = ctx.options.eval_batch_size;
   po.device = ctx.device;
   SR_ASSIGN_OR_RETURN(PerplexityResult before, EvaluatePerplexity(ctx.ckpt, rows, po));
-  SR_ASSIGN_OR_RETURN(Checkpoint quantized, Checkpoint::Open(ctx.options.out_dir));
-  SR_ASSIGN_OR_RETURN(PerplexityResult after, EvaluatePerplexity(quantized, rows, po));
+  po.block_weights = [&](int64_t layer) -> absl::StatusOr<BlockWeights> {
+    SR_ASSIGN_OR_RETURN(BlockWeights w, ctx.impl.load(ctx.ckpt, layer, po.dtype, po.device));
+    SR_ASSIGN_OR_RETURN(StoredBlock block,
+                        store.Load(layer, absl::StrCat("model.layers.", layer, ".")));
+    return WithQuantizedWeights(w, block.layers, po.dtype);
+  };
+  SR_ASSIGN_OR_RETURN(PerplexityResult after, EvaluatePerplexity(ctx.ckpt, rows, po));
   return json{{"original", before.perplexity}, {"quantized", after.perplexity}};
 }
 
@@ -242,13 +251,26 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   Clock::time_point start = Clock::now();
   SR_RETURN_IF_ERROR(ValidateOptions(o));
   SR_ASSIGN_OR_RETURN(at::Device device, ParseDevice(o.device));
+  SR_ASSIGN_OR_RETURN(std::vector<ExportFormat> formats, ParseExportFormats(o.formats));
   SR_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(o.model_dir));
+  if (ckpt.quantization()) {
+    return Invalid(absl::StrCat(o.model_dir, ": is already quantized (quant_method '",
+                                ckpt.quantization()->method(), "'); give the original model"));
+  }
   SR_ASSIGN_OR_RETURN(const BlockImpl* impl, FindBlockImpl(ckpt.config().model_type));
-  SR_ASSIGN_OR_RETURN(at::Tensor ids, LoadCalibration(o, ckpt.config()));
   std::vector<LayerPlan> plans = PlanLayers(DecoderLinears(ckpt.config()), o.scheme, o.overrides);
+  SR_RETURN_IF_ERROR(CheckExportFormats(formats, ckpt.config(), plans));
+  SR_ASSIGN_OR_RETURN(at::Tensor ids, LoadCalibration(o, ckpt.config()));
+  std::vector<TokenRow> eval_rows;
+  if (!o.eval_path.empty()) {
+    SR_ASSIGN_OR_RETURN(eval_rows, LoadTokenRows(o.eval_path));
+    SR_RETURN_IF_ERROR(CheckTokenIds(eval_rows, ckpt.config().vocab_size, o.eval_path));
+  }
   json settings = SettingsJson(o, ckpt);
   SR_ASSIGN_OR_RETURN(BlockStore store,
                       BlockStore::Open(JoinPath(o.out_dir, kWorkDirName), settings.dump()));
+  // An earlier run's report would make this run's unfinished outputs look complete.
+  SR_RETURN_IF_ERROR(RemoveTree(JoinPath(o.out_dir, "report.json")));
   // fp32 on CPU; bf16 on CUDA with fp32 tuning parameters and loss.
   RunContext ctx{o, ckpt, *impl, device, device.is_cuda() ? at::kBFloat16 : at::kFloat, progress};
   if (progress) {
@@ -263,13 +285,25 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   } catch (const std::exception& e) {  // LibTorch 1.13 also throws plain runtime_errors
     return absl::InternalError(absl::StrCat("quantize failed: ", e.what()));
   }
-  SR_RETURN_IF_ERROR(WriteQuantizedCheckpoint(ckpt, store, o.out_dir));
+  ExportOptions export_options{o.scheme, settings, o.max_shard_bytes};
+  auto exported = [&](const ExportFormat& f) {
+    if (progress) {
+      progress({"export",
+                ckpt.config().num_hidden_layers,
+                {},
+                false,
+                {{"format", f.name}, {"dir", f.dir_name}}});
+    }
+  };
+  SR_ASSIGN_OR_RETURN(
+      json outputs, WriteExports(ckpt, store, plans, formats, export_options, o.out_dir, exported));
   json report = {{"model", o.model_dir},
                  {"config", settings},
+                 {"outputs", outputs},
                  {"blocks", blocks},
                  {"layers", LayersJson(plans)}};
   if (!o.eval_path.empty()) {
-    SR_ASSIGN_OR_RETURN(report["perplexity"], Evaluate(ctx));
+    SR_ASSIGN_OR_RETURN(report["perplexity"], Evaluate(ctx, store, eval_rows));
     if (progress)
       progress({"eval", ckpt.config().num_hidden_layers, {}, false, report["perplexity"]});
   }

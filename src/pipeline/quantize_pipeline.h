@@ -1,6 +1,6 @@
 // The quantize job: streams the checkpoint one decoder block at a time through
 // SignRound (or RTN), checkpointing each finished block so a rerun resumes,
-// and writes the fake-quantized checkpoint, the integer weights, and
+// then writes each requested export format (one subdirectory each) and
 // report.json. Peak memory is about one block plus the two activation chains.
 #pragma once
 
@@ -31,6 +31,9 @@ struct QuantizeOptions {
   std::string device = "cpu";  // "cpu" or "cuda:N"
   std::string recipe = "default";
   int64_t eval_batch_size = 8;
+  // Comma-separated export formats (kExportFormatNames).
+  std::string formats = "auto_round";
+  uint64_t max_shard_bytes = 5'000'000'000;
 };
 
 // Applies a named recipe (default, best, light, rtn) to `options`;
@@ -38,11 +41,11 @@ struct QuantizeOptions {
 absl::Status ApplyRecipe(absl::string_view recipe, QuantizeOptions& options);
 
 struct ProgressEvent {
-  std::string kind;  // "start", "block", "eval", "done"
+  std::string kind;  // "start", "block", "export", "eval", "done"
   int64_t block_count = 0;
   BlockStats block;  // for "block"
   bool resumed = false;
-  nlohmann::json detail;  // extra fields for "start" / "eval" / "done"
+  nlohmann::json detail;  // extra fields for "start" / "export" / "eval" / "done"
 };
 
 // Receives progress; returning false cancels the run (CANCELLED; finished

@@ -1,7 +1,7 @@
 // Drives the real `signround-worker quantize` binary: reference perplexities on
-// the shared checkpoints, determinism, resume after kill -9, bad input, and
-// per-layer overrides. The worker is started with fork + execv (no shell), so a
-// SIGKILL reaches the worker itself.
+// the shared checkpoints, determinism, resume after kill -9, bad input,
+// per-layer overrides, and the packed exports read back by `eval`. The worker is started with fork
+// + execv (no shell), so a SIGKILL reaches the worker itself.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -20,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "src/tensor/safetensors_file.h"
+#include "tests/testing/gguf_reader.h"
 #include "tests/testing/test_files.h"
 #include "tests/testing/worker_process.h"
 
@@ -123,6 +125,8 @@ std::vector<std::string> SmallQuantizeArgs(const std::string& model, const std::
           "4",
           "--iters",
           std::to_string(iters),
+          "--format",
+          "fake,auto_round,auto_gptq",
           "--progress",
           "json"};
 }
@@ -156,9 +160,11 @@ void ExpectSameFile(const std::string& a, const std::string& b) {
 
 // Both runs' artifacts are byte-identical and their reports equal without timings.
 void ExpectSameOutputs(const std::string& out1, const std::string& out2) {
-  ExpectSameFile(out1 + "/model.safetensors", out2 + "/model.safetensors");
-  ExpectSameFile(out1 + "/quantized_weights.safetensors", out2 + "/quantized_weights.safetensors");
-  ExpectSameFile(out1 + "/config.json", out2 + "/config.json");
+  for (const char* file :
+       {"/fake/model.safetensors", "/auto_round/model.safetensors", "/auto_round/config.json",
+        "/auto_gptq/model.safetensors", "/auto_gptq/quantization_config.json"}) {
+    ExpectSameFile(out1 + file, out2 + file);
+  }
   EXPECT_EQ(ReportWithoutTimings(out1), ReportWithoutTimings(out2));
 }
 
@@ -191,6 +197,9 @@ void RunAndKillAfterBlock(const std::vector<std::string>& args, int kill_after) 
 }
 
 // --- reference perplexities on the shared checkpoints ---------------------------
+
+void ExpectPackedPerplexityMatches(const std::string& out, const std::string& format,
+                                   const std::string& data);
 
 json QuantizeShared(const std::string& model, const std::vector<std::string>& settings,
                     const testing::TempDir& dir) {
@@ -241,11 +250,18 @@ TEST(QuantizeCliShared, RtnPerplexityStories260kW2G32) {
 TEST(QuantizeCliShared, RtnPerplexityBabyllama105W4G32) {
   if (testing::SharedDir().empty()) GTEST_SKIP() << "../shared is absent";
   testing::TempDir dir;
-  json report = QuantizeShared(
-      "babyllama-105", {"--bits", "4", "--group-size", "32", "--sym", "--recipe", "rtn"}, dir);
+  json report = QuantizeShared("babyllama-105",
+                               {"--bits", "4", "--group-size", "32", "--sym", "--recipe", "rtn",
+                                "--format", "auto_round,auto_gptq,gguf:q4_0"},
+                               dir);
   ASSERT_TRUE(report.contains("perplexity")) << report.dump();
   EXPECT_NEAR(report["perplexity"]["quantized"].get<double>(), 2.365, 2.365 * 0.01);
   EXPECT_NEAR(report["perplexity"]["original"].get<double>(), 2.252, 2.252 * 0.001);
+  // The packed checkpoints evaluate to the same perplexity (relative 1e-4).
+  const std::string eval = testing::SharedDir() + "/data/babyllama-105-eval-256.jsonl";
+  ExpectPackedPerplexityMatches(dir.File("out"), "auto_round", eval);
+  ExpectPackedPerplexityMatches(dir.File("out"), "auto_gptq", eval);
+  EXPECT_TRUE(fs::exists(dir.File("out") + "/auto_round/tokenizer.model"));
 }
 
 // SignRound acceptance (the issue's bars): with the default recipe (200
@@ -320,7 +336,7 @@ TEST(QuantizeCli, ResumesAfterKillNineWithIdenticalResults) {
   for (int i = 0; i <= 2; ++i) EXPECT_TRUE(fs::exists(BlockFile(killed, i))) << i;
   EXPECT_FALSE(fs::exists(BlockFile(killed, 4)));
   EXPECT_FALSE(fs::exists(killed + "/report.json"));
-  EXPECT_FALSE(fs::exists(killed + "/model.safetensors"));
+  EXPECT_FALSE(fs::exists(killed + "/auto_round"));
 
   Result resumed = RunWorker(args);
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
@@ -380,7 +396,7 @@ class QuantizeCliBadInput : public ::testing::Test {
     Result r = RunWorker(args);
     ExpectOneLineError(r, fragment);
     EXPECT_FALSE(fs::exists(out + "/report.json"));
-    EXPECT_FALSE(fs::exists(out + "/quantized_weights.safetensors"));
+    EXPECT_FALSE(fs::exists(out + "/auto_round"));
   }
 
   std::vector<std::string> Args(const std::string& calib) const {
@@ -397,7 +413,6 @@ class QuantizeCliBadInput : public ::testing::Test {
 TEST_F(QuantizeCliBadInput, CalibFileMissing) {
   std::string missing = dir_.File("missing.jsonl");
   ExpectBadInput(Args(missing), missing + ": No such file or directory", out_);
-  EXPECT_FALSE(fs::exists(out_ + "/model.safetensors"));
 }
 
 TEST_F(QuantizeCliBadInput, TooFewQualifyingRows) {
@@ -405,7 +420,6 @@ TEST_F(QuantizeCliBadInput, TooFewQualifyingRows) {
   std::string path = dir_.File("short.jsonl");
   testing::WriteFile(path, CalibJsonl(10, 64, kVocab) + CalibJsonl(6, 63, kVocab));
   ExpectBadInput(Args(path), "only 10 rows have at least 64 tokens, need 16", out_);
-  EXPECT_FALSE(fs::exists(out_ + "/model.safetensors"));
 }
 
 TEST_F(QuantizeCliBadInput, TokenIdOutsideVocab) {
@@ -415,18 +429,15 @@ TEST_F(QuantizeCliBadInput, TokenIdOutsideVocab) {
   bad["input_ids"][5] = kVocab;
   testing::WriteFile(path, text + bad.dump() + "\n" + CalibJsonl(13, 64, kVocab));
   ExpectBadInput(Args(path), "row 3, position 6: token id 128 is not below vocab_size 128", out_);
-  EXPECT_FALSE(fs::exists(out_ + "/model.safetensors"));
 }
 
 TEST_F(QuantizeCliBadInput, UnknownRecipe) {
   ExpectBadInput(Set(Args(calib_), "--recipe", "fastest"),
                  "recipe 'fastest' is not one of default, best, light, rtn", out_);
-  EXPECT_FALSE(fs::exists(out_ + "/model.safetensors"));
 }
 
 TEST_F(QuantizeCliBadInput, UnsupportedBits) {
   ExpectBadInput(Set(Args(calib_), "--bits", "5"), "bits must be 2, 3, 4 or 8, got 5", out_);
-  EXPECT_FALSE(fs::exists(out_ + "/model.safetensors"));
 }
 
 TEST_F(QuantizeCliBadInput, LayerConfigInvalidRegex) {
@@ -434,7 +445,6 @@ TEST_F(QuantizeCliBadInput, LayerConfigInvalidRegex) {
   testing::WriteFile(cfg, R"({"mlp[": {"bits": 8}})");
   ExpectBadInput(With(Args(calib_), {"--layer-config", cfg}), cfg + ": 'mlp[': not a valid regex",
                  out_);
-  EXPECT_FALSE(fs::exists(out_ + "/model.safetensors"));
 }
 
 TEST_F(QuantizeCliBadInput, LayerConfigBits7) {
@@ -442,7 +452,6 @@ TEST_F(QuantizeCliBadInput, LayerConfigBits7) {
   testing::WriteFile(cfg, R"({"mlp\\.down_proj": {"bits": 7}})");
   ExpectBadInput(With(Args(calib_), {"--layer-config", cfg}),
                  cfg + ": 'mlp\\.down_proj': key 'bits' must be 2, 3, 4, 8 or 16, got 7", out_);
-  EXPECT_FALSE(fs::exists(out_ + "/model.safetensors"));
 }
 
 TEST_F(QuantizeCliBadInput, OutEqualsModel) {
@@ -501,16 +510,30 @@ TEST(QuantizeCli, LayerConfigKeepsMlpSixteenBit) {
   }
   for (const json& b : report["blocks"]) EXPECT_EQ(b["layers_quantized"], 4) << b.dump();
 
-  auto ints = SafetensorsFile::Open(out + "/quantized_weights.safetensors");
-  ASSERT_TRUE(ints.ok()) << ints.status();
-  ASSERT_EQ((*ints)->header().tensors.size(), static_cast<size_t>(4 * kLayers * 3));
-  for (const TensorEntry& t : (*ints)->header().tensors) {
-    EXPECT_EQ(t.name.find(".mlp."), std::string::npos) << t.name;
+  // auto_round: the MLP keeps its weights (listed 16-bit in extra_config), attention is packed.
+  auto original = SafetensorsFile::Open(model + "/model.safetensors");
+  auto packed = SafetensorsFile::Open(out + "/auto_round/model.safetensors");
+  ASSERT_TRUE(original.ok()) << original.status();
+  ASSERT_TRUE(packed.ok()) << packed.status();
+  json qc = json::parse(ReadAll(out + "/auto_round/quantization_config.json"));
+  EXPECT_EQ(json::parse(ReadAll(out + "/auto_round/config.json"))["quantization_config"], qc);
+  ASSERT_EQ(qc["extra_config"].size(), static_cast<size_t>(3 * kLayers)) << qc.dump();
+  for (const json& l : report["layers"]) {
+    const std::string name = l["name"];
+    if (name.find(".mlp.") != std::string::npos) {
+      EXPECT_EQ(qc["extra_config"][name], json({{"bits", 16}, {"data_type", "fp"}})) << name;
+      auto w = (*packed)->Find(name + ".weight");
+      ASSERT_TRUE(w.ok()) << w.status();
+      EXPECT_TRUE((*packed)->Bytes(**w) ==
+                  (*original)->Bytes(**(*original)->Find(name + ".weight")));
+      EXPECT_FALSE((*packed)->Find(name + ".qweight").ok()) << name;
+    } else {
+      EXPECT_TRUE((*packed)->Find(name + ".qweight").ok()) << name;
+      EXPECT_FALSE((*packed)->Find(name + ".weight").ok()) << name;
+    }
   }
 
-  auto original = SafetensorsFile::Open(model + "/model.safetensors");
-  auto fake = SafetensorsFile::Open(out + "/model.safetensors");
-  ASSERT_TRUE(original.ok()) << original.status();
+  auto fake = SafetensorsFile::Open(out + "/fake/model.safetensors");
   ASSERT_TRUE(fake.ok()) << fake.status();
   ASSERT_EQ((*original)->header().tensors.size(), (*fake)->header().tensors.size());
   int mlp_checked = 0, attn_changed = 0;
@@ -551,23 +574,257 @@ TEST(QuantizeCli, LayerConfigSetsOprojTo8Bit) {
   ASSERT_EQ(report["config"]["layer_config"].size(), 1u);
   EXPECT_EQ(report["config"]["layer_config"][0]["bits"], 8);
 
-  // Codes use the 8-bit range for o_proj ([0, 255], and more than the 2-bit
-  // levels), and stay within [0, 3] elsewhere.
-  auto ints = SafetensorsFile::Open(out + "/quantized_weights.safetensors");
-  ASSERT_TRUE(ints.ok()) << ints.status();
+  // In the packed output, o_proj's 8-bit codes use more than the 2-bit levels
+  // and its symmetric v1 zero points are 128 - 1 in every byte; q_proj is 2-bit.
+  auto packed = SafetensorsFile::Open(out + "/auto_round/model.safetensors");
+  ASSERT_TRUE(packed.ok()) << packed.status();
+  EXPECT_EQ(json::parse(ReadAll(out + "/auto_round/quantization_config.json"))["extra_config"],
+            json::parse(R"({"model.layers.0.self_attn.o_proj": {"bits": 8},
+                            "model.layers.1.self_attn.o_proj": {"bits": 8},
+                            "model.layers.2.self_attn.o_proj": {"bits": 8},
+                            "model.layers.3.self_attn.o_proj": {"bits": 8},
+                            "model.layers.4.self_attn.o_proj": {"bits": 8}})"));
   for (int layer = 0; layer < kLayers; ++layer) {
     std::string p = absl::StrCat("model.layers.", layer, ".self_attn.");
-    std::vector<int64_t> o = Integers(**ints, p + "o_proj.codes");
-    std::vector<int64_t> q = Integers(**ints, p + "q_proj.codes");
-    ASSERT_FALSE(o.empty());
-    ASSERT_FALSE(q.empty());
-    EXPECT_GE(*std::min_element(o.begin(), o.end()), 0);
-    EXPECT_LE(*std::max_element(o.begin(), o.end()), 255);
-    EXPECT_GT(*std::max_element(o.begin(), o.end()) - *std::min_element(o.begin(), o.end()), 3);
-    EXPECT_GE(*std::min_element(q.begin(), q.end()), 0);
-    EXPECT_LE(*std::max_element(q.begin(), q.end()), 3);
-    std::vector<int64_t> zeros = Integers(**ints, p + "o_proj.zeros");
-    for (int64_t z : zeros) EXPECT_EQ(z, 128);  // sym: zero point 2^(bits-1)
+    auto o = (*packed)->Find(p + "o_proj.qweight");
+    auto q = (*packed)->Find(p + "q_proj.qweight");
+    ASSERT_TRUE(o.ok() && q.ok());
+    EXPECT_EQ((*o)->shape, std::vector<int64_t>({64 * 8 / 32, 64}));
+    EXPECT_EQ((*q)->shape, std::vector<int64_t>({64 * 2 / 32, 64}));
+    absl::string_view codes = (*packed)->Bytes(**o);  // 8-bit: one code per byte
+    int lo = 255, hi = 0;
+    for (char c : codes) {
+      lo = std::min(lo, int{static_cast<uint8_t>(c)});
+      hi = std::max(hi, int{static_cast<uint8_t>(c)});
+    }
+    EXPECT_GT(hi - lo, 3);
+    for (int64_t z : Integers(**packed, p + "o_proj.qzeros")) EXPECT_EQ(z, 0x7F7F7F7F);
+    for (int64_t z : Integers(**packed, p + "q_proj.qzeros")) EXPECT_EQ(z, 0x55555555);
+  }
+}
+
+// --- packed exports read back -----------------------------------------------------
+
+// `eval --json` on `dir`: its perplexity.
+double EvalPerplexity(const std::string& dir, const std::string& data) {
+  Result r = RunWorker({"eval", "--model", dir, "--data", data, "--json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  if (r.exit_code != 0) return -1;
+  return json::parse(r.out)["perplexity"].get<double>();
+}
+
+// The acceptance bar: eval on a packed output reproduces the perplexity the
+// quantize run reported for the fake-quantized model, relative difference < 1e-4.
+void ExpectPackedPerplexityMatches(const std::string& out, const std::string& format,
+                                   const std::string& data) {
+  const double reported =
+      json::parse(ReadAll(out + "/report.json"))["perplexity"]["quantized"].get<double>();
+  const double packed = EvalPerplexity(out + "/" + format, data);
+  EXPECT_LT(std::abs(packed - reported) / reported, 1e-4)
+      << format << ": " << packed << " vs reported " << reported;
+}
+
+TEST(QuantizeCliExport, PackedOutputsEvalToTheReportedPerplexity) {
+  testing::TempDir dir;
+  std::string model = MakeSmallModel(dir);
+  std::string calib = WriteSmallCalib(dir);
+  const std::string out = dir.File("out");
+  // 4-bit sym group 32 maps onto every format; 60 KB shards split the packed model.
+  std::vector<std::string> args = Set(SmallQuantizeArgs(model, calib, out, 20), "--bits", "4");
+  args = Set(args, "--format", "auto_round,auto_gptq,fake,gguf:q4_0");
+  args = With(args, {"--eval", calib, "--max-shard-size", "60KB"});
+  Result r = RunWorker(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json report = json::parse(ReadAll(out + "/report.json"));
+  EXPECT_EQ(report["outputs"], json({{"auto_round", "auto_round"},
+                                     {"auto_gptq", "auto_gptq"},
+                                     {"fake", "fake"},
+                                     {"gguf:q4_0", "gguf-q4_0"}}));
+  std::vector<std::string> exported;
+  for (const json& e : Events(r.out)) {
+    if (e["event"] == "export") exported.push_back(e["detail"]["format"]);
+  }
+  EXPECT_EQ(exported, std::vector<std::string>({"auto_round", "auto_gptq", "fake", "gguf:q4_0"}));
+  EXPECT_TRUE(fs::exists(out + "/auto_round/model.safetensors.index.json"));
+  int shards = 0;
+  for (const auto& entry : fs::directory_iterator(out + "/auto_round")) {
+    shards += entry.path().filename().string().find("-of-") != std::string::npos;
+  }
+  EXPECT_GE(shards, 2);
+  EXPECT_TRUE(fs::exists(out + "/gguf-q4_0/model-Q4_0.gguf"));
+  for (const char* format : {"auto_round", "auto_gptq", "fake"}) {
+    ExpectPackedPerplexityMatches(out, format, calib);
+  }
+  // inspect shows how a packed checkpoint stores each layer.
+  Result inspect = RunWorker({"inspect", "--model", out + "/auto_gptq", "--json"});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  json info = json::parse(inspect.out);
+  EXPECT_EQ(info["quant_method"], "gptq");
+  ASSERT_EQ(info["linears"].size(), static_cast<size_t>(7 * kLayers));
+  for (const json& l : info["linears"]) {
+    EXPECT_EQ(l["dtype"], "packed") << l.dump();
+    EXPECT_EQ(l["bits"], 4) << l.dump();
+    EXPECT_EQ(l["group_size"], 32) << l.dump();
+  }
+  // Nothing half-made is left beside the outputs.
+  for (const auto& entry : fs::directory_iterator(out)) {
+    EXPECT_EQ(entry.path().filename().string().find(".partial"), std::string::npos) << entry.path();
+  }
+}
+
+TEST(QuantizeCliExport, Asymmetric3BitAutoRoundStoresV2ZeroPoints) {
+  testing::TempDir dir;
+  std::string model = MakeSmallModel(dir);
+  std::string calib = WriteSmallCalib(dir);
+  const std::string out = dir.File("out");
+  std::vector<std::string> args = Set(SmallQuantizeArgs(model, calib, out, 20), "--bits", "3");
+  args = Set(Set(args, "--format", "auto_round"), "--group-size", "64");
+  Result r = RunWorker(With(args, {"--asym", "--eval", calib}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json qc = json::parse(ReadAll(out + "/auto_round/quantization_config.json"));
+  EXPECT_EQ(qc["packing_format"], "auto_round");
+  EXPECT_EQ(qc["bits"], 3);
+  EXPECT_EQ(qc["sym"], false);
+  ExpectPackedPerplexityMatches(out, "auto_round", calib);
+}
+
+TEST(QuantizeCliExport, RefusesFormatsBeforeTuning) {
+  testing::TempDir dir;
+  std::string model = MakeSmallModel(dir);
+  std::string calib = WriteSmallCalib(dir);
+  const std::string out = dir.File("out");
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {Set(SmallQuantizeArgs(model, calib, out, 5), "--format", "gguf:q4_0"), "gguf:q4_0 needs"},
+      {Set(SmallQuantizeArgs(model, calib, out, 5), "--format", "auto_round,awq"),
+       "format 'awq' is not one of fake, auto_round, auto_gptq, gguf:q4_0, gguf:q4_1, gguf:q8_0"},
+      {With(SmallQuantizeArgs(model, calib, out, 5), {"--max-shard-size", "lots"}),
+       "--max-shard-size: size 'lots' is not a positive byte count"},
+  };
+  for (const auto& [args, error] : cases) {
+    Result r = RunWorker(args);
+    ExpectOneLineError(r, error);
+    EXPECT_FALSE(fs::exists(out + "/.signround-work")) << error;
+    EXPECT_FALSE(fs::exists(out + "/report.json")) << error;
+  }
+}
+
+// A packed checkpoint is hostile input to eval like any other.
+TEST(QuantizeCliExport, EvalOfBrokenPackedCheckpointsFailsPrecisely) {
+  testing::TempDir dir;
+  std::string model = MakeSmallModel(dir);
+  std::string calib = WriteSmallCalib(dir);
+  const std::string out = dir.File("out");
+  Result r = RunWorker(Set(SmallQuantizeArgs(model, calib, out, 2), "--format", "auto_gptq"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string packed = out + "/auto_gptq";
+  const std::string config_path = packed + "/config.json";
+  const json config = json::parse(ReadAll(config_path));
+  auto with = [&](const std::string& key, const json& value) {
+    json c = config;
+    c["quantization_config"][key] = value;
+    testing::WriteFile(config_path, c.dump());
+  };
+  with("bits", 3);
+  ExpectOneLineError(RunWorker({"eval", "--model", packed, "--data", calib}),
+                     packed +
+                         "/model.safetensors: tensor "
+                         "'model.layers.0.self_attn.q_proj.qweight' is I32 [4, 64]; a 3-bit, "
+                         "group-size-32 Linear [64, 64] needs I32 [6, 64]");
+  with("quant_method", "awq");
+  ExpectOneLineError(RunWorker({"eval", "--model", packed, "--data", calib}),
+                     config_path +
+                         ": quantization_config: quant_method 'awq' is not supported "
+                         "(supported: auto-round, gptq)");
+  // Without a quantization_config in config.json, quantization_config.json describes the
+  // layers (vLLM reads that file); without either, the packed tensors are unexplained.
+  json no_config = config;
+  no_config.erase("quantization_config");
+  testing::WriteFile(config_path, no_config.dump());
+  EXPECT_EQ(RunWorker({"eval", "--model", packed, "--data", calib}).exit_code, 0);
+  fs::remove(packed + "/quantization_config.json");
+  ExpectOneLineError(RunWorker({"eval", "--model", packed, "--data", calib}),
+                     "is packed, but config.json has no quantization_config describing it");
+  // A quantized model is not quantized again.
+  testing::WriteFile(config_path, config.dump());
+  testing::WriteFile(packed + "/quantization_config.json", config["quantization_config"].dump());
+  ExpectOneLineError(RunWorker(SmallQuantizeArgs(packed, calib, dir.File("again"), 2)),
+                     packed +
+                         ": is already quantized (quant_method 'gptq'); give the original "
+                         "model");
+}
+
+// GGUF from a real run: every block Linear, read back with the test's own GGUF
+// reader, dequantizes to the engine's W^ (the fake-quantized model): exactly for
+// Q4_0 and Q8_0 (d is the fp16 scale), and for Q4_1 up to the fp16 rounding of
+// m = -zp * d (half an ulp of m).
+TEST(QuantizeCliExport, GgufBlocksDequantizeToTheEngineWeights) {
+  namespace gguf = testing::gguf;
+  testing::TempDir dir;
+  std::string model = MakeSmallModel(dir);
+  std::string calib = WriteSmallCalib(dir);
+  struct Case {
+    std::string format, bits, sym_flag;
+    uint32_t type;
+  };
+  const Case cases[] = {{"gguf:q4_0", "4", "--sym", gguf::kTQ4_0},
+                        {"gguf:q4_1", "4", "--asym", gguf::kTQ4_1},
+                        {"gguf:q8_0", "8", "--sym", gguf::kTQ8_0}};
+  const char* kGgufNames[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                              "ffn_gate", "ffn_up", "ffn_down"};
+  const char* kHfNames[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                            "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                            "mlp.down_proj"};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.format);
+    const std::string out = dir.File("out-" + c.bits + c.sym_flag);
+    std::vector<std::string> args = Set(SmallQuantizeArgs(model, calib, out, 5), "--bits", c.bits);
+    args = With(Set(args, "--format", "fake," + c.format), {c.sym_flag});
+    Result r = RunWorker(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::string dir_name = c.format;
+    dir_name[4] = '-';
+    std::string suffix = c.format.substr(5);
+    for (char& ch : suffix) ch = static_cast<char>(std::toupper(ch));
+    const gguf::GgufContents g =
+        gguf::ReadGguf(out + "/" + dir_name + "/model-" + suffix + ".gguf");
+    auto fake = SafetensorsFile::Open(out + "/fake/model.safetensors");
+    ASSERT_TRUE(fake.ok()) << fake.status();
+    for (int layer = 0; layer < kLayers; ++layer) {
+      for (int l = 0; l < 7; ++l) {
+        const std::string name = absl::StrCat("blk.", layer, ".", kGgufNames[l], ".weight");
+        SCOPED_TRACE(name);
+        const gguf::TensorInfo& t = g.Tensor(name);
+        ASSERT_EQ(t.type, c.type);
+        auto entry =
+            (*fake)->Find(absl::StrCat("model.layers.", layer, ".", kHfNames[l], ".weight"));
+        ASSERT_TRUE(entry.ok());
+        const int64_t rows = (*entry)->shape[0], cols = (*entry)->shape[1];
+        ASSERT_EQ(t.ne, std::vector<uint64_t>(
+                            {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows)}));
+        std::vector<float> want(rows * cols);
+        std::memcpy(want.data(), (*fake)->Bytes(**entry).data(), want.size() * 4);
+        const std::vector<double> got = gguf::Dequantize(g, t);
+        const int64_t heads = l == 0 ? 4 : 2;  // q uses n_head, k n_kv_head
+        int64_t bad = 0;
+        for (int64_t row = 0; row < rows; ++row) {
+          const int64_t hf = l <= 1 ? gguf::HfRow(row, rows, heads) : row;
+          for (int64_t k = 0; k < cols; ++k) {
+            const double x = got[row * cols + k], w = want[hf * cols + k];
+            if (c.type == gguf::kTQ4_1) {
+              // x - W^ = m - (-zp * d): at most half an fp16 ulp of m, 2^-11 |m|.
+              const size_t block = static_cast<size_t>((row * cols + k) / 32) * 20;
+              const double m = gguf::Half(gguf::U16(g.Data(t, gguf::TensorBytes(t)), block + 2));
+              bad += std::abs(x - w) > std::ldexp(std::abs(m), -11) * 1.001;
+            } else {
+              bad += x != w;
+            }
+          }
+        }
+        EXPECT_EQ(bad, 0);
+      }
+    }
+    EXPECT_EQ(g.kv.at("general.architecture").s, "llama");
+    EXPECT_EQ(g.kv.at("llama.block_count").u, static_cast<uint64_t>(kLayers));
   }
 }
 

@@ -1,0 +1,54 @@
+// Exports a quantized Llama-family job as one GGUF file for llama.cpp. Every
+// quantized layer maps exactly onto a ggml block type (group size 32: 4-bit
+// sym -> Q4_0, 4-bit asym -> Q4_1, 8-bit sym -> Q8_0), built from the engine's
+// integer codes, never from float weights; 16-bit layers are written as F16.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "src/export/export_source.h"
+#include "src/model/config.h"
+#include "src/quant/layer_plan.h"
+
+namespace signround {
+
+// The GGUF file formats, named "gguf:q4_0", "gguf:q4_1" and "gguf:q8_0".
+enum class GgufFormat { kQ4_0, kQ4_1, kQ8_0 };
+
+// "gguf:q4_0" -> kQ4_0, ...; nullopt for any other name.
+std::optional<GgufFormat> ParseGgufFormat(absl::string_view name);
+// "gguf:q4_0", ...
+absl::string_view GgufFormatName(GgufFormat format);
+// The file name llama.cpp's tools would give: "<model_name>-Q4_0.gguf".
+std::string GgufFileName(absl::string_view model_name, GgufFormat format);
+
+// INVALID_ARGUMENT with the reason when the job cannot be written exactly in
+// `format`: model_type other than llama, mistral (GGUF arch "llama") or qwen2
+// (arch "qwen2"); rope_scaling other than none, linear or llama3 (llama3 with
+// llama / mistral only); a quantized layer with no exact block type; or the
+// job's default scheme (the most common one among the quantized layers) not
+// being `format`'s type. A job with no quantized layer is accepted.
+absl::Status CheckGgufExport(GgufFormat format, const ModelConfig& config,
+                             const std::vector<LayerPlan>& plans);
+
+// Writes the GGUF file at `path` (atomically: a failure leaves no file).
+// Runs CheckGgufExport first. Tokenizer metadata comes from the model
+// directory's tokenizer.model or tokenizer.json (none when both are absent).
+absl::Status ExportGguf(const ExportSource& source, GgufFormat format, const std::string& path);
+
+// The q/k row order llama.cpp expects: GGUF row r holds Hugging Face row
+// order[r]. Rows viewed as [n_head, 2, rows / n_head / 2], the last two dims
+// swapped (rotate-half -> interleaved RoPE). `rows` must divide by 2 * n_head.
+std::vector<int64_t> LlamaQkRowOrder(int64_t rows, int64_t n_head);
+
+// The rope_freqs.weight values for llama3 rope_scaling ([head_dim / 2] factors
+// that llama.cpp divides the frequencies by), as convert_hf_to_gguf.py
+// computes them. `config.rope_scaling` must be the llama3 type.
+std::vector<float> Llama3RopeFactors(const ModelConfig& config);
+
+}  // namespace signround

@@ -1,0 +1,41 @@
+// The engine's result for one quantized Linear, as the exporters consume it:
+// integer codes, fp16 scales and zero points, viewed in place (no copies).
+// No LibTorch: the exporters are plain byte arithmetic.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "src/quant/layer_plan.h"
+
+namespace signround {
+
+struct IntegerLayer {
+  std::string name;  // module prefix, e.g. "model.layers.3.mlp.down_proj"
+  QuantScheme scheme;
+  int64_t out = 0;  // N
+  int64_t in = 0;   // K
+  // U8 [out, in]: sym code = q + 2^(bits-1), asym code = q; in [0, 2^bits - 1].
+  absl::string_view codes;
+  // F16 bits [out, groups], little-endian; may be negative.
+  absl::string_view scales;
+  // U8 [out, groups]: 2^(bits-1) for sym, the tuned zero point for asym.
+  absl::string_view zeros;
+
+  // Elements per group along `in` (`in` itself for group_size -1).
+  int64_t group() const { return scheme.group_size > 0 ? scheme.group_size : in; }
+  int64_t groups() const { return (in + group() - 1) / group(); }
+
+  uint8_t code(int64_t n, int64_t k) const { return static_cast<uint8_t>(codes[n * in + k]); }
+  uint8_t zero(int64_t n, int64_t g) const { return static_cast<uint8_t>(zeros[n * groups() + g]); }
+  uint16_t scale_bits(int64_t n, int64_t g) const;
+};
+
+inline uint16_t IntegerLayer::scale_bits(int64_t n, int64_t g) const {
+  const unsigned char* p =
+      reinterpret_cast<const unsigned char*>(scales.data()) + 2 * (n * groups() + g);
+  return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
+
+}  // namespace signround

@@ -1,0 +1,145 @@
+#include "src/export/packed_exporter.h"
+
+#include <cstring>
+#include <optional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "src/common/file_util.h"
+#include "src/common/json_util.h"
+#include "src/common/status_macros.h"
+#include "src/export/gptq_packing.h"
+#include "src/export/sharded_safetensors.h"
+#include "src/export/staging_dir.h"
+#include "src/tensor/float_bytes.h"
+
+namespace signround {
+namespace {
+
+constexpr uint64_t kMaxConfigBytes = 16 << 20;
+
+// Splits "P.suffix" into P and "suffix".
+std::pair<std::string, std::string> SplitLast(const std::string& name) {
+  size_t dot = name.rfind('.');
+  if (dot == std::string::npos) return {name, ""};
+  return {name.substr(0, dot), name.substr(dot + 1)};
+}
+
+template <typename T>
+absl::string_view AsBytes(const std::vector<T>& v) {
+  return absl::string_view(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+// Produces every tensor's bytes: packed Linears are packed once per layer as
+// their first tensor is asked for, everything else comes straight from the map.
+class TensorSource {
+ public:
+  TensorSource(const ExportSource& source, ZeroPointFormat zeros, bool g_idx)
+      : source_(source), zeros_(zeros), g_idx_(g_idx) {}
+
+  absl::StatusOr<absl::string_view> Bytes(const TensorSpec& spec) {
+    if (previous_) source_.Release(*previous_);
+    previous_.reset();
+    auto [prefix, suffix] = SplitLast(spec.name);
+    const IntegerLayer* layer = source_.Layer(prefix);
+    if (layer != nullptr) {
+      if (packed_name_ != prefix) {
+        SR_ASSIGN_OR_RETURN(packed_, PackLinear(*layer, zeros_, g_idx_));
+        packed_name_ = prefix;
+        source_.Release(prefix);
+      }
+      if (suffix == "qweight") return AsBytes(packed_.qweight);
+      if (suffix == "qzeros") return AsBytes(packed_.qzeros);
+      if (suffix == "scales") return AsBytes(packed_.scales);
+      if (suffix == "g_idx") return AsBytes(packed_.g_idx);
+      if (suffix == "bias") {  // stored F16 beside the packed weight
+        SR_ASSIGN_OR_RETURN(Checkpoint::Tensor bias, source_.checkpoint().Find(spec.name));
+        buffer_ =
+            FloatsToBytes(FloatsFromBytes(source_.Bytes(bias), bias.entry->dtype), DType::kF16);
+        source_.Release(bias);
+        return absl::string_view(buffer_);
+      }
+      return absl::InternalError(absl::StrCat("no packed tensor named ", spec.name));
+    }
+    SR_ASSIGN_OR_RETURN(Checkpoint::Tensor t, source_.checkpoint().Find(spec.name));
+    previous_ = t;
+    return source_.Bytes(t);
+  }
+
+ private:
+  const ExportSource& source_;
+  ZeroPointFormat zeros_;
+  bool g_idx_;
+  std::string packed_name_;
+  GptqTensors packed_;
+  std::string buffer_;
+  std::optional<Checkpoint::Tensor> previous_;
+};
+
+// The tensors of the packed checkpoint: the original ones, with each quantized
+// Linear's weight replaced by its packed tensors and its bias made F16.
+std::vector<TensorSpec> PackedSpecs(const ExportSource& source, bool g_idx) {
+  std::vector<TensorSpec> specs;
+  for (const auto& [name, t] : source.checkpoint().tensors()) {
+    auto [prefix, suffix] = SplitLast(name);
+    const IntegerLayer* layer = source.Layer(prefix);
+    if (layer == nullptr) {
+      specs.push_back({name, t.entry->dtype, t.entry->shape});
+    } else if (suffix == "bias") {
+      specs.push_back({name, DType::kF16, t.entry->shape});
+    } else if (suffix == "weight") {
+      const int b = layer->scheme.bits;
+      const int64_t K = layer->in, N = layer->out, G = layer->groups();
+      specs.push_back({prefix + ".qweight", DType::kI32, {K * b / 32, N}});
+      specs.push_back({prefix + ".qzeros", DType::kI32, {G, N * b / 32}});
+      specs.push_back({prefix + ".scales", DType::kF16, {G, N}});
+      if (g_idx) specs.push_back({prefix + ".g_idx", DType::kI32, {K}});
+    }
+  }
+  return specs;
+}
+
+// v1 cannot store a zero point of 0: find one before writing anything.
+absl::Status CheckZeroPoints(const ExportSource& source, ZeroPointFormat zeros,
+                             PackedFormat format) {
+  if (zeros != ZeroPointFormat::kV1) return absl::OkStatus();
+  for (const LayerPlan& p : source.plans()) {
+    const IntegerLayer* layer = p.quantized && !p.scheme.sym ? source.Layer(p.layer.name) : nullptr;
+    if (layer == nullptr) continue;
+    const size_t at = layer->zeros.find('\0');
+    if (at == absl::string_view::npos) continue;
+    return absl::FailedPreconditionError(
+        absl::StrCat(format == PackedFormat::kAutoGptq ? "auto_gptq" : "auto_round", ": layer ",
+                     layer->name, " (asymmetric) has zero point 0 at row ", at / layer->groups(),
+                     ", group ", at % layer->groups(),
+                     ", which GPTQ's v1 zero points (stored as zp - 1) cannot represent; "
+                     "use --format auto_round, which stores v2 zero points for asymmetric jobs"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ExportPacked(const ExportSource& source, PackedFormat format,
+                          const ExportOptions& options, const std::string& dir) {
+  const ZeroPointFormat zeros = ZeroPointsFor(format, source.plans());
+  SR_RETURN_IF_ERROR(CheckZeroPoints(source, zeros, format));
+  const bool g_idx = format == PackedFormat::kAutoGptq;
+
+  const std::string config_path = JoinPath(source.checkpoint().dir(), "config.json");
+  SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_path, kMaxConfigBytes));
+  SR_ASSIGN_OR_RETURN(nlohmann::ordered_json config, ParseOrderedJsonObject(text, config_path));
+  nlohmann::ordered_json quantization = MakeQuantizationConfig(format, options, source.plans());
+  config["quantization_config"] = quantization;
+
+  TensorSource tensors(source, zeros, g_idx);
+  SR_RETURN_IF_ERROR(WriteShardedSafetensors(
+      dir, PackedSpecs(source, g_idx), [&](const TensorSpec& spec) { return tensors.Bytes(spec); },
+      options.max_shard_bytes));
+  SR_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, "config.json"), config.dump(2) + "\n"));
+  SR_RETURN_IF_ERROR(
+      WriteFileAtomically(JoinPath(dir, "quantization_config.json"), quantization.dump(2) + "\n"));
+  return CopyTokenizerFiles(source.checkpoint().dir(), dir);
+}
+
+}  // namespace signround

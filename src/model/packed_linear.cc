@@ -1,0 +1,342 @@
+#include "src/model/packed_linear.h"
+
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "src/common/json_util.h"
+#include "src/common/status_macros.h"
+#include "src/tensor/bit_stream.h"
+#include "src/tensor/half.h"
+
+namespace signround {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+absl::Status Invalid(absl::string_view where, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(where, ": ", what));
+}
+
+absl::StatusOr<int> Bits(const ojson& v, const std::string& where) {
+  if (!v.is_number_integer())
+    return Invalid(where, absl::StrCat("'bits' must be an integer, got ", v.dump()));
+  const int64_t bits = v.get<int64_t>();
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8 && bits < 16) {
+    return Invalid(where, absl::StrCat("'bits' must be 2, 3, 4, 8 or >= 16, got ", bits));
+  }
+  return static_cast<int>(std::min<int64_t>(bits, 16));
+}
+
+absl::StatusOr<int> GroupSize(const ojson& v, const std::string& where) {
+  if (!v.is_number_integer()) {
+    return Invalid(where, absl::StrCat("'group_size' must be an integer, got ", v.dump()));
+  }
+  const int64_t g = v.get<int64_t>();
+  if (g != -1 && (g <= 0 || g > (int64_t{1} << 30))) {
+    return Invalid(where, absl::StrCat("'group_size' must be positive or -1, got ", g));
+  }
+  return static_cast<int>(g);
+}
+
+bool IsFloatDataType(const ojson& v) {
+  return v.is_string() && (v.get<std::string>() == "fp" || v.get<std::string>() == "float");
+}
+
+// The member `key` of `obj`, or nullptr when absent or null.
+const ojson* Member(const ojson& obj, const char* key) {
+  auto it = obj.find(key);
+  return it == obj.end() || it->is_null() ? nullptr : &*it;
+}
+
+// Reads the optional bits / group_size / data_type of one extra_config or dynamic entry.
+absl::Status ReadOverrides(const ojson& fields, const std::string& where, bool* fp,
+                           std::optional<int>* bits, std::optional<int>* group_size) {
+  if (!fields.is_object())
+    return Invalid(where, absl::StrCat("must be an object, got ", fields.dump()));
+  if (auto it = fields.find("bits"); it != fields.end()) {
+    SR_ASSIGN_OR_RETURN(*bits, Bits(*it, where));
+  }
+  if (auto it = fields.find("group_size"); it != fields.end()) {
+    SR_ASSIGN_OR_RETURN(*group_size, GroupSize(*it, where));
+  }
+  if (auto it = fields.find("data_type"); it != fields.end() && IsFloatDataType(*it)) *fp = true;
+  return absl::OkStatus();
+}
+
+// Copies a tensor's bytes into aligned host memory.
+template <typename T>
+std::vector<T> CopyOut(const TensorRef& t) {
+  absl::string_view bytes = t.file->Bytes(*t.entry);
+  std::vector<T> out(bytes.size() / sizeof(T));
+  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(T));
+  t.file->Evict(*t.entry);
+  return out;
+}
+
+std::vector<float> ScalesAsFloat(const TensorRef& t) {
+  switch (t.entry->dtype) {
+    case DType::kF32:
+      return CopyOut<float>(t);
+    case DType::kF16: {
+      std::vector<uint16_t> h = CopyOut<uint16_t>(t);
+      std::vector<float> out(h.size());
+      for (size_t i = 0; i < h.size(); ++i) out[i] = F16ToFloat(h[i]);
+      return out;
+    }
+    default: {  // BF16, checked by OpenPackedLinear
+      std::vector<uint16_t> h = CopyOut<uint16_t>(t);
+      std::vector<float> out(h.size());
+      for (size_t i = 0; i < h.size(); ++i) out[i] = BF16ToFloat(h[i]);
+      return out;
+    }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<PackedQuantizationConfig> PackedQuantizationConfig::Parse(const ojson& config,
+                                                                         const std::string& where) {
+  if (!config.is_object())
+    return Invalid(where, absl::StrCat("must be an object, got ", config.dump()));
+  PackedQuantizationConfig c;
+  const ojson* method = Member(config, "quant_method");
+  if (method == nullptr || !method->is_string()) {
+    return Invalid(where, "key 'quant_method' is missing or not a string");
+  }
+  const std::string m = method->get<std::string>();
+  if (m == "auto-round" || m == "auto_round" || m == "intel/auto-round") {
+    c.method_ = "auto-round";
+  } else if (m == "gptq") {
+    c.method_ = "gptq";
+  } else {
+    return Invalid(where, absl::StrCat("quant_method '", m,
+                                       "' is not supported (supported: auto-round, gptq)"));
+  }
+  const ojson* bits = Member(config, "bits");
+  const ojson* group = Member(config, "group_size");
+  if (bits == nullptr) return Invalid(where, "key 'bits' is missing");
+  if (group == nullptr) return Invalid(where, "key 'group_size' is missing");
+  SR_ASSIGN_OR_RETURN(c.scheme_.bits, Bits(*bits, where));
+  SR_ASSIGN_OR_RETURN(c.scheme_.group_size, GroupSize(*group, where));
+  if (c.scheme_.bits >= 16) return Invalid(where, "'bits' must be 2, 3, 4 or 8 for the model");
+  const ojson* data_type = Member(config, "data_type");
+  if (data_type && !(data_type->is_string() && data_type->get<std::string>() == "int")) {
+    return Invalid(where, absl::StrCat("data_type ", data_type->dump(), " is not supported (int)"));
+  }
+
+  if (c.method_ == "auto-round") {
+    const ojson* packing = Member(config, "packing_format");
+    const std::string format =
+        packing && packing->is_string() ? packing->get<std::string>() : "auto_round:auto_gptq";
+    if (format == "auto_round:auto_gptq") {
+      c.zeros_ = ZeroPointFormat::kV1;
+    } else if (format == "auto_round") {
+      c.zeros_ = ZeroPointFormat::kV2;
+    } else {
+      return Invalid(where, absl::StrCat("packing_format '", format,
+                                         "' is not supported (auto_round:auto_gptq, auto_round)"));
+    }
+    for (const char* key : {"block_name_to_quantize", "to_quant_block_names"}) {
+      const ojson* blocks = Member(config, key);
+      if (blocks == nullptr || !c.blocks_.empty()) continue;
+      if (blocks->is_string()) {
+        for (absl::string_view b :
+             absl::StrSplit(blocks->get<std::string>(), ',', absl::SkipEmpty())) {
+          c.blocks_.emplace_back(b);
+        }
+      } else if (blocks->is_array()) {
+        for (const ojson& b : *blocks) {
+          if (!b.is_string()) return Invalid(where, absl::StrCat("'", key, "' must hold strings"));
+          c.blocks_.push_back(b.get<std::string>());
+        }
+      } else {
+        return Invalid(where, absl::StrCat("'", key, "' must be a string or a list of strings"));
+      }
+    }
+    const ojson* extra = Member(config, "extra_config");
+    if (extra) {
+      if (!extra->is_object()) return Invalid(where, "'extra_config' must be an object");
+      for (const auto& [key, fields] : extra->items()) {
+        Rule r;
+        r.key = key;
+        SR_RETURN_IF_ERROR(ReadOverrides(fields, absl::StrCat(where, ": extra_config '", key, "'"),
+                                         &r.fp, &r.bits, &r.group_size));
+        try {  // keys are layer names or regexes; one that does not compile matches exactly
+          r.regex.emplace(key);
+        } catch (const std::regex_error&) {
+        }
+        c.rules_.push_back(std::move(r));
+      }
+    }
+  } else {
+    const ojson* format = Member(config, "checkpoint_format");
+    const std::string f = format && format->is_string() ? format->get<std::string>() : "gptq";
+    if (f == "gptq") {
+      c.zeros_ = ZeroPointFormat::kV1;
+    } else if (f == "gptq_v2") {
+      c.zeros_ = ZeroPointFormat::kV2;
+    } else {
+      return Invalid(where,
+                     absl::StrCat("checkpoint_format '", f, "' is not supported (gptq, gptq_v2)"));
+    }
+    const ojson* dynamic = Member(config, "dynamic");
+    if (dynamic) {
+      if (!dynamic->is_object()) return Invalid(where, "'dynamic' must be an object");
+      for (const auto& [key, fields] : dynamic->items()) {
+        Rule r;
+        r.key = key;
+        std::string pattern = key;
+        if (absl::StartsWith(key, "-:")) {
+          r.skip = true;
+          pattern = key.substr(2);
+        } else if (absl::StartsWith(key, "+:")) {
+          pattern = key.substr(2);
+        }
+        const std::string rule_where = absl::StrCat(where, ": dynamic '", key, "'");
+        SR_RETURN_IF_ERROR(ReadOverrides(fields, rule_where, &r.fp, &r.bits, &r.group_size));
+        try {
+          r.regex.emplace(pattern);
+        } catch (const std::regex_error& e) {
+          return Invalid(rule_where, "not a valid regex");
+        }
+        c.rules_.push_back(std::move(r));
+      }
+    }
+  }
+  return c;
+}
+
+std::optional<PackedScheme> PackedQuantizationConfig::Resolve(const std::string& name) const {
+  PackedScheme s = scheme_;
+  const Rule* hit = nullptr;
+  if (method_ == "auto-round") {
+    // An exact name wins; then the first regex that matches anywhere in the name.
+    for (const Rule& r : rules_) {
+      if (r.key == name) hit = &r;
+    }
+    for (size_t i = 0; hit == nullptr && i < rules_.size(); ++i) {
+      if (rules_[i].regex && std::regex_search(name, *rules_[i].regex)) hit = &rules_[i];
+    }
+    if (hit == nullptr && !blocks_.empty()) {
+      bool in_block = false;
+      for (const std::string& b : blocks_) in_block |= absl::StartsWith(name, b);
+      if (!in_block) return std::nullopt;
+    }
+  } else {
+    // GPTQModel's dynamic: the first rule whose regex matches at the start of the name.
+    for (const Rule& r : rules_) {
+      if (std::regex_search(name, *r.regex, std::regex_constants::match_continuous)) {
+        hit = &r;
+        break;
+      }
+    }
+  }
+  if (hit != nullptr) {
+    if (hit->skip || hit->fp) return std::nullopt;
+    if (hit->bits) s.bits = *hit->bits;
+    if (hit->group_size) s.group_size = *hit->group_size;
+  }
+  if (s.bits >= 16) return std::nullopt;
+  return s;
+}
+
+absl::StatusOr<PackedLinear> OpenPackedLinear(const std::string& name, int64_t out, int64_t in,
+                                              const PackedScheme& scheme, ZeroPointFormat zeros,
+                                              const TensorLookup& lookup) {
+  PackedLinear p;
+  p.name = name;
+  p.scheme = scheme;
+  p.zeros = zeros;
+  p.in = in;
+  p.out = out;
+  const int b = scheme.bits;
+  p.groups = scheme.group_size > 0 ? (in + scheme.group_size - 1) / scheme.group_size : 1;
+  if ((in * b) % 32 != 0 || (out * b) % 32 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": [", out, ", ", in,
+                                                   "] cannot be packed at ", b,
+                                                   " bits (in * bits and out * bits "
+                                                   "must be multiples of 32)"));
+  }
+  struct Want {
+    const char* suffix;
+    TensorRef* ref;
+    std::vector<DType> dtypes;
+    std::vector<int64_t> shape;
+    bool required;
+  };
+  const Want wants[] = {
+      {".qweight", &p.qweight, {DType::kI32}, {in * b / 32, out}, true},
+      {".qzeros", &p.qzeros, {DType::kI32}, {p.groups, out * b / 32}, true},
+      {".scales", &p.scales, {DType::kF16, DType::kBF16, DType::kF32}, {p.groups, out}, true},
+      {".g_idx", &p.g_idx, {DType::kI32}, {in}, false},
+  };
+  for (const Want& w : wants) {
+    const std::string tensor = name + w.suffix;
+    *w.ref = lookup(tensor);
+    if (w.ref->entry == nullptr) {
+      if (!w.required) continue;
+      return absl::InvalidArgumentError(absl::StrCat(name, ": packed Linear has no tensor '",
+                                                     tensor, "' (", b, "-bit, group size ",
+                                                     scheme.group_size, ")"));
+    }
+    const TensorEntry& e = *w.ref->entry;
+    bool dtype_ok = false;
+    for (DType d : w.dtypes) dtype_ok |= e.dtype == d;
+    if (!dtype_ok || e.shape != w.shape) {
+      std::vector<std::string> names;
+      for (DType d : w.dtypes) names.emplace_back(DTypeName(d));
+      return absl::InvalidArgumentError(absl::StrCat(
+          w.ref->file->path(), ": tensor '", tensor, "' is ", DescribeTensor(e), "; a ", b,
+          "-bit, group-size-", scheme.group_size, " Linear [", out, ", ", in, "] needs ",
+          absl::StrJoin(names, " or "), " [", absl::StrJoin(w.shape, ", "), "]"));
+    }
+  }
+  return p;
+}
+
+absl::StatusOr<std::vector<float>> DequantizePackedLinear(const PackedLinear& p) {
+  const int64_t K = p.in, N = p.out;
+  const int b = p.scheme.bits;
+  std::vector<int32_t> qweight = CopyOut<int32_t>(p.qweight);
+  std::vector<int32_t> qzeros = CopyOut<int32_t>(p.qzeros);
+  std::vector<float> scales = ScalesAsFloat(p.scales);
+  std::vector<int32_t> g_idx;
+  if (p.g_idx.entry != nullptr) {
+    g_idx = CopyOut<int32_t>(p.g_idx);
+    for (int64_t k = 0; k < K; ++k) {
+      if (g_idx[k] < 0 || g_idx[k] >= p.groups) {
+        return absl::InvalidArgumentError(absl::StrCat(p.g_idx.file->path(), ": tensor '", p.name,
+                                                       ".g_idx': entry ", k, " is ", g_idx[k],
+                                                       ", outside [0, ", p.groups, ")"));
+      }
+    }
+  } else {
+    const int64_t group = p.scheme.group_size > 0 ? p.scheme.group_size : K;
+    g_idx.resize(K);
+    for (int64_t k = 0; k < K; ++k) g_idx[k] = static_cast<int32_t>(k / group);
+  }
+  const int off = p.zeros == ZeroPointFormat::kV1 ? 1 : 0;
+  const int64_t zero_words = N * b / 32;
+  // Unpack each group's zero points once, then walk the codes column by column.
+  std::vector<int32_t> zeros(p.groups * N);
+  for (int64_t g = 0; g < p.groups; ++g) {
+    for (int64_t n = 0; n < N; ++n) {
+      zeros[g * N + n] =
+          static_cast<int32_t>(UnpackBitStreamValue(qzeros.data() + g * zero_words, 1, b, n)) + off;
+    }
+  }
+  std::vector<float> w(N * K);
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t g = g_idx[k];
+    for (int64_t n = 0; n < N; ++n) {
+      const int32_t code = static_cast<int32_t>(UnpackBitStreamValue(qweight.data() + n, N, b, k));
+      w[n * K + k] = scales[g * N + n] * static_cast<float>(code - zeros[g * N + n]);
+    }
+  }
+  return w;
+}
+
+}  // namespace signround

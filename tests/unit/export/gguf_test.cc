@@ -1,0 +1,919 @@
+// The GGUF exporter, checked through an independent GGUF reader written here
+// (it shares no code with the writer): header, metadata types and values,
+// tensor infos, alignment and offsets, and every tensor's data dequantized
+// back and compared with the engine's integer weights and the checkpoint.
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "src/export/export_source.h"
+#include "src/export/gguf_exporter.h"
+#include "src/export/gguf_file.h"
+#include "src/export/gguf_quants.h"
+#include "src/model/checkpoint.h"
+#include "src/model/config.h"
+#include "src/model/layout.h"
+#include "src/model/random_checkpoint.h"
+#include "src/quant/layer_plan.h"
+#include "src/tensor/half.h"
+#include "src/tensor/safetensors_writer.h"
+#include "tests/testing/gguf_reader.h"
+#include "tests/testing/test_files.h"
+
+namespace signround {
+namespace {
+
+using namespace ::signround::testing::gguf;  // NOLINT: the reader's types
+using ::signround::testing::TempDir;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// --- synthetic jobs -------------------------------------------------------
+
+uint64_t Hash(absl::string_view s) {
+  uint64_t h = 1469598103934665603ull;
+  for (char c : s) h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ull;
+  return h;
+}
+
+std::string Bytes16(const std::vector<uint16_t>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 2);
+}
+
+// Writes config.json and model.safetensors with random values (norms near 1).
+void WriteCheckpoint(const std::string& dir, const ModelConfig& config, DType dtype) {
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  testing::WriteFile(dir + "/config.json", ModelConfigToJson(config).dump(2));
+  std::vector<TensorSpec> specs;
+  for (const ExpectedTensor& t : ExpectedTensors(config)) specs.push_back({t.name, dtype, t.shape});
+  std::string buf;
+  auto fill = [&](const TensorSpec& spec) -> absl::StatusOr<absl::string_view> {
+    std::mt19937_64 rng(Hash(spec.name));
+    std::uniform_real_distribution<float> u(-0.05f, 0.05f);
+    const bool norm = spec.name.find("norm") != std::string::npos;
+    buf.clear();
+    for (uint64_t i = 0; i < spec.numel(); ++i) {
+      float v = norm ? 1.0f + 10 * u(rng) : u(rng);
+      if (dtype == DType::kF32) {
+        buf.append(reinterpret_cast<const char*>(&v), 4);
+      } else {
+        uint16_t h = dtype == DType::kF16 ? FloatToF16(v) : FloatToBF16(v);
+        buf.append(reinterpret_cast<const char*>(&h), 2);
+      }
+    }
+    return absl::string_view(buf);
+  };
+  ASSERT_TRUE(WriteSafetensors(dir + "/model.safetensors", specs, fill).ok());
+}
+
+// Writes one block file per decoder layer holding P.codes / P.scales / P.zeros
+// of its quantized Linears, random within each scheme (some scales negative).
+std::vector<std::string> WriteBlockFiles(const std::string& dir, const ModelConfig& config,
+                                         const std::vector<LayerPlan>& plans) {
+  std::vector<std::string> files;
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    std::vector<TensorSpec> specs;
+    std::map<std::string, std::string> data;
+    for (const LayerPlan& p : plans) {
+      if (p.layer.layer != i || !p.quantized) continue;
+      const int64_t gs = p.scheme.group_size > 0 ? p.scheme.group_size : p.layer.in;
+      const int64_t out = p.layer.out, in = p.layer.in, groups = (in + gs - 1) / gs;
+      std::mt19937_64 rng(Hash(p.layer.name) + 7);
+      const int max_code = (1 << p.scheme.bits) - 1;
+      std::string codes, zeros;
+      std::vector<uint16_t> scales;
+      for (int64_t k = 0; k < out * in; ++k)
+        codes.push_back(static_cast<char>(rng() % (max_code + 1)));
+      for (int64_t k = 0; k < out * groups; ++k) {
+        const float s = std::uniform_real_distribution<float>(0.001f, 0.02f)(rng);
+        scales.push_back(FloatToF16(k % 7 == 3 ? -s : s));
+        zeros.push_back(
+            static_cast<char>(p.scheme.sym ? 1 << (p.scheme.bits - 1) : rng() % (max_code + 1)));
+      }
+      specs.push_back({p.layer.name + ".codes", DType::kU8, {out, in}});
+      specs.push_back({p.layer.name + ".scales", DType::kF16, {out, groups}});
+      specs.push_back({p.layer.name + ".zeros", DType::kU8, {out, groups}});
+      data[p.layer.name + ".codes"] = codes;
+      data[p.layer.name + ".scales"] = Bytes16(scales);
+      data[p.layer.name + ".zeros"] = zeros;
+    }
+    files.push_back(absl::StrCat(dir, "/block_", i, ".safetensors"));
+    auto bytes = [&](const TensorSpec& s) -> absl::StatusOr<absl::string_view> {
+      return absl::string_view(data[s.name]);
+    };
+    EXPECT_TRUE(WriteSafetensors(files.back(), specs, bytes).ok());
+  }
+  return files;
+}
+
+ModelConfig TinyConfig() {
+  RandomCheckpointOptions o;
+  o.hidden_size = 64;
+  o.intermediate_size = 96;
+  o.num_layers = 2;
+  o.num_heads = 4;
+  o.num_kv_heads = 2;
+  o.vocab_size = 40;
+  o.max_position_embeddings = 512;
+  absl::StatusOr<ModelConfig> c = RandomCheckpointConfig(o);
+  if (!c.ok()) throw std::runtime_error(std::string(c.status().message()));
+  c->rms_norm_eps = 1e-5;
+  c->rope_theta = 500000.0;
+  c->bos_token_id = 1;
+  c->eos_token_ids = {2};
+  return *c;
+}
+
+QuantScheme Scheme(int bits, int group_size, bool sym) {
+  QuantScheme s;
+  s.bits = bits;
+  s.group_size = group_size;
+  s.sym = sym;
+  return s;
+}
+
+// A checkpoint, its block files and the export source over them.
+struct Job {
+  std::unique_ptr<TempDir> tmp = std::make_unique<TempDir>();
+  std::string model_dir;
+  std::unique_ptr<Checkpoint> ckpt;
+  std::unique_ptr<ExportSource> source;
+  std::string out;  // the GGUF path
+};
+
+std::unique_ptr<Job> MakeJob(const ModelConfig& config, DType dtype, const QuantScheme& scheme,
+                             const std::string& layer_config = "") {
+  auto job = std::make_unique<Job>();
+  job->model_dir = job->tmp->File("tiny-llama");
+  WriteCheckpoint(job->model_dir, config, dtype);
+  absl::StatusOr<Checkpoint> ckpt = Checkpoint::Open(job->model_dir);
+  if (!ckpt.ok()) throw std::runtime_error(std::string(ckpt.status().message()));
+  job->ckpt = std::make_unique<Checkpoint>(*std::move(ckpt));
+  std::vector<LayerOverride> overrides;
+  if (!layer_config.empty()) overrides = *ParseLayerConfig(layer_config, "layers.json");
+  std::vector<LayerPlan> plans = PlanLayers(DecoderLinears(config), scheme, overrides);
+  std::vector<std::string> files = WriteBlockFiles(job->tmp->path(), config, plans);
+  absl::StatusOr<ExportSource> source = ExportSource::Open(*job->ckpt, plans, files);
+  if (!source.ok()) throw std::runtime_error(std::string(source.status().message()));
+  job->source = std::make_unique<ExportSource>(*std::move(source));
+  job->out = job->tmp->File("out.gguf");
+  return job;
+}
+
+// The checkpoint tensor's values as doubles.
+std::vector<double> CheckpointValues(const Job& job, const std::string& name) {
+  Checkpoint::Tensor t = *job.ckpt->Find(name);
+  absl::string_view b = job.source->Bytes(t);
+  std::vector<double> out;
+  for (uint64_t i = 0; i < t.entry->numel; ++i) {
+    if (t.entry->dtype == DType::kF32) {
+      float f;
+      std::memcpy(&f, b.data() + 4 * i, 4);
+      out.push_back(f);
+    } else if (t.entry->dtype == DType::kF16) {
+      out.push_back(Half(U16(b, 2 * i)));
+    } else {
+      out.push_back(BF16ToFloat(U16(b, 2 * i)));
+    }
+  }
+  return out;
+}
+
+// --- expectations -----------------------------------------------------------
+
+void ExpectU32(const GgufContents& g, const std::string& key, uint64_t v) {
+  SCOPED_TRACE(key);
+  ASSERT_EQ(g.kv.count(key), 1u);
+  EXPECT_EQ(g.kv.at(key).type, kU32);
+  EXPECT_EQ(g.kv.at(key).u, v);
+}
+void ExpectF32(const GgufContents& g, const std::string& key, double v) {
+  SCOPED_TRACE(key);
+  ASSERT_EQ(g.kv.count(key), 1u);
+  EXPECT_EQ(g.kv.at(key).type, kF32);
+  EXPECT_EQ(g.kv.at(key).f, static_cast<float>(v));
+}
+void ExpectStr(const GgufContents& g, const std::string& key, const std::string& v) {
+  SCOPED_TRACE(key);
+  ASSERT_EQ(g.kv.count(key), 1u);
+  EXPECT_EQ(g.kv.at(key).type, kStr);
+  EXPECT_EQ(g.kv.at(key).s, v);
+}
+
+// Every model key of an export of `c`, and no other non-tokenizer key.
+void ExpectModelMetadata(const GgufContents& g, const ModelConfig& c, const std::string& arch,
+                         uint32_t file_type, const std::string& name) {
+  EXPECT_EQ(g.version, 3u);
+  ExpectStr(g, "general.architecture", arch);
+  ExpectStr(g, "general.name", name);
+  ExpectU32(g, "general.quantization_version", 2);
+  ExpectU32(g, "general.file_type", file_type);
+  ExpectU32(g, arch + ".context_length", c.max_position_embeddings);
+  ExpectU32(g, arch + ".embedding_length", c.hidden_size);
+  ExpectU32(g, arch + ".block_count", c.num_hidden_layers);
+  ExpectU32(g, arch + ".feed_forward_length", c.intermediate_size);
+  ExpectU32(g, arch + ".attention.head_count", c.num_attention_heads);
+  ExpectU32(g, arch + ".attention.head_count_kv", c.num_key_value_heads);
+  ExpectF32(g, arch + ".attention.layer_norm_rms_epsilon", c.rms_norm_eps);
+  ExpectF32(g, arch + ".rope.freq_base", c.rope_theta);
+  ExpectU32(g, arch + ".rope.dimension_count", c.head_dim);
+  ExpectU32(g, arch + ".vocab_size", c.vocab_size);
+  size_t expected = 14;
+  if (c.head_dim * c.num_attention_heads != c.hidden_size) {
+    ExpectU32(g, arch + ".attention.key_length", c.head_dim);
+    ExpectU32(g, arch + ".attention.value_length", c.head_dim);
+    expected += 2;
+  }
+  if (c.rope_scaling && c.rope_scaling->type == "linear") {
+    ExpectStr(g, arch + ".rope.scaling.type", "linear");
+    ExpectF32(g, arch + ".rope.scaling.factor", c.rope_scaling->factor);
+    expected += 2;
+  }
+  size_t model_keys = 0;
+  for (const auto& [key, value] : g.kv) model_keys += key.rfind("tokenizer.", 0) != 0;
+  EXPECT_EQ(model_keys, expected);
+  EXPECT_EQ(g.kv.count("general.alignment"), 0u);
+}
+
+struct Expected {
+  std::string hf;  // checkpoint tensor or quantized layer prefix
+  uint32_t type;
+  int64_t permute_heads;  // q/k rows
+};
+
+// The tensors an export of `job` must hold, by GGUF name.
+std::map<std::string, Expected> ExpectedTensors(const Job& job, bool permute) {
+  const ModelConfig& c = job.source->config();
+  std::map<std::string, Expected> out;
+  const uint32_t embd = c.hidden_size % 32 == 0 ? kTQ8_0 : kTF16;
+  out["token_embd.weight"] = {"model.embed_tokens.weight", embd, 0};
+  out["output_norm.weight"] = {"model.norm.weight", kTF32, 0};
+  if (!c.tie_word_embeddings) out["output.weight"] = {"lm_head.weight", embd, 0};
+  if (c.rope_scaling && c.rope_scaling->type == "llama3") out["rope_freqs.weight"] = {"", kTF32, 0};
+  const std::pair<const char*, const char*> linears[] = {
+      {"attn_q", "self_attn.q_proj"}, {"attn_k", "self_attn.k_proj"},
+      {"attn_v", "self_attn.v_proj"}, {"attn_output", "self_attn.o_proj"},
+      {"ffn_gate", "mlp.gate_proj"},  {"ffn_up", "mlp.up_proj"},
+      {"ffn_down", "mlp.down_proj"}};
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string blk = absl::StrCat("blk.", i, "."),
+                      hf = absl::StrCat("model.layers.", i, ".");
+    out[blk + "attn_norm.weight"] = {hf + "input_layernorm.weight", kTF32, 0};
+    out[blk + "ffn_norm.weight"] = {hf + "post_attention_layernorm.weight", kTF32, 0};
+    for (const auto& [gguf, hf_suffix] : linears) {
+      const std::string prefix = hf + hf_suffix;
+      int64_t heads = 0;
+      if (permute && std::string(gguf) == "attn_q") heads = c.num_attention_heads;
+      if (permute && std::string(gguf) == "attn_k") heads = c.num_key_value_heads;
+      const LayerPlan* plan = job.source->Plan(prefix);
+      uint32_t type = kTF16;
+      if (plan->quantized) {
+        type = plan->scheme.bits == 8 ? kTQ8_0 : plan->scheme.sym ? kTQ4_0 : kTQ4_1;
+      }
+      out[blk + gguf + ".weight"] = {plan->quantized ? prefix : prefix + ".weight", type, heads};
+      if (plan->layer.bias) out[blk + gguf + ".bias"] = {prefix + ".bias", kTF32, heads};
+    }
+  }
+  return out;
+}
+
+// The nearest-fp16 check: `bits` is at least as close to `exact` as its neighbours.
+void ExpectNearestHalf(uint16_t bits, double exact) {
+  const double v = Half(bits);
+  for (int delta : {-1, 1}) {
+    const uint16_t n = static_cast<uint16_t>(bits + delta);
+    if ((n & 0x7c00) == 0x7c00) continue;
+    if ((n & 0x8000) != (bits & 0x8000)) continue;
+    EXPECT_LE(std::fabs(v - exact), std::fabs(Half(n) - exact)) << "m " << v << " vs " << exact;
+  }
+  const double other_zero = Half(bits ^ 0x8000);  // across zero
+  EXPECT_LE(std::fabs(v - exact), std::fabs(other_zero - exact) + 1e-30);
+}
+
+// Checks every tensor of the exported file against its source.
+void CheckTensors(const Job& job, const GgufContents& g, bool permute) {
+  std::map<std::string, Expected> expected = ExpectedTensors(job, permute);
+  ASSERT_EQ(g.tensors.size(), expected.size());
+  for (const TensorInfo& t : g.tensors) {
+    SCOPED_TRACE(t.name);
+    ASSERT_EQ(expected.count(t.name), 1u);
+    const Expected& e = expected[t.name];
+    EXPECT_EQ(t.type, e.type);
+    if (t.name == "rope_freqs.weight") continue;  // checked by its own test
+    const std::vector<double> x = Dequantize(g, t);
+    const IntegerLayer* layer = job.source->Layer(e.hf);
+    if (layer == nullptr) {  // from the checkpoint
+      Checkpoint::Tensor src = *job.ckpt->Find(e.hf);
+      std::vector<uint64_t> ne(src.entry->shape.rbegin(), src.entry->shape.rend());
+      ASSERT_EQ(t.ne, ne);
+      const std::vector<double> w = CheckpointValues(job, e.hf);
+      const int64_t rows = src.entry->shape[0];
+      const int64_t cols = static_cast<int64_t>(w.size()) / rows;
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t hf_row = e.permute_heads ? HfRow(r, rows, e.permute_heads) : r;
+        for (int64_t k = 0; k < cols; ++k) {
+          const double want = w[hf_row * cols + k], got = x[r * cols + k];
+          if (t.type == kTF32) {
+            ASSERT_EQ(got, want) << "row " << r << " col " << k;
+          } else if (t.type == kTF16) {
+            ASSERT_EQ(got, Half(FloatToF16(static_cast<float>(want)))) << "row " << r;
+          }
+        }
+      }
+      if (t.type == kTQ8_0) {  // against a reference quantize_row_q8_0_ref
+        const absl::string_view d = g.Data(t, TensorBytes(t));
+        for (size_t b = 0; b < w.size() / 32; ++b) {
+          double amax = 0;
+          for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(w[b * 32 + j]));
+          const float scale = static_cast<float>(amax) / 127.0f;
+          const float id = scale != 0 ? 1.0f / scale : 0.0f;
+          ASSERT_EQ(U16(d, b * 34), FloatToF16(scale)) << "block " << b;
+          for (int j = 0; j < 32; ++j) {
+            ASSERT_EQ(static_cast<int8_t>(d[b * 34 + 2 + j]),
+                      static_cast<int>(std::roundf(static_cast<float>(w[b * 32 + j]) * id)));
+          }
+        }
+      }
+      continue;
+    }
+    // A quantized layer: every element against scale * (code - zero).
+    ASSERT_THAT(t.ne, ElementsAre(layer->in, layer->out));
+    const absl::string_view d = g.Data(t, TensorBytes(t));
+    for (int64_t r = 0; r < layer->out; ++r) {
+      const int64_t n = e.permute_heads ? HfRow(r, layer->out, e.permute_heads) : r;
+      for (int64_t k = 0; k < layer->in; ++k) {
+        const int64_t grp = k / 32;
+        const double scale = Half(layer->scale_bits(n, grp));
+        const int code = layer->code(n, k), zero = layer->zero(n, grp);
+        const double got = x[r * layer->in + k];
+        if (t.type == kTQ4_1) {
+          const size_t block = (r * layer->in + k) / 32 * 20;
+          ASSERT_EQ(U16(d, block), layer->scale_bits(n, grp));
+          const double m = Half(U16(d, block + 2));
+          ASSERT_EQ(got, code * scale + m) << "row " << r << " col " << k;
+          ASSERT_LE(std::fabs(got - scale * (code - zero)), std::fabs(m + zero * scale));
+          if (k % 32 == 0) ExpectNearestHalf(U16(d, block + 2), -zero * scale);
+        } else {
+          ASSERT_EQ(got, scale * (code - zero)) << "row " << r << " col " << k;
+        }
+      }
+    }
+  }
+}
+
+// --- tests ----------------------------------------------------------------
+
+TEST(GgufExportTest, Q4_0FromBF16Checkpoint) {
+  ModelConfig c = TinyConfig();
+  auto job = MakeJob(c, DType::kBF16, Scheme(4, 32, true));
+  ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_0, job->out).ok());
+  GgufContents g = ReadGguf(job->out);
+  ExpectModelMetadata(g, c, "llama", 2, "tiny-llama");
+  // No tokenizer file: only the "no_vocab" marker, which llama.cpp needs to load the file.
+  for (const auto& [key, value] : g.kv) {
+    if (key.rfind("tokenizer.", 0) == 0) {
+      EXPECT_EQ(key, "tokenizer.ggml.model");
+    }
+  }
+  ExpectStr(g, "tokenizer.ggml.model", "no_vocab");
+  CheckTensors(*job, g, /*permute=*/true);
+}
+
+TEST(GgufExportTest, Q4_1FromF32CheckpointWithHeadDimAndBiases) {
+  ModelConfig c = TinyConfig();
+  c.head_dim = 32;  // != hidden / heads: key_length and value_length are written
+  c.qkv_bias = c.o_bias = true;
+  c.tie_word_embeddings = true;
+  auto job = MakeJob(c, DType::kF32, Scheme(4, 32, false));
+  ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_1, job->out).ok());
+  GgufContents g = ReadGguf(job->out);
+  ExpectModelMetadata(g, c, "llama", 3, "tiny-llama");
+  EXPECT_EQ(g.kv.count("output.weight"), 0u);
+  CheckTensors(*job, g, /*permute=*/true);
+  EXPECT_EQ(g.Tensor("blk.1.attn_q.bias").ne, std::vector<uint64_t>{128});
+}
+
+TEST(GgufExportTest, Q8_0WithQ4_0AndSixteenBitOverrides) {
+  ModelConfig c = TinyConfig();
+  c.rope_scaling = RopeScaling{"linear", 2.5};
+  auto job = MakeJob(c, DType::kF16, Scheme(8, 32, true),
+                     R"({"mlp\\.up_proj": {"bits": 4}, "layers\\.1\\.mlp\\.gate": {"bits": 16}})");
+  ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ8_0, job->out).ok());
+  GgufContents g = ReadGguf(job->out);
+  ExpectModelMetadata(g, c, "llama", 7, "tiny-llama");
+  CheckTensors(*job, g, /*permute=*/true);
+  EXPECT_EQ(g.Tensor("blk.0.attn_q.weight").type, kTQ8_0);
+  EXPECT_EQ(g.Tensor("blk.0.ffn_up.weight").type, kTQ4_0);
+  EXPECT_EQ(g.Tensor("blk.1.ffn_gate.weight").type, kTF16);
+}
+
+TEST(GgufExportTest, NothingQuantizableIsAllF16) {
+  ModelConfig c = TinyConfig();
+  c.hidden_size = 48;  // no Linear has both dims multiples of 32; embedding rows are not
+  c.head_dim = 16;     // whole Q8_0 blocks either: F16
+  auto job = MakeJob(c, DType::kF16, Scheme(4, 32, true));
+  ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_0, job->out).ok());
+  GgufContents g = ReadGguf(job->out);
+  ExpectModelMetadata(g, c, "llama", 2, "tiny-llama");
+  CheckTensors(*job, g, /*permute=*/true);
+  EXPECT_EQ(g.Tensor("token_embd.weight").type, kTF16);
+  EXPECT_EQ(g.Tensor("output.weight").type, kTF16);
+  EXPECT_EQ(g.Tensor("blk.1.ffn_down.weight").type, kTF16);
+}
+
+TEST(GgufExportTest, MixedQ4_0AndQ8_0Layers) {
+  ModelConfig c = TinyConfig();
+  auto job = MakeJob(c, DType::kF32, Scheme(4, 32, true),
+                     R"({"down_proj": {"bits": 8}, "layers\\.0\\.self_attn\\.k": {"bits": 16}})");
+  ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_0, job->out).ok());
+  GgufContents g = ReadGguf(job->out);
+  CheckTensors(*job, g, /*permute=*/true);
+  EXPECT_EQ(g.Tensor("blk.1.ffn_down.weight").type, kTQ8_0);
+  EXPECT_EQ(g.Tensor("blk.0.attn_k.weight").type, kTF16);  // permuted F16
+  EXPECT_EQ(g.Tensor("blk.1.attn_k.weight").type, kTQ4_0);
+}
+
+TEST(GgufExportTest, Qwen2HasBiasesAndNoPermutation) {
+  ModelConfig c = TinyConfig();
+  c.model_type = "qwen2";
+  c.qkv_bias = true;
+  auto job = MakeJob(c, DType::kBF16, Scheme(4, 32, true));
+  ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_0, job->out).ok());
+  GgufContents g = ReadGguf(job->out);
+  ExpectModelMetadata(g, c, "qwen2", 2, "tiny-llama");
+  CheckTensors(*job, g, /*permute=*/false);
+  EXPECT_EQ(g.Tensor("blk.0.attn_k.bias").type, kTF32);
+}
+
+TEST(GgufExportTest, BpeTokenizerMetadata) {
+  ModelConfig c = TinyConfig();
+  c.model_type = "qwen2";
+  c.qkv_bias = true;
+  auto job = MakeJob(c, DType::kBF16, Scheme(4, 32, false));
+  testing::WriteFile(job->model_dir + "/tokenizer.json", R"({
+    "added_tokens": [{"id": 38, "content": "<|endoftext|>", "special": true}],
+    "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+      {"type": "Split", "pattern": {"Regex": "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
+      {"type": "ByteLevel", "use_regex": false}]},
+    "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": [["a", "b"]]}})");
+  ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_1, job->out).ok());
+  GgufContents g = ReadGguf(job->out);
+  ExpectModelMetadata(g, c, "qwen2", 3, "tiny-llama");
+  ExpectStr(g, "tokenizer.ggml.model", "gpt2");
+  ExpectStr(g, "tokenizer.ggml.pre", "qwen2");
+  const Value& tokens = g.kv.at("tokenizer.ggml.tokens");
+  ASSERT_EQ(tokens.elem_type, kStr);
+  ASSERT_EQ(tokens.items.size(), 40u);
+  EXPECT_EQ(tokens.items[2].s, "ab");
+  EXPECT_EQ(tokens.items[3].s, "[PAD3]");
+  EXPECT_EQ(tokens.items[38].s, "<|endoftext|>");
+  const Value& types = g.kv.at("tokenizer.ggml.token_type");
+  ASSERT_EQ(types.elem_type, kI32);
+  EXPECT_EQ(types.items[0].i, 1);
+  EXPECT_EQ(types.items[3].i, 5);
+  EXPECT_EQ(types.items[38].i, 3);
+  const Value& merges = g.kv.at("tokenizer.ggml.merges");
+  ASSERT_EQ(merges.elem_type, kStr);
+  ASSERT_EQ(merges.items.size(), 1u);
+  EXPECT_EQ(merges.items[0].s, "a b");
+  ExpectU32(g, "tokenizer.ggml.bos_token_id", 1);
+  ExpectU32(g, "tokenizer.ggml.eos_token_id", 2);
+  EXPECT_EQ(g.kv.count("tokenizer.ggml.scores"), 0u);
+  EXPECT_EQ(g.kv.size(), 14u + 7u);  // model, pre, tokens, token_type, merges, bos, eos
+  CheckTensors(*job, g, /*permute=*/false);
+}
+
+TEST(GgufExportTest, Llama3RopeFreqs) {
+  ModelConfig c = TinyConfig();
+  c.head_dim = 64;
+  c.rope_scaling = RopeScaling{"llama3", 8.0, 1.0, 4.0, 256};
+  auto job = MakeJob(c, DType::kBF16, Scheme(4, 32, true));
+  ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_0, job->out).ok());
+  GgufContents g = ReadGguf(job->out);
+  ExpectModelMetadata(g, c, "llama", 2, "tiny-llama");
+  CheckTensors(*job, g, true);
+  const TensorInfo& t = g.Tensor("rope_freqs.weight");
+  ASSERT_EQ(t.ne, std::vector<uint64_t>{32});
+  std::vector<double> got = Dequantize(g, t);
+  // transformers' llama3 rule: 1 for short wavelengths, `factor` for long, smooth between.
+  int ones = 0, factors = 0, smooth = 0;
+  for (int i = 0; i < 32; ++i) {
+    const double freq = 1.0 / std::pow(500000.0, 2.0 * i / 64);
+    const double wavelen = 2 * M_PI / freq;
+    double want;
+    if (wavelen < 256 / 4.0) {
+      want = 1, ++ones;
+    } else if (wavelen > 256 / 1.0) {
+      want = 8, ++factors;
+    } else {
+      const double s = (256 / wavelen - 1.0) / (4.0 - 1.0);
+      want = 1 / ((1 - s) / 8 + s), ++smooth;
+    }
+    EXPECT_NEAR(got[i], want, 1e-5 * want) << i;
+  }
+  EXPECT_GT(ones, 0);
+  EXPECT_GT(factors, 0);
+  EXPECT_GT(smooth, 0);
+  EXPECT_EQ(Llama3RopeFactors(c).size(), 32u);
+}
+
+TEST(GgufExportTest, BabyLlamaWithTokenizer) {
+  const std::string shared = testing::SharedDir();
+  if (shared.empty()) GTEST_SKIP() << "no ../shared";
+  const std::string dir = shared + "/models/babyllama-105";
+  absl::StatusOr<Checkpoint> ckpt = Checkpoint::Open(dir);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  TempDir tmp;
+  std::vector<LayerPlan> plans = PlanLayers(DecoderLinears(ckpt->config()), Scheme(4, 32, true));
+  std::vector<std::string> files = WriteBlockFiles(tmp.path(), ckpt->config(), plans);
+  absl::StatusOr<ExportSource> source = ExportSource::Open(*ckpt, plans, files);
+  ASSERT_TRUE(source.ok()) << source.status();
+  const std::string out = tmp.File(GgufFileName("babyllama-105", GgufFormat::kQ4_0));
+  EXPECT_THAT(out, ::testing::EndsWith("/babyllama-105-Q4_0.gguf"));
+  ASSERT_TRUE(ExportGguf(*source, GgufFormat::kQ4_0, out).ok());
+  GgufContents g = ReadGguf(out);
+  ExpectModelMetadata(g, ckpt->config(), "llama", 2, "babyllama-105");
+  ExpectStr(g, "tokenizer.ggml.model", "llama");
+  const Value& tokens = g.kv.at("tokenizer.ggml.tokens");
+  ASSERT_EQ(tokens.elem_type, kStr);
+  ASSERT_EQ(tokens.items.size(), 105u);
+  EXPECT_EQ(tokens.items[0].s, "<unk>");
+  EXPECT_EQ(tokens.items[1].s, "<s>");
+  EXPECT_EQ(tokens.items[3].s, "\xe2\x96\x81");
+  const Value& scores = g.kv.at("tokenizer.ggml.scores");
+  ASSERT_EQ(scores.elem_type, kF32);
+  ASSERT_EQ(scores.items.size(), 105u);
+  EXPECT_EQ(scores.items[4].f, -1.0);
+  const Value& types = g.kv.at("tokenizer.ggml.token_type");
+  ASSERT_EQ(types.elem_type, kI32);
+  ASSERT_EQ(types.items.size(), 105u);
+  EXPECT_EQ(types.items[0].i, 2);
+  EXPECT_EQ(types.items[1].i, 3);
+  EXPECT_EQ(types.items[2].i, 3);
+  EXPECT_EQ(types.items[50].i, 1);
+  ExpectU32(g, "tokenizer.ggml.bos_token_id", 1);
+  ExpectU32(g, "tokenizer.ggml.eos_token_id", 2);
+  ExpectU32(g, "tokenizer.ggml.unknown_token_id", 0);
+  EXPECT_EQ(g.kv.count("tokenizer.ggml.padding_token_id"), 0u);
+  EXPECT_EQ(g.kv.count("output.weight"), 0u);  // tied
+  Job view;
+  view.ckpt = std::make_unique<Checkpoint>(*std::move(ckpt));
+  view.source = std::make_unique<ExportSource>(*std::move(source));
+  CheckTensors(view, g, true);
+}
+
+TEST(GgufExportTest, BadCodeFailsAndLeavesNoFile) {
+  ModelConfig c = TinyConfig();
+  auto job = MakeJob(c, DType::kBF16, Scheme(4, 32, true));
+  // Rewrite layer 1's block file with one code past 4 bits, then reopen.
+  std::vector<LayerPlan> plans = job->source->plans();
+  std::vector<TensorSpec> specs;
+  std::map<std::string, std::string> data;
+  for (const LayerPlan& p : plans) {
+    if (p.layer.layer != 1) continue;
+    const IntegerLayer* l = job->source->Layer(p.layer.name);
+    specs.push_back({p.layer.name + ".codes", DType::kU8, {l->out, l->in}});
+    specs.push_back({p.layer.name + ".scales", DType::kF16, {l->out, l->groups()}});
+    specs.push_back({p.layer.name + ".zeros", DType::kU8, {l->out, l->groups()}});
+    data[p.layer.name + ".codes"] = std::string(l->codes);
+    data[p.layer.name + ".scales"] = std::string(l->scales);
+    data[p.layer.name + ".zeros"] = std::string(l->zeros);
+  }
+  data["model.layers.1.mlp.down_proj.codes"][77] = 16;
+  const std::string bad = job->tmp->File("bad_block_1.safetensors");
+  ASSERT_TRUE(WriteSafetensors(bad, specs, [&](const TensorSpec& s) {
+                return absl::StatusOr<absl::string_view>(data[s.name]);
+              }).ok());
+  absl::StatusOr<ExportSource> source =
+      ExportSource::Open(*job->ckpt, plans, {job->tmp->File("block_0.safetensors"), bad});
+  ASSERT_TRUE(source.ok()) << source.status();
+  absl::Status s = ExportGguf(*source, GgufFormat::kQ4_0, job->out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(s.message(), "model.layers.1.mlp.down_proj: row 0 group 2: code 16 exceeds 15");
+  // Neither the file nor a temporary one is left behind.
+  DIR* d = ::opendir(job->tmp->path().c_str());
+  for (dirent* e; (e = ::readdir(d)) != nullptr;) {
+    EXPECT_EQ(std::string(e->d_name).find("out.gguf"), std::string::npos) << e->d_name;
+  }
+  ::closedir(d);
+}
+
+// --- CheckGgufExport --------------------------------------------------------
+
+std::vector<LayerPlan> Plans(const ModelConfig& c, const QuantScheme& s,
+                             const std::string& layer_config = "") {
+  std::vector<LayerOverride> o;
+  if (!layer_config.empty()) o = *ParseLayerConfig(layer_config, "layers.json");
+  return PlanLayers(DecoderLinears(c), s, o);
+}
+
+std::string CheckMessage(GgufFormat f, const ModelConfig& c, const std::vector<LayerPlan>& p) {
+  absl::Status s = CheckGgufExport(f, c, p);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  return std::string(s.message());
+}
+
+TEST(CheckGgufExportTest, AcceptsExactMappings) {
+  ModelConfig c = TinyConfig();
+  EXPECT_TRUE(CheckGgufExport(GgufFormat::kQ4_0, c, Plans(c, Scheme(4, 32, true))).ok());
+  EXPECT_TRUE(CheckGgufExport(GgufFormat::kQ4_1, c, Plans(c, Scheme(4, 32, false))).ok());
+  EXPECT_TRUE(CheckGgufExport(GgufFormat::kQ8_0, c, Plans(c, Scheme(8, 32, true))).ok());
+  EXPECT_TRUE(CheckGgufExport(GgufFormat::kQ4_0, c,
+                              Plans(c, Scheme(4, 32, true), R"({"down": {"bits": 8}})"))
+                  .ok());
+  EXPECT_TRUE(CheckGgufExport(GgufFormat::kQ8_0, c,
+                              Plans(c, Scheme(2, 128, true), R"({".": {"bits": 16}})"))
+                  .ok());  // nothing quantized
+  c.model_type = "mistral";
+  EXPECT_TRUE(CheckGgufExport(GgufFormat::kQ4_0, c, Plans(c, Scheme(4, 32, true))).ok());
+}
+
+TEST(CheckGgufExportTest, RefusesTheDefaultSchemeOfAnotherFormat) {
+  ModelConfig c = TinyConfig();
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, Plans(c, Scheme(2, 128, true))),
+            "gguf:q4_0 needs 4-bit symmetric group-size-32 layers; this job quantizes to 2-bit "
+            "symmetric group 128 (use auto_round or auto_gptq)");
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, Plans(c, Scheme(4, 32, false))),
+            "gguf:q4_0 needs 4-bit symmetric group-size-32 layers; this job quantizes to 4-bit "
+            "asymmetric group 32 (use gguf:q4_1)");
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_1, c, Plans(c, Scheme(4, 128, false))),
+            "gguf:q4_1 needs 4-bit asymmetric group-size-32 layers; this job quantizes to 4-bit "
+            "asymmetric group 128 (use auto_round or auto_gptq)");
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ8_0, c, Plans(c, Scheme(4, 32, true))),
+            "gguf:q8_0 needs 8-bit symmetric group-size-32 layers; this job quantizes to 4-bit "
+            "symmetric group 32 (use gguf:q4_0)");
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ8_0, c, Plans(c, Scheme(8, 32, false))),
+            "gguf:q8_0 needs 8-bit symmetric group-size-32 layers; this job quantizes to 8-bit "
+            "asymmetric group 32 (use auto_round or auto_gptq)");
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, Plans(c, Scheme(4, -1, true))),
+            "gguf:q4_0 needs 4-bit symmetric group-size-32 layers; this job quantizes to 4-bit "
+            "symmetric group -1 (use auto_round or auto_gptq)");
+}
+
+TEST(CheckGgufExportTest, RefusesALayerWithNoExactType) {
+  ModelConfig c = TinyConfig();
+  EXPECT_EQ(
+      CheckMessage(GgufFormat::kQ4_0, c,
+                   Plans(c, Scheme(4, 32, true), R"({"layers\\.1\\.mlp\\.down": {"bits": 2}})")),
+      "gguf:q4_0: layer model.layers.1.mlp.down_proj is 2-bit symmetric group 32; GGUF stores "
+      "only group-size-32 layers of 4-bit symmetric (Q4_0), 4-bit asymmetric (Q4_1) or 8-bit "
+      "symmetric (Q8_0) (use auto_round or auto_gptq)");
+}
+
+TEST(CheckGgufExportTest, RefusesModelTypesAndRopeScaling) {
+  ModelConfig c = TinyConfig();
+  std::vector<LayerPlan> p = Plans(c, Scheme(4, 32, true));
+  c.model_type = "gemma";
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, p),
+            "gguf:q4_0: model_type 'gemma' cannot be exported (llama, mistral, qwen2)");
+  c.model_type = "qwen2";
+  c.rope_scaling = RopeScaling{"llama3", 8.0};
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, p),
+            "gguf:q4_0: rope_scaling type 'llama3' cannot be exported for model_type 'qwen2' "
+            "(GGUF export supports linear, and llama3 for llama)");
+  c.rope_scaling = RopeScaling{"yarn", 4.0};
+  c.model_type = "llama";
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, p),
+            "gguf:q4_0: rope_scaling type 'yarn' cannot be exported for model_type 'llama' "
+            "(GGUF export supports linear, and llama3 for llama)");
+}
+
+TEST(GgufFormatTest, Names) {
+  EXPECT_EQ(ParseGgufFormat("gguf:q4_0"), GgufFormat::kQ4_0);
+  EXPECT_EQ(ParseGgufFormat("gguf:q4_1"), GgufFormat::kQ4_1);
+  EXPECT_EQ(ParseGgufFormat("gguf:q8_0"), GgufFormat::kQ8_0);
+  EXPECT_EQ(ParseGgufFormat("gguf:q4_k"), std::nullopt);
+  EXPECT_EQ(ParseGgufFormat("auto_round"), std::nullopt);
+  EXPECT_EQ(GgufFormatName(GgufFormat::kQ4_1), "gguf:q4_1");
+  EXPECT_EQ(GgufFileName("m", GgufFormat::kQ8_0), "m-Q8_0.gguf");
+}
+
+// --- permutation, encoders, writer ------------------------------------------
+
+TEST(GgufPermutationTest, HandComputedRowOrders) {
+  // One head of 8 rows: HF halves [0 1 2 3 | 4 5 6 7] interleave.
+  EXPECT_THAT(LlamaQkRowOrder(8, 1), ElementsAre(0, 4, 1, 5, 2, 6, 3, 7));
+  // Two heads of 4 rows each.
+  EXPECT_THAT(LlamaQkRowOrder(8, 2), ElementsAre(0, 2, 1, 3, 4, 6, 5, 7));
+  EXPECT_THAT(LlamaQkRowOrder(8, 4), ElementsAre(0, 1, 2, 3, 4, 5, 6, 7));
+  for (int64_t r = 0; r < 96; ++r) EXPECT_EQ(LlamaQkRowOrder(96, 3)[r], HfRow(r, 96, 3));
+}
+
+TEST(GgufPermutationTest, ScalesAndZerosMoveWithTheirRows) {
+  // An 8-row, 32-column asym layer: row n has code n, zero n, scale n + 1.
+  IntegerLayer l;
+  l.name = "k";
+  l.scheme = Scheme(4, 32, false);
+  l.out = 8;
+  l.in = 32;
+  std::string codes, zeros;
+  std::vector<uint16_t> scales;
+  for (int n = 0; n < 8; ++n) {
+    codes.append(32, static_cast<char>(n));
+    zeros.push_back(static_cast<char>(n));
+    scales.push_back(FloatToF16(n + 1.0f));
+  }
+  const std::string scale_bytes = Bytes16(scales);
+  l.codes = codes;
+  l.zeros = zeros;
+  l.scales = scale_bytes;
+  std::string out;
+  for (int64_t hf : LlamaQkRowOrder(8, 1))
+    ASSERT_TRUE(EncodeIntegerRow(l, hf, GgmlType::kQ4_1, &out).ok());
+  ASSERT_EQ(out.size(), 8u * 20);
+  const int want[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+  for (int r = 0; r < 8; ++r) {
+    EXPECT_EQ(Half(U16(out, r * 20)), want[r] + 1.0) << r;
+    EXPECT_EQ(Half(U16(out, r * 20 + 2)), -want[r] * (want[r] + 1.0)) << r;
+    EXPECT_EQ(static_cast<uint8_t>(out[r * 20 + 4]), want[r] * 17) << r;
+  }
+}
+
+TEST(GgufQuantsTest, Q8_0FromFloatsMatchesLlamaCpp) {
+  std::vector<float> x(64, 0.0f);  // second block all zeros: d = 0, q = 0
+  for (int j = 0; j < 32; ++j) x[j] = (j - 10) * 0.25f;
+  x[5] = -12.7f;  // amax: d = 0.1, so x / d has exact halves nearby
+  x[6] = 0.25f;   // 2.5 -> roundf rounds away from zero: 3
+  std::string out;
+  QuantizeRowQ8_0(x, &out);
+  ASSERT_EQ(out.size(), 68u);
+  const float d = 12.7f / 127.0f, id = 1.0f / d;
+  EXPECT_EQ(U16(out, 0), FloatToF16(d));
+  for (int j = 0; j < 32; ++j) {
+    EXPECT_EQ(static_cast<int8_t>(out[2 + j]), static_cast<int>(std::roundf(x[j] * id))) << j;
+  }
+  EXPECT_EQ(static_cast<int8_t>(out[2 + 5]), -127);
+  EXPECT_EQ(static_cast<int8_t>(out[2 + 6]), 3);
+  EXPECT_EQ(U16(out, 34), 0);
+  for (int j = 0; j < 32; ++j) EXPECT_EQ(out[36 + j], 0);
+}
+
+TEST(GgufQuantsTest, SchemeTypes) {
+  EXPECT_EQ(GgmlTypeForScheme(Scheme(4, 32, true)), GgmlType::kQ4_0);
+  EXPECT_EQ(GgmlTypeForScheme(Scheme(4, 32, false)), GgmlType::kQ4_1);
+  EXPECT_EQ(GgmlTypeForScheme(Scheme(8, 32, true)), GgmlType::kQ8_0);
+  EXPECT_EQ(GgmlTypeForScheme(Scheme(8, 32, false)), std::nullopt);
+  EXPECT_EQ(GgmlTypeForScheme(Scheme(4, 64, true)), std::nullopt);
+  EXPECT_EQ(GgmlTypeForScheme(Scheme(2, 32, true)), std::nullopt);
+  EXPECT_EQ(GgmlTypeForScheme(Scheme(3, 32, true)), std::nullopt);
+}
+
+TEST(GgufQuantsTest, SymmetricZeroMustBeTheMidpoint) {
+  IntegerLayer l;
+  l.name = "q";
+  l.scheme = Scheme(8, 32, true);
+  l.out = 1;
+  l.in = 32;
+  const std::string codes(32, 'a'), zeros(1, 127), scales(2, '\0');
+  l.codes = codes;
+  l.zeros = zeros;
+  l.scales = scales;
+  std::string out;
+  absl::Status s = EncodeIntegerRow(l, 0, GgmlType::kQ8_0, &out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(s.message(), "q: row 0 group 0: symmetric zero point is 127, not 128");
+  s = EncodeIntegerRow(l, 0, GgmlType::kQ4_0, &out);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
+}
+
+TEST(GgufFileTest, EveryMetadataTypeAndAlignment) {
+  TempDir tmp;
+  GgufMetadata m;
+  m.AddU8("a.u8", 200);
+  m.AddI8("a.i8", -100);
+  m.AddU16("a.u16", 60000);
+  m.AddI16("a.i16", -30000);
+  m.AddU32("a.u32", 4000000000u);
+  m.AddI32("a.i32", -2000000000);
+  m.AddF32("a.f32", 1.5f);
+  m.AddBool("a.bool", true);
+  m.AddString("a.str", std::string("h\0i", 3));
+  m.AddU64("a.u64", 1ull << 60);
+  m.AddI64("a.i64", -(1ll << 60));
+  m.AddF64("a.f64", 0.1);
+  m.AddArray("a.arr_i32", std::vector<int32_t>{1, -2, 3});
+  m.AddArray("a.arr_f32", std::vector<float>{0.5f});
+  m.AddArray("a.arr_bool", std::vector<bool>{true, false});
+  m.AddArray("a.arr_u8", std::vector<uint8_t>{});
+  m.AddStringArray("a.arr_str", {"x", "", "yz"});
+  std::vector<GgufTensorInfo> tensors = {{"t0", {3}, GgmlType::kF32},
+                                         {"t1", {2, 32}, GgmlType::kQ4_1},
+                                         {"t2", {1, 5}, GgmlType::kF16}};
+  const std::string path = tmp.File("x.gguf");
+  ASSERT_TRUE(WriteGgufFile(path, m, tensors,
+                            [&](size_t i, const GgufTensorInfo& info, const GgufWriteFn& write) {
+                              absl::StatusOr<uint64_t> n = GgufTensorBytes(info);
+                              std::string bytes(*n, static_cast<char>('a' + i));
+                              // In two pieces.
+                              absl::Status s = write(absl::string_view(bytes).substr(0, 1));
+                              return s.ok() ? write(absl::string_view(bytes).substr(1)) : s;
+                            })
+                  .ok());
+  GgufContents g = ReadGguf(path);
+  ASSERT_EQ(g.kv.size(), 17u);
+  EXPECT_EQ(g.kv["a.u8"].type, kU8);
+  EXPECT_EQ(g.kv["a.u8"].u, 200u);
+  EXPECT_EQ(g.kv["a.i8"].type, kI8);
+  EXPECT_EQ(g.kv["a.i8"].i, -100);
+  EXPECT_EQ(g.kv["a.u16"].type, kU16);
+  EXPECT_EQ(g.kv["a.u16"].u, 60000u);
+  EXPECT_EQ(g.kv["a.i16"].type, kI16);
+  EXPECT_EQ(g.kv["a.i16"].i, -30000);
+  EXPECT_EQ(g.kv["a.u32"].type, kU32);
+  EXPECT_EQ(g.kv["a.u32"].u, 4000000000u);
+  EXPECT_EQ(g.kv["a.i32"].type, kI32);
+  EXPECT_EQ(g.kv["a.i32"].i, -2000000000);
+  EXPECT_EQ(g.kv["a.f32"].type, kF32);
+  EXPECT_EQ(g.kv["a.f32"].f, 1.5);
+  EXPECT_EQ(g.kv["a.bool"].type, kBool);
+  EXPECT_EQ(g.kv["a.bool"].u, 1u);
+  EXPECT_EQ(g.kv["a.str"].type, kStr);
+  EXPECT_EQ(g.kv["a.str"].s, std::string("h\0i", 3));
+  EXPECT_EQ(g.kv["a.u64"].type, kU64);
+  EXPECT_EQ(g.kv["a.u64"].u, 1ull << 60);
+  EXPECT_EQ(g.kv["a.i64"].type, kI64);
+  EXPECT_EQ(g.kv["a.i64"].i, -(1ll << 60));
+  EXPECT_EQ(g.kv["a.f64"].type, kF64);
+  EXPECT_EQ(g.kv["a.f64"].f, 0.1);
+  EXPECT_EQ(g.kv["a.arr_i32"].elem_type, kI32);
+  ASSERT_EQ(g.kv["a.arr_i32"].items.size(), 3u);
+  EXPECT_EQ(g.kv["a.arr_i32"].items[1].i, -2);
+  EXPECT_EQ(g.kv["a.arr_f32"].items[0].f, 0.5);
+  EXPECT_EQ(g.kv["a.arr_bool"].elem_type, kBool);
+  EXPECT_EQ(g.kv["a.arr_bool"].items[0].u, 1u);
+  EXPECT_EQ(g.kv["a.arr_bool"].items[1].u, 0u);
+  EXPECT_EQ(g.kv["a.arr_u8"].elem_type, kU8);
+  EXPECT_TRUE(g.kv["a.arr_u8"].items.empty());
+  EXPECT_EQ(g.kv["a.arr_str"].elem_type, kStr);
+  ASSERT_EQ(g.kv["a.arr_str"].items.size(), 3u);
+  EXPECT_EQ(g.kv["a.arr_str"].items[2].s, "yz");
+  ASSERT_EQ(g.tensors.size(), 3u);
+  EXPECT_EQ(g.tensors[0].ne, std::vector<uint64_t>{3});
+  EXPECT_EQ(g.tensors[1].ne, (std::vector<uint64_t>{32, 2}));
+  EXPECT_EQ(g.tensors[1].type, kTQ4_1);
+  EXPECT_EQ(g.tensors[2].ne, (std::vector<uint64_t>{5, 1}));
+  EXPECT_EQ(g.data_start % 32, 0u);
+  EXPECT_EQ(g.tensors[0].offset, 0u);
+  EXPECT_EQ(g.tensors[1].offset, 32u);  // 12 bytes padded
+  EXPECT_EQ(g.tensors[2].offset, 96u);  // 40 bytes padded
+  EXPECT_EQ(g.Data(g.tensors[1], 40), std::string(40, 'b'));
+  EXPECT_EQ(g.bytes.size(), g.data_start + 128);  // the last tensor is padded too
+}
+
+TEST(GgufFileTest, RefusesBadInputAndLeavesNoFile) {
+  TempDir tmp;
+  const std::string path = tmp.File("x.gguf");
+  auto zeros = [](size_t, const GgufTensorInfo& info, const GgufWriteFn& write) {
+    return write(std::string(*GgufTensorBytes(info), '\0'));
+  };
+  GgufMetadata dup;
+  dup.AddU32("k", 1);
+  dup.AddString("k", "v");
+  EXPECT_EQ(WriteGgufFile(path, dup, {}, zeros).message(), "GGUF metadata: duplicate key 'k'");
+  GgufMetadata m;
+  absl::Status s = WriteGgufFile(path, m, {{"t", {4, 48}, GgmlType::kQ8_0}}, zeros);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "GGUF tensor 't' [4, 48] Q8_0: the row length is not a multiple of the block size 32");
+  s = WriteGgufFile(path, m, {{"t", {1}, GgmlType::kF32}, {"t", {1}, GgmlType::kF32}}, zeros);
+  EXPECT_THAT(s.message(), HasSubstr("duplicate GGUF tensor 't'"));
+  s = WriteGgufFile(path, m, {{std::string(64, 'n'), {1}, GgmlType::kF32}}, zeros);
+  EXPECT_THAT(s.message(), HasSubstr("must be 1 to 63 bytes"));
+  // A callback that writes too little, too much, or fails.
+  std::vector<GgufTensorInfo> t = {{"a", {8}, GgmlType::kF32}, {"b", {8}, GgmlType::kF32}};
+  s = WriteGgufFile(path, m, t, [](size_t i, const GgufTensorInfo&, const GgufWriteFn& write) {
+    return write(std::string(i == 1 ? 31 : 32, '\0'));
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(s.message(), HasSubstr("tensor 'b' got 31 of its 32 bytes"));
+  s = WriteGgufFile(path, m, t, [](size_t, const GgufTensorInfo&, const GgufWriteFn& write) {
+    return write(std::string(33, '\0'));
+  });
+  EXPECT_THAT(s.message(), HasSubstr("tensor 'a' got more than its 32 bytes"));
+  s = WriteGgufFile(path, m, t, [](size_t i, const GgufTensorInfo&, const GgufWriteFn& write) {
+    return i == 1 ? absl::DataLossError("boom") : write(std::string(32, '\0'));
+  });
+  EXPECT_EQ(s, absl::DataLossError("boom"));
+  struct stat st;
+  EXPECT_NE(::stat(path.c_str(), &st), 0);
+  DIR* d = ::opendir(tmp.path().c_str());
+  int entries = 0;
+  for (dirent* e; (e = ::readdir(d)) != nullptr;) entries += e->d_name[0] != '.';
+  ::closedir(d);
+  EXPECT_EQ(entries, 0);
+}
+
+}  // namespace
+}  // namespace signround
