@@ -14,6 +14,8 @@ PACKAGES=(
   libcurl4-openssl-dev libssl-dev libsqlite3-dev libcpp-httplib-dev
   # tests
   libgtest-dev libgmock-dev python3
+  # tests: a real S3 API server on loopback (Swift + s3api, tests/s3/swift_server.sh)
+  swift swift-proxy swift-object swift-container swift-account python3-swift memcached curl
 )
 
 SUDO=""

@@ -7,6 +7,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "worker/command.h"
+#include "worker/cp_command.h"
 #include "worker/eval_command.h"
 #include "worker/inspect_command.h"
 #include "worker/make_test_model_command.h"
@@ -39,10 +40,12 @@ int Main(int argc, char** argv) {
   MakeTestModelOptions make_test_model;
   EvalOptions eval;
   QuantizeCommandOptions quantize;
+  CpOptions cp;
   CLI::App* inspect_cmd = AddInspectCommand(app, inspect);
   CLI::App* make_cmd = AddMakeTestModelCommand(app, make_test_model);
   CLI::App* eval_cmd = AddEvalCommand(app, eval);
   CLI::App* quantize_cmd = AddQuantizeCommand(app, quantize);
+  CLI::App* cp_cmd = AddCpCommand(app, cp);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -52,6 +55,7 @@ int Main(int argc, char** argv) {
   if (make_cmd->parsed()) return RunMakeTestModel(make_test_model);
   if (eval_cmd->parsed()) return RunEval(eval);
   if (quantize_cmd->parsed()) return RunQuantizeCommand(quantize);
+  if (cp_cmd->parsed()) return RunCp(cp);
   return 2;
 }
 

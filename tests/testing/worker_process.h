@@ -27,7 +27,9 @@ inline std::string ReadAll(const std::string& path) {
 // A worker process with stdout on a pipe and stderr in a file.
 class Worker {
  public:
-  Worker(const std::vector<std::string>& args, const std::string& err_path) {
+  // `env`, when given, replaces the whole environment ("NAME=value" entries).
+  Worker(const std::vector<std::string>& args, const std::string& err_path,
+         const std::vector<std::string>* env = nullptr) {
     int fds[2];
     if (::pipe(fds) != 0) return;
     std::vector<std::string> argv_s = {SIGNROUND_WORKER_BIN};
@@ -35,6 +37,10 @@ class Worker {
     std::vector<char*> argv;
     for (std::string& a : argv_s) argv.push_back(a.data());
     argv.push_back(nullptr);
+    std::vector<std::string> env_s = env ? *env : std::vector<std::string>();
+    std::vector<char*> envp;
+    for (std::string& e : env_s) envp.push_back(e.data());
+    envp.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
       ::close(fds[0]);
@@ -42,7 +48,11 @@ class Worker {
       ::close(fds[1]);
       int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (err >= 0) ::dup2(err, STDERR_FILENO);
-      ::execv(argv[0], argv.data());
+      if (env) {
+        ::execve(argv[0], argv.data(), envp.data());
+      } else {
+        ::execv(argv[0], argv.data());
+      }
       ::_exit(127);
     }
     ::close(fds[1]);
@@ -111,18 +121,25 @@ struct Result {
   std::string err;
 };
 
-inline Result RunWorker(const std::vector<std::string>& args) {
+// Runs the worker to completion; `env`, when given, is its whole environment.
+inline Result RunWorker(const std::vector<std::string>& args,
+                        const std::vector<std::string>* env = nullptr) {
   testing::TempDir tmp;
   Result r;
   int status;
   {
-    Worker w(args, tmp.File("err"));
+    Worker w(args, tmp.File("err"), env);
     r.out = w.ReadRest();
     status = w.Wait();
   }
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   r.err = ReadAll(tmp.File("err"));
   return r;
+}
+
+inline Result RunWorkerWithEnv(const std::vector<std::string>& args,
+                               const std::vector<std::string>& env) {
+  return RunWorker(args, &env);
 }
 
 // The same with space-separated arguments (no quoting; test paths have no spaces).
