@@ -9,7 +9,7 @@
 #include "src/common/json_util.h"
 #include "src/common/status_macros.h"
 #include "src/tensor/bit_stream.h"
-#include "src/tensor/half.h"
+#include "src/tensor/float_bytes.h"
 
 namespace signround {
 namespace {
@@ -74,25 +74,6 @@ std::vector<T> CopyOut(const TensorRef& t) {
   std::memcpy(out.data(), bytes.data(), out.size() * sizeof(T));
   t.file->Evict(*t.entry);
   return out;
-}
-
-std::vector<float> ScalesAsFloat(const TensorRef& t) {
-  switch (t.entry->dtype) {
-    case DType::kF32:
-      return CopyOut<float>(t);
-    case DType::kF16: {
-      std::vector<uint16_t> h = CopyOut<uint16_t>(t);
-      std::vector<float> out(h.size());
-      for (size_t i = 0; i < h.size(); ++i) out[i] = F16ToFloat(h[i]);
-      return out;
-    }
-    default: {  // BF16, checked by OpenPackedLinear
-      std::vector<uint16_t> h = CopyOut<uint16_t>(t);
-      std::vector<float> out(h.size());
-      for (size_t i = 0; i < h.size(); ++i) out[i] = BF16ToFloat(h[i]);
-      return out;
-    }
-  }
 }
 
 }  // namespace
@@ -302,7 +283,9 @@ absl::StatusOr<std::vector<float>> DequantizePackedLinear(const PackedLinear& p)
   const int b = p.scheme.bits;
   std::vector<int32_t> qweight = CopyOut<int32_t>(p.qweight);
   std::vector<int32_t> qzeros = CopyOut<int32_t>(p.qzeros);
-  std::vector<float> scales = ScalesAsFloat(p.scales);
+  std::vector<float> scales =
+      FloatsFromBytes(p.scales.file->Bytes(*p.scales.entry), p.scales.entry->dtype);
+  p.scales.file->Evict(*p.scales.entry);
   std::vector<int32_t> g_idx;
   if (p.g_idx.entry != nullptr) {
     g_idx = CopyOut<int32_t>(p.g_idx);

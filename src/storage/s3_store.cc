@@ -91,6 +91,12 @@ absl::StatusOr<std::string> Md5File(const std::string& path) {
   return md5.FinalHex();
 }
 
+// Closes a descriptor when it goes out of scope.
+struct FdCloser {
+  int fd;
+  ~FdCloser() { ::close(fd); }
+};
+
 struct Endpoint {
   std::string scheme;  // "http" or "https"
   std::string host;    // host[:port]
@@ -285,10 +291,7 @@ absl::Status S3Store::Get(const std::string& key, const std::string& path,
   const std::string partial = path + ".partial";
   int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus(errno, partial);
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { ::close(fd); }
-  } closer{fd};
+  FdCloser closer{fd};
   // Resume from what an earlier attempt left, unless it is longer than the object.
   auto resume_offset = [&]() -> absl::StatusOr<uint64_t> {
     struct stat st;
@@ -346,10 +349,7 @@ absl::Status S3Store::Put(const std::string& path, const std::string& key,
   if (key.empty()) return absl::InvalidArgumentError(absl::StrCat(Describe(key), ": empty key"));
   uint64_t size = 0;
   SR_ASSIGN_OR_RETURN(int fd, OpenRegularFile(path, &size));
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { ::close(fd); }
-  } closer{fd};
+  FdCloser closer{fd};
   if (size > options_.multipart_threshold) return PutMultipart(fd, size, key, progress);
   Call put;
   put.method = "PUT";
