@@ -14,6 +14,9 @@ PACKAGES=(
   libcurl4-openssl-dev libssl-dev libsqlite3-dev libcpp-httplib-dev
   # tests
   libgtest-dev libgmock-dev python3
+  # tests: a Python client of the job service (stubs generated at test time)
+  python3-grpcio python3-grpc-tools
+  python3-prometheus-client  # tests: parses /metrics output (tests/unit/metrics)
   # tests: a real S3 API server on loopback (Swift + s3api, tests/s3/swift_server.sh)
   swift swift-proxy swift-object swift-container swift-account python3-swift memcached curl
 )

@@ -21,6 +21,7 @@ bool PrintJsonEvent(const ProgressEvent& e) {
   if (e.kind == "block") {
     j.update(BlockStatsToJson(e.block));
     j["resumed"] = e.resumed;
+    if (e.detail.is_object()) j.update(e.detail);  // "calibrated"
   } else if (!e.detail.is_null()) {
     j["detail"] = e.detail;
   }
@@ -42,10 +43,15 @@ bool PrintBar(const ProgressEvent& e) {
   int filled = static_cast<int>(width * done / std::max<int64_t>(1, e.block_count));
   std::string bar = std::string(filled, '#') + std::string(width - filled, '.');
   bool tty = ::isatty(STDERR_FILENO);
-  std::fprintf(stderr, "%s[%s] block %lld/%lld  loss %.6g -> %.6g (best iter %d)  %.1fs%s%s",
-               tty ? "\r" : "", bar.c_str(), static_cast<long long>(done),
-               static_cast<long long>(e.block_count), e.block.loss_iter0, e.block.loss_best,
-               e.block.best_iter, e.block.seconds, e.resumed ? " (resumed)" : "",
+  // Without calibration nothing is measured: no losses to show.
+  const bool calibrated = !e.detail.is_object() || e.detail.value("calibrated", true);
+  const std::string loss =
+      calibrated ? absl::StrFormat("loss %.6g -> %.6g (best iter %d)", e.block.loss_iter0,
+                                   e.block.loss_best, e.block.best_iter)
+                 : std::string("RTN, no calibration");
+  std::fprintf(stderr, "%s[%s] block %lld/%lld  %s  %.1fs%s%s", tty ? "\r" : "", bar.c_str(),
+               static_cast<long long>(done), static_cast<long long>(e.block_count), loss.c_str(),
+               e.block.seconds, e.resumed ? " (resumed)" : "",
                tty && done < e.block_count ? "" : "\n");
   std::fflush(stderr);
   return true;
@@ -57,8 +63,9 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeCommandOptions& o) {
   CLI::App* cmd = app.add_subcommand("quantize", "Quantize a checkpoint with SignRound");
   QuantizeOptions& j = o.job;
   cmd->add_option("--model", j.model_dir, "Hugging Face checkpoint directory")->required();
-  cmd->add_option("--calib", j.calib_path, "Calibration JSONL of {\"input_ids\": [...]}")
-      ->required();
+  cmd->add_option("--calib", j.calib_path,
+                  "Calibration JSONL of {\"input_ids\": [...]} (optional with --iters 0 / "
+                  "--recipe rtn: plain round-to-nearest from the weights alone)");
   cmd->add_option("--out", j.out_dir, "Output directory (reruns resume here)")->required();
   cmd->add_option("--eval", j.eval_path, "Evaluation JSONL: perplexity before and after");
   cmd->add_option("--bits", j.scheme.bits, "Weight bits: 2, 3, 4 or 8")->capture_default_str();
@@ -106,6 +113,13 @@ int RunQuantizeCommand(QuantizeCommandOptions o) {
   if (o.cmd->count("--iters")) o.job.tune.iters = given.tune.iters;
   if (o.cmd->count("--nsamples")) o.job.nsamples = given.nsamples;
   if (o.cmd->count("--lr")) o.job.tune.lr = given.tune.lr;
+  if (o.cmd->count("--calib") && o.job.calib_path.empty()) {
+    return ReportError(absl::InvalidArgumentError("--calib: the path is empty"));
+  }
+  if (o.job.calib_path.empty() && o.job.tune.iters != 0) {
+    return ReportError(
+        absl::InvalidArgumentError("--calib: required unless --iters 0 (recipe rtn)"));
+  }
   absl::StatusOr<uint64_t> shard = ParseByteSize(o.max_shard_size);
   if (!shard.ok()) {
     return ReportError(

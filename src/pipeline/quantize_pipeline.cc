@@ -31,11 +31,25 @@ double SecondsSince(Clock::time_point t) {
 
 absl::Status Invalid(absl::string_view what) { return absl::InvalidArgumentError(what); }
 
+// Whether the run pushes calibration data through the blocks. Without a calibration file
+// (allowed only for RTN, iters 0) each block is rounded to nearest straight from its weights:
+// no embedding, no activations, no forward pass. Such a run is told apart everywhere:
+// settings (and report "config") carry "calibrated": false and "calib": null, report.json
+// has "calibration": null, and block stats report loss_iter0 = loss_best = 0 and best_iter 0
+// (nothing was measured) with "calibrated": false on each block event.
+bool Calibrated(const QuantizeOptions& o) { return !o.calib_path.empty(); }
+
 absl::Status ValidateOptions(const QuantizeOptions& o) {
   SR_RETURN_IF_ERROR(ValidateQuantScheme(o.scheme));
   if (o.nsamples <= 0) return Invalid(absl::StrCat("nsamples must be positive, got ", o.nsamples));
   if (o.seqlen < 2) return Invalid(absl::StrCat("seqlen must be at least 2, got ", o.seqlen));
   if (o.tune.iters < 0) return Invalid(absl::StrCat("iters must be >= 0, got ", o.tune.iters));
+  if (!Calibrated(o) && o.tune.iters != 0) {
+    return Invalid(
+        absl::StrCat("a calibration file is required unless iters is 0 (recipe rtn); "
+                     "iters is ",
+                     o.tune.iters));
+  }
   if (o.tune.batch_size <= 0) {
     return Invalid(absl::StrCat("batch_size must be positive, got ", o.tune.batch_size));
   }
@@ -53,7 +67,9 @@ absl::Status ValidateOptions(const QuantizeOptions& o) {
 }
 
 // Every setting that shapes the result; the work directory resumes only when
-// these are identical, and report.json records them.
+// these are identical, and report.json records them. An uncalibrated run lists
+// no calibration or tuning settings (none of them changes its result), has
+// "calib": null, and can never resume a calibrated run's blocks or the reverse.
 json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
   json overrides = json::array();
   for (const LayerOverride& l : o.overrides) {
@@ -63,9 +79,18 @@ json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
     if (l.sym) one["sym"] = *l.sym;
     overrides.push_back(one);
   }
+  if (!Calibrated(o)) {
+    return {{"model", o.model_dir},  {"model_parameters", ckpt.parameter_count()},
+            {"calib", nullptr},      {"calibrated", false},
+            {"bits", o.scheme.bits}, {"group_size", o.scheme.group_size},
+            {"sym", o.scheme.sym},   {"layer_config", overrides},
+            {"recipe", o.recipe},    {"iters", o.tune.iters},
+            {"device", o.device},    {"scale_dtype", "float16"}};
+  }
   return {{"model", o.model_dir},
           {"model_parameters", ckpt.parameter_count()},
           {"calib", o.calib_path},
+          {"calibrated", true},
           {"bits", o.scheme.bits},
           {"group_size", o.scheme.group_size},
           {"sym", o.scheme.sym},
@@ -141,6 +166,12 @@ absl::StatusOr<at::ScalarType> WeightDType(const Checkpoint& ckpt, const std::st
   return *type;
 }
 
+// report.json's "calibration": the data the blocks saw, or null for RTN without any.
+json CalibrationJson(const QuantizeOptions& o) {
+  if (!Calibrated(o)) return nullptr;
+  return {{"path", o.calib_path}, {"nsamples", o.nsamples}, {"seqlen", o.seqlen}};
+}
+
 struct RunContext {
   const QuantizeOptions& options;
   const Checkpoint& ckpt;
@@ -149,6 +180,49 @@ struct RunContext {
   at::ScalarType dtype;
   const ProgressFn& progress;
 };
+
+// Lists a finished block in `blocks` and reports it as progress; CANCELLED when
+// the receiver asks to stop.
+absl::Status ReportBlock(const RunContext& ctx, const BlockStats& stats, bool resumed,
+                         json& blocks) {
+  blocks.push_back(BlockStatsToJson(stats));
+  ProgressEvent event{"block", ctx.ckpt.config().num_hidden_layers, stats, resumed,
+                      json{{"calibrated", Calibrated(ctx.options)}}};
+  if (ctx.progress && !ctx.progress(event)) {
+    return absl::CancelledError(absl::StrCat("cancelled after block ", stats.index));
+  }
+  return absl::OkStatus();
+}
+
+// RTN without calibration: each block is loaded, rounded to nearest (the same
+// quantizer as tuning's final step with iters 0), saved and dropped, so memory
+// stays about one block. Its stats carry no loss: nothing was measured.
+absl::StatusOr<json> RunBlocksUncalibrated(const RunContext& ctx, const BlockStore& store,
+                                           const std::vector<LayerPlan>& plans) {
+  json blocks = json::array();
+  for (int64_t i = 0; i < ctx.ckpt.config().num_hidden_layers; ++i) {
+    Clock::time_point start = Clock::now();
+    const std::string prefix = absl::StrCat("model.layers.", i, ".");
+    StoredBlock block;
+    const bool resumed = store.Has(i);
+    if (resumed) {
+      SR_ASSIGN_OR_RETURN(block, store.Load(i, prefix));
+    } else {
+      std::vector<LayerToQuantize> layers = BlockLayers(plans, i);
+      if (!layers.empty()) {
+        SR_ASSIGN_OR_RETURN(BlockWeights original,
+                            ctx.impl.load(ctx.ckpt, i, at::kFloat, ctx.device));
+        SR_ASSIGN_OR_RETURN(at::ScalarType weight_dtype,
+                            WeightDType(ctx.ckpt, prefix + layers[0].name));
+        SR_ASSIGN_OR_RETURN(block.layers, RoundBlockToNearest(original, layers, weight_dtype));
+      }
+      block.stats = {i, static_cast<int>(layers.size()), 0, 0, 0, SecondsSince(start)};
+      SR_RETURN_IF_ERROR(store.Save(block, prefix));
+    }
+    SR_RETURN_IF_ERROR(ReportBlock(ctx, block.stats, resumed, blocks));
+  }
+  return blocks;
+}
 
 // Tunes (or reloads) every block, carrying the fp and quantized chains.
 absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
@@ -199,13 +273,23 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
       q_in = fp_out;
     }
     fp_in = fp_out;
-    blocks.push_back(BlockStatsToJson(block.stats));
-    ProgressEvent event{"block", c.num_hidden_layers, block.stats, resumed, {}};
-    if (ctx.progress && !ctx.progress(event)) {
-      return absl::CancelledError(absl::StrCat("cancelled after block ", i));
-    }
+    SR_RETURN_IF_ERROR(ReportBlock(ctx, block.stats, resumed, blocks));
   }
   return blocks;
+}
+
+// Every block, tuned on the calibration tokens `ids`, or rounded to nearest
+// without data when the run has none; LibTorch's exceptions become errors.
+absl::StatusOr<json> QuantizeBlocks(const RunContext& ctx, const BlockStore& store,
+                                    const std::vector<LayerPlan>& plans, const at::Tensor& ids) {
+  try {
+    if (!Calibrated(ctx.options)) return RunBlocksUncalibrated(ctx, store, plans);
+    return RunBlocks(ctx, store, plans, ids);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("quantize failed: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {  // LibTorch 1.13 also throws plain runtime_errors
+    return absl::InternalError(absl::StrCat("quantize failed: ", e.what()));
+  }
 }
 
 // Perplexity of the original and of the fake-quantized model (each quantized
@@ -260,7 +344,10 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   SR_ASSIGN_OR_RETURN(const BlockImpl* impl, FindBlockImpl(ckpt.config().model_type));
   std::vector<LayerPlan> plans = PlanLayers(DecoderLinears(ckpt.config()), o.scheme, o.overrides);
   SR_RETURN_IF_ERROR(CheckExportFormats(formats, ckpt.config(), plans));
-  SR_ASSIGN_OR_RETURN(at::Tensor ids, LoadCalibration(o, ckpt.config()));
+  at::Tensor ids;  // [nsamples, seqlen] token ids; undefined without calibration
+  if (Calibrated(o)) {
+    SR_ASSIGN_OR_RETURN(ids, LoadCalibration(o, ckpt.config()));
+  }
   std::vector<TokenRow> eval_rows;
   if (!o.eval_path.empty()) {
     SR_ASSIGN_OR_RETURN(eval_rows, LoadTokenRows(o.eval_path));
@@ -277,14 +364,7 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
     ProgressEvent event{"start", ckpt.config().num_hidden_layers, {}, false, settings};
     progress(event);
   }
-  json blocks;
-  try {
-    SR_ASSIGN_OR_RETURN(blocks, RunBlocks(ctx, store, plans, ids));
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("quantize failed: ", e.what_without_backtrace()));
-  } catch (const std::exception& e) {  // LibTorch 1.13 also throws plain runtime_errors
-    return absl::InternalError(absl::StrCat("quantize failed: ", e.what()));
-  }
+  SR_ASSIGN_OR_RETURN(json blocks, QuantizeBlocks(ctx, store, plans, ids));
   ExportOptions export_options{o.scheme, settings, o.max_shard_bytes};
   auto exported = [&](const ExportFormat& f) {
     if (progress) {
@@ -297,11 +377,8 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   };
   SR_ASSIGN_OR_RETURN(
       json outputs, WriteExports(ckpt, store, plans, formats, export_options, o.out_dir, exported));
-  json report = {{"model", o.model_dir},
-                 {"config", settings},
-                 {"outputs", outputs},
-                 {"blocks", blocks},
-                 {"layers", LayersJson(plans)}};
+  json report = {{"model", o.model_dir}, {"config", settings}, {"calibration", CalibrationJson(o)},
+                 {"outputs", outputs},   {"blocks", blocks},   {"layers", LayersJson(plans)}};
   if (!o.eval_path.empty()) {
     SR_ASSIGN_OR_RETURN(report["perplexity"], Evaluate(ctx, store, eval_rows));
     if (progress)

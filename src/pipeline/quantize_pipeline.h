@@ -2,6 +2,9 @@
 // SignRound (or RTN), checkpointing each finished block so a rerun resumes,
 // then writes each requested export format (one subdirectory each) and
 // report.json. Peak memory is about one block plus the two activation chains.
+// RTN (iters 0) may run without calibration data: each block is then rounded
+// to nearest from its weights alone (no forward pass), with the same codes as
+// a calibrated RTN run; see `calib_path`.
 #pragma once
 
 #include <functional>
@@ -18,7 +21,11 @@ namespace signround {
 
 struct QuantizeOptions {
   std::string model_dir;
-  std::string calib_path;  // JSONL of {"input_ids": [...]}
+  // JSONL of {"input_ids": [...]}. Empty: no calibration, allowed only with
+  // tune.iters == 0 (RTN). Such a run records "calib": null and "calibrated":
+  // false in its settings, "calibration": null in report.json, and block stats
+  // with loss_iter0 = loss_best = 0 and best_iter 0 (nothing is measured).
+  std::string calib_path;
   std::string out_dir;
   std::string eval_path;  // optional: perplexity before and after
   QuantScheme scheme;
@@ -45,7 +52,9 @@ struct ProgressEvent {
   int64_t block_count = 0;
   BlockStats block;  // for "block"
   bool resumed = false;
-  nlohmann::json detail;  // extra fields for "start" / "export" / "eval" / "done"
+  // Extra fields for "start" / "export" / "eval" / "done"; for "block",
+  // {"calibrated": bool} (false: RTN without data, the losses are not measured).
+  nlohmann::json detail;
 };
 
 // Receives progress; returning false cancels the run (CANCELLED; finished

@@ -112,6 +112,16 @@ absl::StatusOr<std::vector<TunedLayer>> PrepareLayers(const BlockWeights& origin
   return out;
 }
 
+// The layer's final integer codes, scales and zero points with `params`, and its W^ in
+// `weight_dtype`: the one exit of both tuning and RTN.
+QuantizedLinear FinishLayer(const TunedLayer& layer, const RoundingParams& params,
+                            at::ScalarType weight_dtype) {
+  at::NoGradGuard no_grad;
+  QdqResult r = QuantDequant(layer.weight, layer.scheme, params);
+  return {layer.name, layer.scheme, r.dequant.to(weight_dtype).contiguous(),
+          ToIntegerWeight(layer.weight, layer.scheme, r)};
+}
+
 }  // namespace
 
 double EffectiveLr(const TuneOptions& o) { return o.lr > 0 ? o.lr : 1.0 / std::max(1, o.iters); }
@@ -172,19 +182,36 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwar
     }
     result.loss_best = best;
 
-    at::NoGradGuard no_grad;
     for (size_t k = 0; k < tuned.size(); ++k) {
       tuned[k].params = {};  // the tuned V and its gradient are done with
-      QdqResult r = QuantDequant(tuned[k].weight, tuned[k].scheme, best_params[k]);
-      result.layers.push_back({tuned[k].name, tuned[k].scheme,
-                               r.dequant.to(o.weight_dtype).contiguous(),
-                               ToIntegerWeight(tuned[k].weight, tuned[k].scheme, r)});
+      result.layers.push_back(FinishLayer(tuned[k], best_params[k], o.weight_dtype));
     }
     return result;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("tuning failed: ", e.what_without_backtrace()));
   } catch (const std::exception& e) {  // LibTorch 1.13 also throws plain runtime_errors
     return absl::InternalError(absl::StrCat("tuning failed: ", e.what()));
+  }
+}
+
+absl::StatusOr<std::vector<QuantizedLinear>> RoundBlockToNearest(
+    const BlockWeights& original, const std::vector<LayerToQuantize>& layers,
+    at::ScalarType weight_dtype) {
+  try {
+    at::NoGradGuard no_grad;
+    auto prepared = PrepareLayers(original, layers, /*trainable=*/false, /*minmax=*/false);
+    if (!prepared.ok()) return prepared.status();
+    std::vector<QuantizedLinear> out;
+    for (TunedLayer& layer : *prepared) {
+      // InitialRoundingParams: V = 0, alpha = beta = 1, as tuning's iteration 0 and iters = 0.
+      out.push_back(FinishLayer(layer, layer.params, weight_dtype));
+      layer = {};  // the grouped copy of this weight is done with
+    }
+    return out;
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("rounding failed: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {  // LibTorch 1.13 also throws plain runtime_errors
+    return absl::InternalError(absl::StrCat("rounding failed: ", e.what()));
   }
 }
 

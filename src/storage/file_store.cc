@@ -22,6 +22,12 @@ namespace fs = std::filesystem;
 
 constexpr size_t kCopyBuffer = 1 << 20;
 
+// ObjectInfo::etag of a local file: its modification time and size.
+std::string LocalEtag(const struct stat& st) {
+  return absl::StrCat(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+                      "-", static_cast<int64_t>(st.st_size));
+}
+
 // A key is a relative path of plain names: no empty, "." or ".." segment.
 absl::Status CheckKey(const std::string& key) {
   if (key.empty()) return absl::InvalidArgumentError("file://: empty object key");
@@ -89,7 +95,7 @@ absl::StatusOr<ObjectInfo> FileStore::Head(const std::string& key) {
   if (!S_ISREG(st.st_mode)) {
     return absl::NotFoundError(absl::StrCat(Describe(key), ": not a file"));
   }
-  return ObjectInfo{key, static_cast<uint64_t>(st.st_size)};
+  return ObjectInfo{key, static_cast<uint64_t>(st.st_size), LocalEtag(st)};
 }
 
 absl::Status FileStore::Get(const std::string& key, const std::string& path,
@@ -138,7 +144,7 @@ absl::StatusOr<ObjectList> FileStore::List(const std::string& prefix, const std:
     }
     struct stat st;
     if (::stat(JoinPath(root_, key).c_str(), &st) != 0) continue;  // removed meanwhile
-    out.objects.push_back({key, static_cast<uint64_t>(st.st_size)});
+    out.objects.push_back({key, static_cast<uint64_t>(st.st_size), LocalEtag(st)});
   }
   return out;
 }

@@ -17,6 +17,9 @@ namespace signround {
 struct ObjectInfo {
   std::string key;
   uint64_t size = 0;
+  // Changes whenever the content does: S3's ETag (quotes kept), or for local
+  // files "<mtime ns>-<size>". Empty when the store did not say.
+  std::string etag;
 };
 
 struct ObjectList {

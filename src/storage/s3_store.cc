@@ -267,6 +267,7 @@ absl::StatusOr<ObjectInfo> S3Store::Head(const std::string& key) {
   if (it == r.headers.end() || !absl::SimpleAtoi(it->second, &info.size)) {
     return absl::InternalError(absl::StrCat(Describe(key), ": HEAD answer has no Content-Length"));
   }
+  if (auto etag = r.headers.find("etag"); etag != r.headers.end()) info.etag = etag->second;
   return info;
 }
 

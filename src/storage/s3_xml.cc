@@ -73,6 +73,7 @@ absl::StatusOr<ObjectList> ParseListObjectsV2(absl::string_view body) {
           "ListObjectsV2 answer: a <Contents> entry lacks a <Key> or a numeric <Size>"));
     }
     info.key = std::move(*key);
+    info.etag = Element(*contents, "ETag", 0, contents->size(), nullptr).value_or("");
     out.objects.push_back(std::move(info));
     pos = contents_end;
   }

@@ -43,18 +43,6 @@ absl::Status CheckRelative(const std::string& rel, const std::string& what) {
   return absl::OkStatus();
 }
 
-// Every object below `prefix` (which ends with '/' or is empty).
-absl::StatusOr<std::vector<ObjectInfo>> ListAll(ObjectStore& store, const std::string& prefix) {
-  std::vector<ObjectInfo> out;
-  std::string token;
-  do {
-    SR_ASSIGN_OR_RETURN(ObjectList page, store.List(prefix, token, kListPage));
-    for (ObjectInfo& o : page.objects) out.push_back(std::move(o));
-    token = page.next_page_token;
-  } while (!token.empty());
-  return out;
-}
-
 // One object from `src`/`src_key` to `dst`/`dst_key`.
 absl::Status CopyOne(const Location& src, const std::string& src_key, const Location& dst,
                      const std::string& dst_key, const TransferProgressFn& progress) {
@@ -71,6 +59,17 @@ absl::Status CopyOne(const Location& src, const std::string& src_key, const Loca
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<ObjectInfo>> ListAll(ObjectStore& store, const std::string& prefix) {
+  std::vector<ObjectInfo> out;
+  std::string token;
+  do {
+    SR_ASSIGN_OR_RETURN(ObjectList page, store.List(prefix, token, kListPage));
+    for (ObjectInfo& o : page.objects) out.push_back(std::move(o));
+    token = page.next_page_token;
+  } while (!token.empty());
+  return out;
+}
 
 absl::StatusOr<Location> OpenLocation(absl::string_view uri, const S3Options& s3) {
   SR_ASSIGN_OR_RETURN(StorageUri parsed, ParseStorageUri(uri));

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -26,6 +27,9 @@ struct Location {
 // Parses `uri` and opens its store; s3:// locations use `s3` (endpoint,
 // region, credentials, tuning). INVALID_ARGUMENT naming the URI when it is malformed.
 absl::StatusOr<Location> OpenLocation(absl::string_view uri, const S3Options& s3);
+
+// Every object below `prefix` (which ends with '/' or is empty), in key order.
+absl::StatusOr<std::vector<ObjectInfo>> ListAll(ObjectStore& store, const std::string& prefix);
 
 struct CopyStats {
   int64_t files = 0;

@@ -1,7 +1,8 @@
 // Drives the real `signround-worker quantize` binary: reference perplexities on
 // the shared checkpoints, determinism, resume after kill -9, bad input,
-// per-layer overrides, and the packed exports read back by `eval`. The worker is started with fork
-// + execv (no shell), so a SIGKILL reaches the worker itself.
+// per-layer overrides, the packed exports read back by `eval`, and RTN without
+// calibration data. The worker is started with fork + execv (no shell), so a
+// SIGKILL reaches the worker itself.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "src/tensor/safetensors_file.h"
 #include "tests/testing/gguf_reader.h"
@@ -376,6 +378,158 @@ TEST(QuantizeCli, ChangedSettingsDiscardStaleBlocks) {
   // Nothing of the 200-iteration run leaked in: same result as a fresh 30-iteration run.
   Result fresh = RunWorker(SmallQuantizeArgs(model, calib, clean, 30));
   ASSERT_EQ(fresh.exit_code, 0) << fresh.err;
+  ExpectSameOutputs(out, clean);
+}
+
+// --- RTN without calibration -------------------------------------------------------
+
+// `args` without `flag` and its value.
+std::vector<std::string> Without(std::vector<std::string> args, const std::string& flag) {
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == flag) {
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
+                 args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+      return args;
+    }
+  }
+  ADD_FAILURE() << flag << " is not among the arguments";
+  return args;
+}
+
+// The small quantize run as plain RTN without calibration data: recipe rtn, no
+// --calib, no --iters (the recipe's 0 applies).
+std::vector<std::string> UncalibratedArgs(const std::string& model, const std::string& out) {
+  return With(Without(Without(SmallQuantizeArgs(model, "", out, 0), "--calib"), "--iters"),
+              {"--recipe", "rtn"});
+}
+
+// The "block" events of `out` are one per block, in order, none resumed or all resumed.
+void ExpectBlockEventsInOrder(const std::string& out, bool resumed, bool calibrated) {
+  std::vector<json> events = BlockEvents(out);
+  ASSERT_EQ(events.size(), static_cast<size_t>(kLayers)) << out;
+  for (int i = 0; i < kLayers; ++i) {
+    EXPECT_EQ(events[i]["index"], i) << events[i].dump();
+    EXPECT_EQ(events[i]["block_count"], kLayers) << events[i].dump();
+    EXPECT_EQ(events[i]["resumed"], resumed) << events[i].dump();
+    EXPECT_EQ(events[i]["calibrated"], calibrated) << events[i].dump();
+  }
+}
+
+// The reference for RTN without data is RTN with data (--iters 0): the same
+// quantizer on the same weights, which the data never reaches. The packed and
+// fake-quantized weights must agree byte for byte, and so must the perplexity
+// of the quantized model (exact: the same W^, the same deterministic CPU eval).
+TEST(QuantizeCliRtn, NoCalibrationMatchesCalibratedRtn) {
+  testing::TempDir dir;
+  std::string model = MakeSmallModel(dir);
+  std::string calib = WriteSmallCalib(dir);
+  const std::vector<std::vector<std::string>> schemes = {
+      {"--bits", "2", "--group-size", "32", "--sym"},
+      {"--bits", "3", "--group-size", "64", "--asym"}};
+  for (size_t s = 0; s < schemes.size(); ++s) {
+    const std::string with_data = dir.File(absl::StrCat("calibrated", s));
+    const std::string without = dir.File(absl::StrCat("uncalibrated", s));
+    auto scheme = [&](std::vector<std::string> args) {
+      args = Set(Set(args, "--bits", schemes[s][1]), "--group-size", schemes[s][3]);
+      return With(args, {schemes[s][4], "--eval", calib});
+    };
+    SCOPED_TRACE(absl::StrJoin(schemes[s], " "));
+    Result reference = RunWorker(scheme(SmallQuantizeArgs(model, calib, with_data, 0)));
+    ASSERT_EQ(reference.exit_code, 0) << reference.err;
+    Result r = RunWorker(scheme(UncalibratedArgs(model, without)));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    for (const char* file : {"/auto_round/model.safetensors", "/auto_gptq/model.safetensors",
+                             "/fake/model.safetensors"}) {
+      ExpectSameFile(with_data + file, without + file);
+    }
+    ExpectBlockEventsInOrder(reference.out, false, true);
+    ExpectBlockEventsInOrder(r.out, false, false);
+    std::vector<json> events = Events(r.out);
+    ASSERT_FALSE(events.empty());
+    EXPECT_EQ(events.front()["event"], "start");
+    EXPECT_EQ(events.front()["detail"]["calib"], nullptr);
+    EXPECT_EQ(events.back()["event"], "done");
+
+    json want = json::parse(ReadAll(with_data + "/report.json"));
+    json got = json::parse(ReadAll(without + "/report.json"));
+    EXPECT_EQ(got["perplexity"], want["perplexity"]);
+    EXPECT_EQ(got["layers"], want["layers"]);
+    EXPECT_EQ(got["calibration"], nullptr);
+    EXPECT_EQ(want["calibration"]["nsamples"], 16);
+    EXPECT_EQ(got["config"]["calib"], nullptr);
+    EXPECT_EQ(got["config"]["calibrated"], false);
+    EXPECT_EQ(want["config"]["calibrated"], true);
+    EXPECT_EQ(got["config"]["iters"], 0);
+    ASSERT_EQ(got["blocks"].size(), static_cast<size_t>(kLayers));
+    for (int i = 0; i < kLayers; ++i) {
+      const json& b = got["blocks"][i];
+      EXPECT_EQ(b["layers_quantized"], want["blocks"][i]["layers_quantized"]) << b.dump();
+      // Nothing is measured without data: the losses are reported as 0.
+      EXPECT_EQ(b["loss_iter0"], 0) << b.dump();
+      EXPECT_EQ(b["loss_best"], 0) << b.dump();
+      EXPECT_EQ(b["best_iter"], 0) << b.dump();
+    }
+    // The packed config records no calibration settings for a run that had none.
+    json qc = json::parse(ReadAll(without + "/auto_round/quantization_config.json"));
+    EXPECT_EQ(qc["iters"], 0) << qc.dump();
+    EXPECT_FALSE(qc.contains("nsamples")) << qc.dump();
+    EXPECT_FALSE(fs::exists(without + "/.signround-work"));
+  }
+}
+
+TEST(QuantizeCliRtn, TuningWithoutCalibrationIsRefused) {
+  testing::TempDir dir;
+  std::string model = MakeSmallModel(dir);
+  const std::string out = dir.File("out");
+  const std::vector<std::string> base = UncalibratedArgs(model, out);
+  const std::vector<std::vector<std::string>> cases = {
+      With(base, {"--iters", "50"}),     // explicit iterations
+      Set(base, "--recipe", "default"),  // the recipe's 200
+      Set(base, "--recipe", "light"),    // the recipe's 50
+      Without(base, "--recipe"),         // no recipe: default
+      With(base, {"--iters", "1"}),      // rtn, but iters given
+  };
+  for (const std::vector<std::string>& args : cases) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    ExpectOneLineError(RunWorker(args), "--calib: required unless --iters 0 (recipe rtn)");
+    EXPECT_FALSE(fs::exists(out)) << "nothing is written before the check";
+  }
+  ExpectOneLineError(RunWorker(With(base, {"--calib", ""})), "--calib: the path is empty");
+}
+
+// Resume without a kill: the exports (which copy the tokenizer files) fail after
+// every block is finished when the model directory holds a directory where a
+// tokenizer file belongs, so the work directory keeps all blocks for a rerun.
+TEST(QuantizeCliRtn, NoCalibrationResumesFinishedBlocks) {
+  testing::TempDir dir;
+  std::string model = MakeSmallModel(dir);
+  std::string calib = WriteSmallCalib(dir);
+  const std::string out = dir.File("out"), clean = dir.File("clean");
+  const std::string blocker = model + "/added_tokens.json";
+  ASSERT_FALSE(fs::exists(blocker));
+  ASSERT_TRUE(fs::create_directory(blocker));
+  auto expect_export_failure = [&](const std::vector<std::string>& args, bool calibrated) {
+    Result r = RunWorker(args);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("added_tokens.json"), std::string::npos) << r.err;
+    ExpectBlockEventsInOrder(r.out, false, calibrated);
+    for (int i = 0; i < kLayers; ++i) EXPECT_TRUE(fs::exists(BlockFile(out, i))) << i;
+    EXPECT_FALSE(fs::exists(out + "/report.json"));
+  };
+  const std::vector<std::string> args = UncalibratedArgs(model, out);
+  expect_export_failure(args, false);
+  // The settings tell the two kinds of run apart: neither reuses the other's blocks.
+  expect_export_failure(SmallQuantizeArgs(model, calib, out, 0), true);
+  expect_export_failure(args, false);
+
+  fs::remove(blocker);
+  Result resumed = RunWorker(args);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  ExpectBlockEventsInOrder(resumed.out, true, false);
+  EXPECT_FALSE(fs::exists(out + "/.signround-work"));
+  Result fresh = RunWorker(UncalibratedArgs(model, clean));
+  ASSERT_EQ(fresh.exit_code, 0) << fresh.err;
+  ExpectBlockEventsInOrder(fresh.out, false, false);
   ExpectSameOutputs(out, clean);
 }
 

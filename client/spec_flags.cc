@@ -1,0 +1,232 @@
+#include "client/spec_flags.h"
+
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "src/common/file_util.h"
+#include "src/common/status_macros.h"
+#include "src/quant/layer_plan.h"
+
+namespace signround::cli {
+namespace {
+
+namespace v1 = ::signround::v1;
+
+// Layer config files are small; refuse anything absurd before parsing it.
+constexpr uint64_t kMaxLayerConfigBytes = 16 << 20;
+
+absl::Status BadValue(absl::string_view flag, absl::string_view text, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(flag, ": '", text, "' is not ", what));
+}
+
+absl::StatusOr<int32_t> ParseInt32(absl::string_view flag, const std::string& text) {
+  int32_t v = 0;
+  if (!absl::SimpleAtoi(text, &v)) return BadValue(flag, text, "a 32-bit integer");
+  return v;
+}
+
+absl::StatusOr<uint64_t> ParseUint64(absl::string_view flag, const std::string& text) {
+  uint64_t v = 0;
+  if (!absl::SimpleAtoi(text, &v)) return BadValue(flag, text, "an unsigned 64-bit integer");
+  return v;
+}
+
+absl::StatusOr<float> ParseFloat(absl::string_view flag, const std::string& text) {
+  float v = 0;
+  if (!absl::SimpleAtof(text, &v) || !std::isfinite(v)) {
+    return BadValue(flag, text, "a finite number");
+  }
+  return v;
+}
+
+// Sets `*field` from `text` when the flag was given.
+absl::Status SetInt32(absl::string_view flag, const std::optional<std::string>& text,
+                      int32_t* field) {
+  if (!text) return absl::OkStatus();
+  SR_ASSIGN_OR_RETURN(*field, ParseInt32(flag, *text));
+  return absl::OkStatus();
+}
+
+absl::Status SetFloat(absl::string_view flag, const std::optional<std::string>& text,
+                      float* field) {
+  if (!text) return absl::OkStatus();
+  SR_ASSIGN_OR_RETURN(*field, ParseFloat(flag, *text));
+  return absl::OkStatus();
+}
+
+absl::Status SetFormats(const std::vector<std::string>& formats, v1::JobSpec* spec) {
+  for (const std::string& f : formats) {
+    std::string name(absl::StripAsciiWhitespace(f));
+    if (name.empty()) {
+      return absl::InvalidArgumentError("--format: empty format name in the list");
+    }
+    spec->add_formats(name);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetNumbers(const SpecFlags& f, v1::JobSpec* spec) {
+  int32_t v = 0;
+  SR_RETURN_IF_ERROR(SetInt32("--bits", f.bits, &v));
+  spec->set_bits(v);
+  v = 0;
+  SR_RETURN_IF_ERROR(SetInt32("--group-size", f.group_size, &v));
+  spec->set_group_size(v);
+  if (f.sym) spec->mutable_sym()->set_value(*f.sym);
+  if (f.iters) {
+    SR_ASSIGN_OR_RETURN(int32_t iters, ParseInt32("--iters", *f.iters));
+    spec->mutable_iters()->set_value(iters);
+  }
+  float x = 0;
+  SR_RETURN_IF_ERROR(SetFloat("--lr", f.lr, &x));
+  spec->set_lr(x);
+  x = 0;
+  SR_RETURN_IF_ERROR(SetFloat("--minmax-lr", f.minmax_lr, &x));
+  spec->set_minmax_lr(x);
+  v = 0;
+  SR_RETURN_IF_ERROR(SetInt32("--nsamples", f.nsamples, &v));
+  spec->set_nsamples(v);
+  v = 0;
+  SR_RETURN_IF_ERROR(SetInt32("--seqlen", f.seqlen, &v));
+  spec->set_seqlen(v);
+  v = 0;
+  SR_RETURN_IF_ERROR(SetInt32("--batch-size", f.batch_size, &v));
+  spec->set_batch_size(v);
+  if (f.seed) {
+    SR_ASSIGN_OR_RETURN(uint64_t seed, ParseUint64("--seed", *f.seed));
+    spec->mutable_seed()->set_value(seed);
+  }
+  v = 0;
+  SR_RETURN_IF_ERROR(SetInt32("--priority", f.priority, &v));
+  spec->set_priority(v);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void AddSpecFlags(CLI::App* cmd, SpecFlags* f) {
+  // Keeps a flag's text for BuildJobSpec, which parses and names it.
+  auto text_option = [cmd](const std::string& name, std::optional<std::string>* field,
+                           const std::string& help) {
+    return cmd->add_option_function<std::string>(
+        name, [field](const std::string& v) { *field = v; }, help);
+  };
+  cmd->add_option("--model", f->model, "Model checkpoint URI (file:///dir or s3://bucket/prefix)")
+      ->required();
+  cmd->add_option("--calib", f->calib, "Calibration JSONL URI (may be empty for --recipe rtn)");
+  cmd->add_option("--out", f->out, "Output URI for the artifacts")->required();
+  cmd->add_option("--format", f->formats,
+                  "Export format(s), repeatable or comma-separated: auto_round, auto_gptq, fake, "
+                  "gguf:q4_0, gguf:q4_1, gguf:q8_0")
+      ->allow_extra_args(false)
+      ->delimiter(',');
+  text_option("--bits", &f->bits, "Weight bits: 2, 3, 4 or 8");
+  text_option("--group-size", &f->group_size, "Group size: -1 or a power of two >= 32");
+  CLI::Option* sym = cmd->add_flag_function(
+      "--sym", [f](int64_t) { f->sym = true; }, "Symmetric quantization");
+  CLI::Option* asym = cmd->add_flag_function(
+      "--asym", [f](int64_t) { f->sym = false; }, "Asymmetric quantization");
+  sym->excludes(asym);
+  text_option("--iters", &f->iters, "Tuning iterations per block (0: round to nearest)");
+  text_option("--lr", &f->lr, "Learning rate of the rounding offsets");
+  text_option("--minmax-lr", &f->minmax_lr, "Learning rate of the clipping ranges");
+  text_option("--nsamples", &f->nsamples, "Calibration samples");
+  text_option("--seqlen", &f->seqlen, "Tokens per calibration sample");
+  text_option("--batch-size", &f->batch_size, "Samples per tuning step");
+  text_option("--seed", &f->seed, "Random seed (unsigned 64-bit)");
+  text_option("--recipe", &f->recipe, "Defaults: default, best, light or rtn");
+  cmd->add_option("--layer-config", f->layer_config,
+                  "JSON file of per-layer overrides: {\"<regex>\": {\"bits\": 2|3|4|8|16, "
+                  "\"group_size\": g, \"sym\": bool}}, applied in file order");
+  cmd->add_option("--device", f->device, "Device: any, cpu, cuda or cuda:N");
+  text_option("--priority", &f->priority, "Priority, -1000..1000 (higher runs first)");
+  cmd->add_option("--label", f->labels, "Label key=value (repeatable)")->allow_extra_args(false);
+  cmd->add_option("--idempotency-key", f->idempotency_key,
+                  "Submissions with the same key return the same job");
+}
+
+absl::StatusOr<v1::JobSpec> BuildJobSpec(const SpecFlags& f) {
+  v1::JobSpec spec;
+  spec.set_model_uri(f.model);
+  spec.set_calibration_uri(f.calib);
+  spec.set_output_uri(f.out);
+  SR_RETURN_IF_ERROR(SetFormats(f.formats, &spec));
+  SR_RETURN_IF_ERROR(SetNumbers(f, &spec));
+  if (f.recipe) {
+    SR_ASSIGN_OR_RETURN(v1::Recipe recipe, ParseRecipe(*f.recipe));
+    spec.set_recipe(recipe);
+  }
+  if (!f.layer_config.empty()) {
+    SR_ASSIGN_OR_RETURN(std::vector<v1::LayerOverride> overrides,
+                        LoadLayerOverrides(f.layer_config));
+    for (v1::LayerOverride& o : overrides) *spec.add_layer_overrides() = std::move(o);
+  }
+  spec.set_device(f.device);
+  SR_ASSIGN_OR_RETURN(auto labels, ParseLabels(f.labels, "--label"));
+  spec.mutable_labels()->insert(labels.begin(), labels.end());
+  spec.set_idempotency_key(f.idempotency_key);
+  return spec;
+}
+
+absl::StatusOr<std::vector<v1::LayerOverride>> LoadLayerOverrides(const std::string& path) {
+  // The worker's own parser: the CLI accepts exactly what the engine does.
+  absl::StatusOr<std::string> text = ReadFileToString(path, kMaxLayerConfigBytes);
+  absl::StatusOr<std::vector<LayerOverride>> parsed =
+      text.ok() ? ParseLayerConfig(*text, path) : text.status();
+  if (!parsed.ok()) {
+    std::string message(parsed.status().message());
+    if (!absl::StrContains(message, path)) message = absl::StrCat(path, ": ", message);
+    return absl::InvalidArgumentError(absl::StrCat("--layer-config: ", message));
+  }
+  std::vector<v1::LayerOverride> out;
+  for (const LayerOverride& o : *parsed) {
+    v1::LayerOverride p;
+    p.set_pattern(o.pattern);
+    if (o.bits) p.set_bits(*o.bits);
+    if (o.group_size) p.set_group_size(*o.group_size);
+    if (o.sym) p.mutable_sym()->set_value(*o.sym);
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseLabels(
+    const std::vector<std::string>& pairs, absl::string_view flag) {
+  std::map<std::string, std::string> out;
+  for (const std::string& pair : pairs) {
+    size_t eq = pair.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return BadValue(flag, pair, "key=value with a non-empty key");
+    }
+    std::string key = pair.substr(0, eq);
+    if (!out.emplace(key, pair.substr(eq + 1)).second) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, ": key '", key, "' given twice"));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<v1::JobState> ParseJobState(absl::string_view name) {
+  std::string upper = absl::AsciiStrToUpper(name);
+  if (!absl::StartsWith(upper, "JOB_STATE_")) upper = absl::StrCat("JOB_STATE_", upper);
+  v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
+  if (!v1::JobState_Parse(upper, &state) || state == v1::JOB_STATE_UNSPECIFIED) {
+    return BadValue("--state", name,
+                    "a job state (queued, running, uploading, succeeded, failed, cancelled)");
+  }
+  return state;
+}
+
+absl::StatusOr<v1::Recipe> ParseRecipe(absl::string_view name) {
+  if (name == "default") return v1::RECIPE_DEFAULT;
+  if (name == "best") return v1::RECIPE_BEST;
+  if (name == "light") return v1::RECIPE_LIGHT;
+  if (name == "rtn") return v1::RECIPE_RTN;
+  return BadValue("--recipe", name, "a recipe (default, best, light, rtn)");
+}
+
+}  // namespace signround::cli

@@ -1,0 +1,184 @@
+#include "server/proto_convert.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
+#include "src/jobs/job_validation.h"
+
+namespace signround::server {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+const char* const kRecipes[] = {"", "default", "best", "light", "rtn"};
+
+std::string RecipeName(pb::Recipe r) {
+  const int i = static_cast<int>(r);
+  // An unknown enum value is kept visible, so validation can name it.
+  if (i < 0 || i >= 5) return absl::StrCat("recipe#", i);
+  return kRecipes[i];
+}
+
+pb::Recipe RecipeOf(const std::string& name) {
+  for (int i = 1; i < 5; ++i) {
+    if (name == kRecipes[i]) return static_cast<pb::Recipe>(i);
+  }
+  return pb::RECIPE_UNSPECIFIED;
+}
+
+void SetTime(int64_t ms, google::protobuf::Timestamp* t) {
+  *t = TimeUtil::MillisecondsToTimestamp(ms);
+}
+
+void ToProto(const jobs::Artifact& a, pb::Artifact* out) {
+  out->set_format(a.format);
+  out->set_uri(a.uri);
+  out->set_bytes(a.bytes);
+  out->set_sha256(a.sha256);
+}
+
+}  // namespace
+
+jobs::JobSpec FromProto(const pb::JobSpec& p) {
+  jobs::JobSpec s;
+  s.model_uri = p.model_uri();
+  s.calibration_uri = p.calibration_uri();
+  s.output_uri = p.output_uri();
+  s.formats.assign(p.formats().begin(), p.formats().end());
+  s.bits = p.bits();
+  s.group_size = p.group_size();
+  if (p.has_sym()) s.sym = p.sym().value();
+  if (p.has_iters()) s.iters = p.iters().value();
+  s.lr = p.lr();
+  s.minmax_lr = p.minmax_lr();
+  s.nsamples = p.nsamples();
+  s.seqlen = p.seqlen();
+  s.batch_size = p.batch_size();
+  if (p.has_seed()) s.seed = p.seed().value();
+  s.recipe = RecipeName(p.recipe());
+  for (const pb::LayerOverride& o : p.layer_overrides()) {
+    jobs::LayerOverrideSpec l;
+    l.pattern = o.pattern();
+    l.bits = o.bits();
+    l.group_size = o.group_size();
+    if (o.has_sym()) l.sym = o.sym().value();
+    s.layer_overrides.push_back(std::move(l));
+  }
+  s.device = p.device();
+  s.priority = p.priority();
+  s.labels.insert(p.labels().begin(), p.labels().end());
+  s.idempotency_key = p.idempotency_key();
+  return s;
+}
+
+absl::StatusOr<jobs::ListQuery> FromProto(const pb::ListJobsRequest& r) {
+  jobs::ListQuery q;
+  if (r.state() != pb::JOB_STATE_UNSPECIFIED) {
+    if (r.state() < pb::JOB_STATE_QUEUED || r.state() > pb::JOB_STATE_CANCELLED) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("state: ", static_cast<int>(r.state()), " is not a JobState"));
+    }
+    q.state = static_cast<jobs::JobState>(r.state());
+  }
+  if (r.page_size() < 0 || r.page_size() > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: ", r.page_size(), " is outside 0..1000 (0: 50)"));
+  }
+  q.page_size = r.page_size() == 0 ? 50 : r.page_size();
+  if (r.labels_size() > jobs::kMaxLabels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("labels: ", r.labels_size(), " labels; at most ", jobs::kMaxLabels));
+  }
+  for (const auto& [key, value] : r.labels()) {
+    if (absl::Status s = jobs::ValidateLabel("labels", key, value); !s.ok()) return s;
+    q.labels[key] = value;
+  }
+  if (r.page_token().size() > 256) {
+    return absl::InvalidArgumentError("page_token: not a token from ListJobs");
+  }
+  q.page_token = r.page_token();
+  return q;
+}
+
+void ToProto(const jobs::JobSpec& s, pb::JobSpec* p) {
+  p->set_model_uri(s.model_uri);
+  p->set_calibration_uri(s.calibration_uri);
+  p->set_output_uri(s.output_uri);
+  for (const std::string& f : s.formats) p->add_formats(f);
+  p->set_bits(s.bits);
+  p->set_group_size(s.group_size);
+  if (s.sym) p->mutable_sym()->set_value(*s.sym);
+  if (s.iters) p->mutable_iters()->set_value(*s.iters);
+  p->set_lr(static_cast<float>(s.lr));
+  p->set_minmax_lr(static_cast<float>(s.minmax_lr));
+  p->set_nsamples(s.nsamples);
+  p->set_seqlen(s.seqlen);
+  p->set_batch_size(s.batch_size);
+  if (s.seed) p->mutable_seed()->set_value(*s.seed);
+  p->set_recipe(RecipeOf(s.recipe));
+  for (const jobs::LayerOverrideSpec& l : s.layer_overrides) {
+    pb::LayerOverride* o = p->add_layer_overrides();
+    o->set_pattern(l.pattern);
+    o->set_bits(l.bits);
+    o->set_group_size(l.group_size);
+    if (l.sym) o->mutable_sym()->set_value(*l.sym);
+  }
+  p->set_device(s.device);
+  p->set_priority(s.priority);
+  p->mutable_labels()->insert(s.labels.begin(), s.labels.end());
+  p->set_idempotency_key(s.idempotency_key);
+}
+
+void ToProto(const jobs::Job& j, pb::Job* p) {
+  p->set_id(j.id);
+  ToProto(j.spec, p->mutable_spec());
+  p->set_state(static_cast<pb::JobState>(j.state));
+  SetTime(j.create_time_ms, p->mutable_create_time());
+  if (j.start_time_ms != 0) SetTime(j.start_time_ms, p->mutable_start_time());
+  if (j.end_time_ms != 0) SetTime(j.end_time_ms, p->mutable_end_time());
+  p->set_attempts(j.attempts);
+  p->set_error(j.error);
+  p->set_blocks_done(j.blocks_done);
+  p->set_block_count(j.block_count);
+  p->set_latest_loss(j.latest_loss);
+  // A retried upload records a file again: the latest record of each URI counts.
+  std::map<std::string, size_t> index;
+  for (const jobs::Artifact& a : j.artifacts) {
+    auto [it, inserted] = index.emplace(a.uri, p->artifacts_size());
+    ToProto(a, inserted ? p->add_artifacts() : p->mutable_artifacts(static_cast<int>(it->second)));
+  }
+  p->set_last_sequence(j.last_sequence);
+  p->set_device(j.device);
+  p->set_effective_settings_json(j.effective_settings_json);
+}
+
+void ToProto(const jobs::JobEvent& e, pb::JobEvent* p) {
+  p->set_job_id(e.job_id);
+  p->set_sequence(e.sequence);
+  SetTime(e.time_ms, p->mutable_time());
+  p->set_attempt(e.attempt);
+  if (const auto* c = std::get_if<jobs::StateChange>(&e.payload)) {
+    pb::StateChange* out = p->mutable_state_change();
+    out->set_from(static_cast<pb::JobState>(c->from));
+    out->set_to(static_cast<pb::JobState>(c->to));
+    out->set_reason(c->reason);
+  } else if (const auto* b = std::get_if<jobs::BlockProgress>(&e.payload)) {
+    pb::BlockProgress* out = p->mutable_block_progress();
+    out->set_block_index(b->block_index);
+    out->set_block_count(b->block_count);
+    out->set_layers_quantized(b->layers_quantized);
+    out->set_loss_iter0(b->loss_iter0);
+    out->set_best_loss(b->best_loss);
+    out->set_best_iteration(b->best_iteration);
+    out->set_seconds(b->seconds);
+    out->set_resumed(b->resumed);
+  } else if (const auto* a = std::get_if<jobs::Artifact>(&e.payload)) {
+    ToProto(*a, p->mutable_artifact_uploaded()->mutable_artifact());
+  } else if (const auto* err = std::get_if<jobs::JobError>(&e.payload)) {
+    p->mutable_error()->set_message(err->message);
+    p->mutable_error()->set_will_retry(err->will_retry);
+  }
+}
+
+}  // namespace signround::server

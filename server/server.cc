@@ -1,0 +1,156 @@
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "absl/algorithm/container.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
+#include "server/quantization_service_impl.h"
+#include "spdlog/spdlog.h"
+#include "src/common/file_util.h"
+#include "src/common/status_macros.h"
+#include "src/metrics/http_endpoints.h"
+#include "src/storage/credentials.h"
+
+namespace signround::server {
+namespace {
+
+constexpr char kServiceName[] = "signround.v1.QuantizationService";
+
+absl::Status ConfigureS3(const std::string& addressing, S3Options& s3) {
+  if (addressing == "path") {
+    s3.path_style = true;
+  } else if (addressing == "virtual") {
+    s3.path_style = false;
+  } else if (addressing != "auto") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--s3-addressing: '", addressing, "' is not auto, path or virtual"));
+  }
+  // Credentials from the environment; a job that needs S3 without them fails
+  // with the store's message, which never holds a secret.
+  absl::StatusOr<AwsCredentials> creds = ResolveAwsCredentials(ProcessEnv());
+  if (creds.ok()) s3.credentials = *creds;
+  s3.log = [](const std::string& line) { spdlog::info("s3: {}", line); };
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> AbsoluteDataDir(const std::string& dir) {
+  if (dir.empty()) return absl::InvalidArgumentError("--data-dir: empty");
+  SR_RETURN_IF_ERROR(MakeDirectories(dir));
+  char* real = ::realpath(dir.c_str(), nullptr);
+  if (real == nullptr) return ErrnoStatus(errno, absl::StrCat("--data-dir ", dir));
+  std::string out = real;
+  std::free(real);
+  return out;
+}
+
+// The worker executable as an absolute path; INVALID_ARGUMENT naming the flag
+// when it is missing or not executable.
+absl::StatusOr<std::string> ResolveWorkerBin(const std::string& path) {
+  char* real = ::realpath(path.c_str(), nullptr);
+  if (real == nullptr || ::access(real, X_OK) != 0) {
+    std::free(real);
+    return absl::InvalidArgumentError(
+        absl::StrCat("--worker-bin: '", path, "' is not an executable file"));
+  }
+  std::string out = real;
+  std::free(real);
+  return out;
+}
+
+// Blocks SIGTERM and SIGINT in every thread (call before any thread starts),
+// so that WaitForStopSignal() receives them.
+sigset_t BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ParseDevices(absl::string_view devices) {
+  std::vector<std::string> out;
+  for (absl::string_view d : absl::StrSplit(devices, ',')) {
+    int index = 0;
+    const bool cuda = absl::StartsWith(d, "cuda:") && d.size() > 5 && d.size() <= 8 &&
+                      absl::SimpleAtoi(d.substr(5), &index) && index >= 0 &&
+                      absl::StrCat("cuda:", index) == d;
+    if (d != "cpu" && !cuda) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--devices: '", d, "' is not cpu or cuda:N (e.g. cuda:0,cuda:1)"));
+    }
+    if (absl::c_linear_search(out, std::string(d))) {
+      return absl::InvalidArgumentError(absl::StrCat("--devices: '", d, "' is listed twice"));
+    }
+    out.emplace_back(d);
+  }
+  return out;
+}
+
+absl::Status RunServer(ServerOptions o) {
+  if (o.role != "all") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--role: '", o.role, "' is not supported by this build; use --role=all"));
+  }
+  SR_ASSIGN_OR_RETURN(o.jobs.devices, ParseDevices(o.devices));
+  SR_ASSIGN_OR_RETURN(o.jobs.data_dir, AbsoluteDataDir(o.jobs.data_dir));
+  SR_ASSIGN_OR_RETURN(o.jobs.worker_bin, ResolveWorkerBin(o.jobs.worker_bin));
+  SR_RETURN_IF_ERROR(ConfigureS3(o.s3_addressing, o.jobs.s3));
+  SR_RETURN_IF_ERROR(metrics::ParseHostPort(o.listen).status());
+  const sigset_t stop_signals = BlockStopSignals();
+
+  metrics::Registry registry;
+  SR_ASSIGN_OR_RETURN(std::unique_ptr<jobs::JobService> core,
+                      jobs::JobService::Start(o.jobs, registry));
+  QuantizationServiceImpl service(*core, registry);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &grpc_port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
+  if (grpc_server == nullptr || grpc_port == 0) {
+    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", o.listen));
+  }
+  grpc_server->GetHealthCheckService()->SetServingStatus(kServiceName, true);
+
+  std::atomic<bool> ready{true};
+  SR_ASSIGN_OR_RETURN(std::unique_ptr<metrics::HttpEndpoints> http,
+                      metrics::HttpEndpoints::Start({o.metrics_listen}, &registry,
+                                                    [&ready] { return ready.load(); }));
+  const std::string host = metrics::ParseHostPort(o.listen)->first;
+  const nlohmann::json ready_line = {{"grpc", absl::StrCat(host, ":", grpc_port)},
+                                     {"metrics", http->address()},
+                                     {"data_dir", o.jobs.data_dir}};
+  std::printf("%s\n", ready_line.dump().c_str());
+  std::fflush(stdout);
+  spdlog::info("serving: grpc {} metrics {} devices {} data {}", ready_line["grpc"].get<std::string>(),
+               http->address(), o.devices, o.jobs.data_dir);
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("signal {}: stopping", sig);
+  ready = false;
+  grpc_server->GetHealthCheckService()->SetServingStatus(false);
+  core->Shutdown();  // ends running jobs first, so open WatchJob streams see it
+  grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  http.reset();
+  spdlog::info("stopped");
+  return absl::OkStatus();
+}
+
+}  // namespace signround::server

@@ -1,0 +1,30 @@
+// signround-server role `all`: the job service core on SQLite with local
+// device slots, the gRPC API (with health and reflection), and the HTTP
+// metrics / health endpoints, in one process.
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "src/jobs/job_service.h"
+
+namespace signround::server {
+
+struct ServerOptions {
+  std::string role = "all";
+  std::string listen = "127.0.0.1:50051";
+  std::string metrics_listen = "127.0.0.1:9464";
+  std::string devices = "cpu";        // "cpu" or "cuda:0,cuda:1,..."
+  std::string s3_addressing = "auto"; // auto, path or virtual
+  jobs::JobServiceOptions jobs;       // data_dir, max_attempts, worker_bin, ...
+};
+
+// Runs until SIGTERM or SIGINT; prints the ready line on stdout once serving.
+// An error status for options or resources that do not work (the message
+// names the flag or the path).
+absl::Status RunServer(ServerOptions options);
+
+// "cpu" or "cuda:0,cuda:1" into slot names; INVALID_ARGUMENT naming --devices.
+absl::StatusOr<std::vector<std::string>> ParseDevices(absl::string_view devices);
+
+}  // namespace signround::server

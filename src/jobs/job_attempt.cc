@@ -1,0 +1,247 @@
+// One attempt of a job on a device slot: fetch the inputs, run the worker,
+// upload the artifacts, and record how it ended.
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
+#include "spdlog/spdlog.h"
+#include "src/common/file_util.h"
+#include "src/common/status_macros.h"
+#include "src/jobs/job_service.h"
+#include "src/jobs/job_validation.h"
+#include "src/jobs/worker_command.h"
+#include "src/storage/sigv4.h"
+#include "src/storage/transfer.h"
+
+namespace signround::jobs {
+namespace {
+
+// Errors that retrying cannot fix: the input itself is wrong.
+bool IsPermanent(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kInvalidArgument ||
+         s.code() == absl::StatusCode::kNotFound ||
+         s.code() == absl::StatusCode::kPermissionDenied ||
+         s.code() == absl::StatusCode::kFailedPrecondition;
+}
+
+// Files below `dir` as paths relative to it, sorted; hidden entries skipped.
+absl::Status ListFiles(const std::string& dir, const std::string& rel,
+                       std::vector<std::string>& out) {
+  DIR* d = ::opendir(JoinPath(dir, rel).c_str());
+  if (d == nullptr) return ErrnoStatus(errno, JoinPath(dir, rel));
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] != '.') names.push_back(e->d_name);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    const std::string child = rel.empty() ? name : JoinPath(rel, name);
+    struct stat st;
+    if (::lstat(JoinPath(dir, child).c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      SR_RETURN_IF_ERROR(ListFiles(dir, child, out));
+    } else if (S_ISREG(st.st_mode)) {
+      out.push_back(child);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> FileSha256(const std::string& path, int64_t* bytes) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return ErrnoStatus(errno, path);
+  Sha256 hash;
+  std::vector<char> buf(1 << 20);
+  *bytes = 0;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
+    hash.Update(absl::string_view(buf.data(), n));
+    *bytes += static_cast<int64_t>(n);
+  }
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  if (failed) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  return hash.FinalHex();
+}
+
+// The export format a top-level output directory holds ("gguf-q4_0" -> "gguf:q4_0").
+std::string FormatOfDir(absl::string_view dir) {
+  if (absl::StartsWith(dir, "gguf-")) return absl::StrCat("gguf:", dir.substr(5));
+  return std::string(dir);
+}
+
+}  // namespace
+
+void JobService::RunAttempt(const Job& job, const std::string& device) {
+  const std::string job_dir = JobDir(job.id);
+  absl::Status status;
+  bool permanent = false;
+  absl::StatusOr<std::vector<std::string>> argv = PrepareWorker(job, device, job_dir);
+  if (!argv.ok()) {
+    status = argv.status();
+    permanent = IsPermanent(status);
+  } else if (!CancelRequested(job.id) && !Stopping()) {
+    status = RunWorker(job, *argv, device, job_dir, &permanent);
+    if (status.ok() && !CancelRequested(job.id) && !Stopping()) {
+      status = Upload(job, JoinPath(job_dir, "out"));
+      permanent = IsPermanent(status);
+    }
+  }
+  absl::StatusOr<Job> now = store_->Get(job.id);
+  const JobState from = now.ok() ? now->state : JobState::kRunning;
+  Outcome outcome;
+  if (CancelRequested(job.id)) {
+    outcome = Outcome::kCancelled;
+    Record(job.id, StateChange{from, JobState::kCancelled, "cancelled by request"}).IgnoreError();
+  } else if (Stopping()) {
+    outcome = Outcome::kInterrupted;
+    Record(job.id, StateChange{from, JobState::kQueued, "server stopping; resumes on restart"})
+        .IgnoreError();
+  } else if (status.ok()) {
+    outcome = Outcome::kSucceeded;
+    Record(job.id, StateChange{from, JobState::kSucceeded, ""}).IgnoreError();
+  } else {
+    const bool retry = !permanent && job.attempts < options_.max_attempts;
+    outcome = retry ? Outcome::kRetry : Outcome::kFailed;
+    spdlog::warn("job={} attempt={} failed: {}", job.id, job.attempts,
+                 std::string(status.message()));
+    Record(job.id, JobError{std::string(status.message()), retry}).IgnoreError();
+    Record(job.id, StateChange{from, retry ? JobState::kQueued : JobState::kFailed,
+                               retry ? absl::StrCat("retrying (attempt ", job.attempts, " of ",
+                                                    options_.max_attempts, " failed)")
+                                     : (permanent ? "bad input" : "no attempts left")})
+        .IgnoreError();
+  }
+  static const char* const kOutcomeNames[] = {"succeeded", "retry", "failed", "cancelled",
+                                              "interrupted"};
+  metrics_.attempts.With({kOutcomeNames[static_cast<int>(outcome)]}).Inc();
+  // The work directory stays for a resumed attempt; everything else cleans up.
+  if (outcome != Outcome::kRetry && outcome != Outcome::kInterrupted) {
+    RemoveTree(job_dir).IgnoreError();
+    absl::StatusOr<Job> ended = store_->Get(job.id);
+    if (ended.ok() && IsTerminal(ended->state)) {
+      metrics_.job_seconds.With({std::string(JobStateName(ended->state))})
+          .Observe((ended->end_time_ms - ended->create_time_ms) / 1000.0);
+    }
+  }
+}
+
+absl::StatusOr<std::vector<std::string>> JobService::PrepareWorker(const Job& job,
+                                                                  const std::string& device,
+                                                                  const std::string& job_dir) {
+  SR_ASSIGN_OR_RETURN(EffectiveSettings settings, ResolveSettings(job.spec));
+  WorkerInputs in;
+  in.worker_bin = options_.worker_bin;
+  in.out_dir = JoinPath(job_dir, "out");
+  in.threads = options_.worker_threads;
+  // A GPU slot shows the worker only its own GPU.
+  in.device = absl::StartsWith(device, "cuda:") ? "cuda:0" : "cpu";
+  SR_RETURN_IF_ERROR(MakeDirectories(in.out_dir));
+  absl::StatusOr<std::string> model = cache_.FetchDirectory(job.spec.model_uri);
+  if (!model.ok()) {
+    return absl::Status(model.status().code(),
+                        absl::StrCat("spec.model_uri: ", model.status().message()));
+  }
+  in.model_dir = *model;
+  if (!job.spec.calibration_uri.empty()) {
+    absl::StatusOr<std::string> calib = cache_.FetchFile(job.spec.calibration_uri);
+    if (!calib.ok()) {
+      return absl::Status(calib.status().code(),
+                          absl::StrCat("spec.calibration_uri: ", calib.status().message()));
+    }
+    in.calib_path = *calib;
+  }
+  if (!job.spec.layer_overrides.empty()) {
+    in.layer_config_path = JoinPath(job_dir, "layer_config.json");
+    SR_RETURN_IF_ERROR(
+        WriteFileAtomically(in.layer_config_path, LayerConfigJson(job.spec.layer_overrides)));
+  }
+  return WorkerArgv(in, settings);
+}
+
+absl::Status JobService::RunWorker(const Job& job, const std::vector<std::string>& argv,
+                                   const std::string& device, const std::string& job_dir,
+                                   bool* permanent) {
+  ChildOptions child;
+  child.argv = argv;
+  child.cwd = job_dir;
+  child.stderr_path = JoinPath(job_dir, "worker.stderr");
+  child.env = {{"PATH", "/usr/local/bin:/usr/bin:/bin"}, {"HOME", job_dir}, {"LANG", "C.UTF-8"}};
+  if (absl::StartsWith(device, "cuda:")) child.env["CUDA_VISIBLE_DEVICES"] = device.substr(5);
+  for (const char* name : {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "LD_LIBRARY_PATH"}) {
+    if (const char* v = std::getenv(name)) child.env[name] = v;
+  }
+  const std::string id = job.id;
+  auto on_line = [this, id](const std::string& line) {
+    absl::StatusOr<WorkerLine> parsed = ParseWorkerLine(line);
+    if (!parsed.ok()) {
+      spdlog::warn("job={} worker printed a non-event line ({} bytes)", id, line.size());
+      return;
+    }
+    if (parsed->kind != WorkerLine::Kind::kBlock) return;
+    const BlockProgress& b = parsed->block;
+    if (!b.resumed) metrics_.block_seconds.Observe(b.seconds);
+    spdlog::info("job={} block {}/{} loss {:.6g} -> {:.6g}{}", id, b.block_index + 1,
+                 b.block_count, b.loss_iter0, b.best_loss, b.resumed ? " (resumed)" : "");
+    Record(id, b).IgnoreError();
+  };
+  spdlog::info("job={} attempt={} starting the worker on {}", id, job.attempts, device);
+  SR_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> process, ChildProcess::Start(child, on_line));
+  ChildProcess* raw = process.get();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_[id]->child = std::move(process);
+  }
+  // A cancel that came while the worker started finds it registered only now.
+  if (CancelRequested(id) || Stopping()) raw->Terminate(options_.cancel_grace);
+  ExitInfo exit = raw->Wait();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_[id]->child.reset();
+  }
+  if (exit.success()) return absl::OkStatus();
+  std::string last = LastLineOfFile(child.stderr_path);
+  last = std::string(absl::StripPrefix(last, "signround-worker: error: "));
+  // Exit code 2: the worker refused its input; another attempt would too.
+  *permanent = exit.exited && exit.code == 2;
+  return absl::Status(*permanent ? absl::StatusCode::kInvalidArgument : absl::StatusCode::kInternal,
+                      absl::StrCat("worker ", exit.Describe(), last.empty() ? "" : ": ", last));
+}
+
+absl::Status JobService::Upload(const Job& job, const std::string& out_dir) {
+  SR_ASSIGN_OR_RETURN(JobEvent e,
+                      Record(job.id, StateChange{JobState::kRunning, JobState::kUploading, ""}));
+  std::vector<std::string> files;
+  SR_RETURN_IF_ERROR(ListFiles(out_dir, "", files));
+  // report.json goes last: its presence says the rest is complete.
+  std::stable_partition(files.begin(), files.end(),
+                        [](const std::string& f) { return f != "report.json"; });
+  std::string base = job.spec.output_uri;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  for (const std::string& rel : files) {
+    if (CancelRequested(job.id) || Stopping()) return absl::CancelledError("upload interrupted");
+    Artifact a;
+    a.uri = absl::StrCat(base, "/", rel);
+    const size_t slash = rel.find('/');
+    a.format = slash == std::string::npos ? "report" : FormatOfDir(rel.substr(0, slash));
+    const std::string local = JoinPath(out_dir, rel);
+    SR_ASSIGN_OR_RETURN(a.sha256, FileSha256(local, &a.bytes));
+    SR_ASSIGN_OR_RETURN(Location dst, OpenLocation(a.uri, options_.s3));
+    absl::Status put = dst.store->Put(local, dst.key, nullptr);
+    if (!put.ok()) {
+      return absl::Status(put.code(), absl::StrCat("uploading to ", a.uri, ": ", put.message()));
+    }
+    metrics_.upload_bytes.Inc(static_cast<double>(a.bytes));
+    SR_RETURN_IF_ERROR(Record(job.id, a).status());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace signround::jobs

@@ -1,0 +1,25 @@
+// Pieces of the job store kept apart from job_store.cc: the SQLite schema
+// and connection settings, and the opaque page tokens of List.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "src/jobs/sqlite_db.h"
+
+namespace signround::jobs {
+
+// Sets WAL, synchronous=FULL, foreign keys and a busy timeout, then creates
+// the schema in an empty file. FAILED_PRECONDITION for a schema version newer
+// than this build's or an SQLite file that is not a job store.
+absl::Status SetUpJobStoreDatabase(sqlite::Database& db);
+
+// "p" + hex(seq) + "." + two hex digits of a check on seq.
+std::string EncodePageToken(int64_t seq);
+// The seq of a token from EncodePageToken; INVALID_ARGUMENT "page_token: ..." otherwise.
+absl::StatusOr<int64_t> DecodePageToken(absl::string_view token);
+
+}  // namespace signround::jobs

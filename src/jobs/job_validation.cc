@@ -1,0 +1,322 @@
+#include "src/jobs/job_validation.h"
+
+#include <cmath>
+#include <regex>
+
+#include "absl/algorithm/container.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "src/common/status_macros.h"
+#include "src/storage/storage_uri.h"
+
+namespace signround::jobs {
+namespace {
+
+absl::Status Invalid(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+// A short, printable rendering of a hostile string for messages.
+std::string Quote(absl::string_view s) {
+  std::string out = "'";
+  for (size_t i = 0; i < s.size() && i < 64; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+    }
+  }
+  if (s.size() > 64) out += "...";
+  return out + "'";
+}
+
+bool IsValidUtf8(absl::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    int extra;
+    uint32_t cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      extra = 1, cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      extra = 2, cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      extra = 3, cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (s.size() - i <= static_cast<size_t>(extra)) return false;
+    for (int k = 1; k <= extra; ++k) {
+      const unsigned char d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    const uint32_t min_cp[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += extra + 1;
+  }
+  return true;
+}
+
+bool HasControl(absl::string_view s) {
+  for (char ch : s) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+bool IsPowerOfTwo(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
+
+absl::Status CheckUri(absl::string_view field, const std::string& uri) {
+  if (uri.empty()) return Invalid(field, "required (file:///abs/path or s3://bucket/key)");
+  absl::StatusOr<StorageUri> parsed = ParseStorageUri(uri);
+  if (!parsed.ok()) return Invalid(field, parsed.status().message());
+  return absl::OkStatus();
+}
+
+absl::Status CheckGroupSize(absl::string_view field, int g, bool zero_ok) {
+  if ((g == 0 && zero_ok) || g == -1 || (IsPowerOfTwo(g) && g >= 32 && g <= 65536)) {
+    return absl::OkStatus();
+  }
+  return Invalid(field, absl::StrCat(g, " is not -1 or a power of two from 32 to 65536"));
+}
+
+absl::Status CheckRange(absl::string_view field, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi) return Invalid(field, absl::StrCat(v, " is outside ", lo, "..", hi));
+  return absl::OkStatus();
+}
+
+absl::Status CheckRate(absl::string_view field, double v) {
+  if (!std::isfinite(v) || v < 0 || v > 1) {
+    return Invalid(field, absl::StrCat(v, " is not a finite number in [0, 1] (0: default)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> NormalizeFormat(absl::string_view field, const std::string& name) {
+  static const char* const kNames[] = {"auto_round", "auto_gptq", "fake",
+                                       "gguf:q4_0",  "gguf:q4_1", "gguf:q8_0"};
+  const std::string lower = absl::AsciiStrToLower(name);
+  for (const char* known : kNames) {
+    if (lower == known) return lower;
+  }
+  return Invalid(field, absl::StrCat(Quote(name), " is not one of ", absl::StrJoin(kNames, ", ")));
+}
+
+// GGUF block types hold one scheme each, with groups of 32.
+absl::Status CheckFormatScheme(absl::string_view field, const std::string& format,
+                               const EffectiveSettings& s) {
+  struct Need {
+    const char* format;
+    int bits;
+    bool sym;
+  };
+  static const Need kNeeds[] = {{"gguf:q4_0", 4, true}, {"gguf:q4_1", 4, false},
+                                {"gguf:q8_0", 8, true}};
+  for (const Need& n : kNeeds) {
+    if (format != n.format) continue;
+    if (s.bits != n.bits || s.sym != n.sym || s.group_size != 32) {
+      return Invalid(field, absl::StrCat(format, " holds exactly bits ", n.bits, ", ",
+                                         n.sym ? "sym" : "asym", ", group_size 32; the job has bits ",
+                                         s.bits, ", ", s.sym ? "sym" : "asym", ", group_size ",
+                                         s.group_size));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateOverrides(const JobSpec& spec) {
+  if (spec.layer_overrides.size() > static_cast<size_t>(kMaxLayerOverrides)) {
+    return Invalid("spec.layer_overrides",
+                   absl::StrCat(spec.layer_overrides.size(), " entries; at most ",
+                                kMaxLayerOverrides));
+  }
+  for (size_t i = 0; i < spec.layer_overrides.size(); ++i) {
+    const LayerOverrideSpec& o = spec.layer_overrides[i];
+    const std::string field = absl::StrCat("spec.layer_overrides[", i, "]");
+    SR_RETURN_IF_ERROR(ValidatePattern(field + ".pattern", o.pattern));
+    if (o.bits != 0 && o.bits != 2 && o.bits != 3 && o.bits != 4 && o.bits != 8 && o.bits != 16) {
+      return Invalid(field + ".bits", absl::StrCat(o.bits, " is not one of 2, 3, 4, 8, 16"));
+    }
+    SR_RETURN_IF_ERROR(CheckGroupSize(field + ".group_size", o.group_size, /*zero_ok=*/true));
+    if (o.bits == 0 && o.group_size == 0 && !o.sym) {
+      return Invalid(field, "sets nothing: give bits, group_size or sym");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePlacement(const JobSpec& spec, const std::vector<std::string>& devices) {
+  const std::string& d = spec.device;
+  bool known = d.empty() || d == "any" || d == "cpu" || d == "cuda";
+  int64_t index = 0;
+  if (!known && absl::StartsWith(d, "cuda:")) {
+    absl::string_view n = absl::string_view(d).substr(5);
+    known = !n.empty() && n.size() <= 3 && absl::c_all_of(n, absl::ascii_isdigit) &&
+            absl::SimpleAtoi(n, &index);
+  }
+  if (!known) {
+    return Invalid("spec.device", absl::StrCat(Quote(d), " is not any, cpu, cuda or cuda:N"));
+  }
+  for (const std::string& slot : devices) {
+    if (DeviceAccepts(slot, d)) return absl::OkStatus();
+  }
+  return Invalid("spec.device", absl::StrCat(Quote(d), " matches none of this server's devices (",
+                                             absl::StrJoin(devices, ", "), ")"));
+}
+
+absl::Status ValidateMeta(const JobSpec& spec) {
+  SR_RETURN_IF_ERROR(CheckRange("spec.priority", spec.priority, -kMaxPriority, kMaxPriority));
+  if (spec.labels.size() > static_cast<size_t>(kMaxLabels)) {
+    return Invalid("spec.labels",
+                   absl::StrCat(spec.labels.size(), " labels; at most ", kMaxLabels));
+  }
+  for (const auto& [key, value] : spec.labels) {
+    SR_RETURN_IF_ERROR(ValidateLabel("spec.labels", key, value));
+  }
+  const std::string& k = spec.idempotency_key;
+  if (k.size() > kMaxIdempotencyKeyBytes) {
+    return Invalid("spec.idempotency_key",
+                   absl::StrCat(k.size(), " bytes; at most ", kMaxIdempotencyKeyBytes));
+  }
+  for (char c : k) {
+    if (c < 0x21 || c > 0x7e) {
+      return Invalid("spec.idempotency_key", "must be printable ASCII without spaces");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+nlohmann::json EffectiveSettings::ToJson() const {
+  return {{"recipe", recipe}, {"formats", formats},     {"bits", bits},
+          {"group_size", group_size}, {"sym", sym},     {"iters", iters},
+          {"lr", lr},         {"minmax_lr", minmax_lr}, {"nsamples", nsamples},
+          {"seqlen", seqlen}, {"batch_size", batch_size}, {"seed", seed}};
+}
+
+bool DeviceAccepts(absl::string_view device, absl::string_view preference) {
+  if (preference.empty() || preference == "any") return true;
+  if (preference == "cuda") return absl::StartsWith(device, "cuda:");
+  return device == preference;
+}
+
+absl::Status ValidateJobId(absl::string_view id, absl::string_view field) {
+  bool ok = id.size() == 18 && absl::StartsWith(id, "j-");
+  for (size_t i = 2; ok && i < id.size(); ++i) {
+    ok = absl::ascii_isdigit(id[i]) || (id[i] >= 'a' && id[i] <= 'f');
+  }
+  if (!ok) return Invalid(field, absl::StrCat(Quote(id), " is not a job id (j-<16 hex digits>)"));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateLabel(absl::string_view field, const std::string& key,
+                           const std::string& value) {
+  static const std::regex kKey("[a-z0-9][a-z0-9._/-]{0,62}");
+  const std::string where = absl::StrCat(field, "[", Quote(key), "]");
+  if (!std::regex_match(key, kKey)) {
+    return Invalid(where, "keys are 1-63 characters of a-z 0-9 . _ / -, starting with a-z or 0-9");
+  }
+  if (value.size() > kMaxLabelValueBytes || !IsValidUtf8(value) || HasControl(value)) {
+    return Invalid(where, absl::StrCat("values are valid UTF-8 without control characters, at most ",
+                                       kMaxLabelValueBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePattern(absl::string_view field, const std::string& pattern) {
+  if (pattern.empty()) return Invalid(field, "required (a regex searched in layer names)");
+  if (pattern.size() > kMaxPatternBytes || !IsValidUtf8(pattern) || HasControl(pattern)) {
+    return Invalid(field, absl::StrCat("must be valid UTF-8 without control characters, at most ",
+                                       kMaxPatternBytes, " bytes"));
+  }
+  try {
+    std::regex re(pattern, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    return Invalid(field, absl::StrCat(Quote(pattern), " is not a valid regex: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EffectiveSettings> ResolveSettings(const JobSpec& spec) {
+  EffectiveSettings s;
+  s.recipe = spec.recipe.empty() ? "default" : spec.recipe;
+  if (s.recipe == "best") {
+    s.iters = 1000;
+    s.nsamples = 512;
+  } else if (s.recipe == "light") {
+    s.iters = 50;
+    s.lr = 5e-3;
+  } else if (s.recipe == "rtn") {
+    s.iters = 0;
+  } else if (s.recipe != "default") {
+    return Invalid("spec.recipe", absl::StrCat(Quote(s.recipe),
+                                               " is not one of default, best, light, rtn"));
+  }
+  if (spec.bits != 0) s.bits = spec.bits;
+  if (spec.group_size != 0) s.group_size = spec.group_size;
+  if (spec.sym) s.sym = *spec.sym;
+  if (spec.iters) s.iters = *spec.iters;
+  if (spec.lr != 0) s.lr = spec.lr;
+  if (spec.minmax_lr != 0) s.minmax_lr = spec.minmax_lr;
+  if (spec.nsamples != 0) s.nsamples = spec.nsamples;
+  if (spec.seqlen != 0) s.seqlen = spec.seqlen;
+  if (spec.batch_size != 0) s.batch_size = spec.batch_size;
+  if (spec.seed) s.seed = *spec.seed;
+  if (spec.formats.empty()) s.formats = {"auto_round"};
+  for (size_t i = 0; i < spec.formats.size(); ++i) {
+    const std::string field = absl::StrCat("spec.formats[", i, "]");
+    SR_ASSIGN_OR_RETURN(std::string name, NormalizeFormat(field, spec.formats[i]));
+    if (absl::c_linear_search(s.formats, name)) {
+      return Invalid(field, absl::StrCat(Quote(name), " is listed twice"));
+    }
+    s.formats.push_back(name);
+  }
+  return s;
+}
+
+absl::Status ValidateJobSpec(const JobSpec& spec, const std::vector<std::string>& devices) {
+  SR_RETURN_IF_ERROR(CheckUri("spec.model_uri", spec.model_uri));
+  SR_RETURN_IF_ERROR(CheckUri("spec.output_uri", spec.output_uri));
+  if (spec.bits != 0 && spec.bits != 2 && spec.bits != 3 && spec.bits != 4 && spec.bits != 8) {
+    return Invalid("spec.bits", absl::StrCat(spec.bits, " is not one of 2, 3, 4, 8 (0: 4)"));
+  }
+  SR_RETURN_IF_ERROR(CheckGroupSize("spec.group_size", spec.group_size, /*zero_ok=*/true));
+  if (spec.iters) SR_RETURN_IF_ERROR(CheckRange("spec.iters", *spec.iters, 0, 100000));
+  SR_RETURN_IF_ERROR(CheckRate("spec.lr", spec.lr));
+  SR_RETURN_IF_ERROR(CheckRate("spec.minmax_lr", spec.minmax_lr));
+  SR_RETURN_IF_ERROR(CheckRange("spec.nsamples", spec.nsamples, 0, 65536));
+  SR_RETURN_IF_ERROR(CheckRange("spec.seqlen", spec.seqlen, 0, 131072));
+  SR_RETURN_IF_ERROR(CheckRange("spec.batch_size", spec.batch_size, 0, 4096));
+  if (spec.formats.size() > static_cast<size_t>(kMaxFormats)) {
+    return Invalid("spec.formats",
+                   absl::StrCat(spec.formats.size(), " formats; at most ", kMaxFormats));
+  }
+  SR_ASSIGN_OR_RETURN(EffectiveSettings s, ResolveSettings(spec));
+  for (size_t i = 0; i < s.formats.size(); ++i) {
+    SR_RETURN_IF_ERROR(
+        CheckFormatScheme(absl::StrCat("spec.formats[", i, "]"), s.formats[i], s));
+  }
+  if (spec.calibration_uri.empty()) {
+    if (s.iters != 0) {
+      return Invalid("spec.calibration_uri",
+                     "required unless the job does no tuning (recipe RTN or iters 0)");
+    }
+  } else {
+    SR_RETURN_IF_ERROR(CheckUri("spec.calibration_uri", spec.calibration_uri));
+  }
+  SR_RETURN_IF_ERROR(ValidateOverrides(spec));
+  SR_RETURN_IF_ERROR(ValidatePlacement(spec, devices));
+  return ValidateMeta(spec);
+}
+
+}  // namespace signround::jobs

@@ -1,0 +1,185 @@
+// Job request validation and the worker command line built from it.
+#include "src/jobs/job_validation.h"
+
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "src/jobs/worker_command.h"
+
+namespace signround::jobs {
+namespace {
+
+JobSpec ValidSpec() {
+  JobSpec s;
+  s.model_uri = "file:///models/llama";
+  s.calibration_uri = "s3://bucket/calib.jsonl";
+  s.output_uri = "s3://bucket/out/";
+  return s;
+}
+
+const std::vector<std::string> kCpu = {"cpu"};
+
+// The error names `field` first.
+void ExpectInvalid(const JobSpec& spec, const std::string& field,
+                   const std::vector<std::string>& devices = kCpu) {
+  absl::Status s = ValidateJobSpec(spec, devices);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << field;
+  EXPECT_TRUE(absl::StartsWith(s.message(), field + ": ")) << s.message();
+}
+
+TEST(JobValidation, AcceptsAValidSpecAndResolvesDefaults) {
+  JobSpec spec = ValidSpec();
+  ASSERT_TRUE(ValidateJobSpec(spec, kCpu).ok());
+  absl::StatusOr<EffectiveSettings> s = ResolveSettings(spec);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->recipe, "default");
+  EXPECT_EQ(s->formats, std::vector<std::string>{"auto_round"});
+  EXPECT_EQ(s->bits, 4);
+  EXPECT_EQ(s->group_size, 128);
+  EXPECT_TRUE(s->sym);
+  EXPECT_EQ(s->iters, 200);
+  EXPECT_EQ(s->nsamples, 128);
+  EXPECT_EQ(s->seed, 42u);
+}
+
+TEST(JobValidation, RecipeThenExplicitSettings) {
+  JobSpec spec = ValidSpec();
+  spec.recipe = "light";
+  spec.nsamples = 64;
+  spec.iters = 0;
+  spec.sym = false;
+  spec.formats = {"GGUF:Q4_1", "auto_gptq"};
+  spec.group_size = 32;
+  ASSERT_TRUE(ValidateJobSpec(spec, kCpu).ok()) << ValidateJobSpec(spec, kCpu);
+  EffectiveSettings s = *ResolveSettings(spec);
+  EXPECT_EQ(s.iters, 0);       // explicit 0 wins over light's 50
+  EXPECT_DOUBLE_EQ(s.lr, 5e-3);  // from the recipe
+  EXPECT_EQ(s.nsamples, 64);
+  EXPECT_FALSE(s.sym);
+  EXPECT_EQ(s.formats, (std::vector<std::string>{"gguf:q4_1", "auto_gptq"}));
+}
+
+TEST(JobValidation, NamesTheBadField) {
+  JobSpec s = ValidSpec();
+  s.model_uri = "";
+  ExpectInvalid(s, "spec.model_uri");
+  s = ValidSpec();
+  s.output_uri = "file://host/x";
+  ExpectInvalid(s, "spec.output_uri");
+  s = ValidSpec();
+  s.bits = 5;
+  ExpectInvalid(s, "spec.bits");
+  s = ValidSpec();
+  s.group_size = 48;
+  ExpectInvalid(s, "spec.group_size");
+  s = ValidSpec();
+  s.lr = std::nan("");
+  ExpectInvalid(s, "spec.lr");
+  s = ValidSpec();
+  s.minmax_lr = -1;
+  ExpectInvalid(s, "spec.minmax_lr");
+  s = ValidSpec();
+  s.iters = -1;
+  ExpectInvalid(s, "spec.iters");
+  s = ValidSpec();
+  s.formats = {"auto_round", "auto_round"};
+  ExpectInvalid(s, "spec.formats[1]");
+  s = ValidSpec();
+  s.formats = {"gguf:q4_0"};  // needs group_size 32
+  ExpectInvalid(s, "spec.formats[0]");
+  s = ValidSpec();
+  s.calibration_uri = "";
+  ExpectInvalid(s, "spec.calibration_uri");
+  s.recipe = "rtn";  // RTN needs no calibration
+  EXPECT_TRUE(ValidateJobSpec(s, kCpu).ok());
+  s = ValidSpec();
+  s.recipe = "fast";
+  ExpectInvalid(s, "spec.recipe");
+  s = ValidSpec();
+  s.layer_overrides = {{"mlp", 4, 0, {}}, {"(unclosed", 4, 0, {}}};
+  ExpectInvalid(s, "spec.layer_overrides[1].pattern");
+  s = ValidSpec();
+  s.layer_overrides = {{"mlp", 5, 0, {}}};
+  ExpectInvalid(s, "spec.layer_overrides[0].bits");
+  s = ValidSpec();
+  s.device = "cuda:0";
+  ExpectInvalid(s, "spec.device");  // only a cpu slot here
+  EXPECT_TRUE(ValidateJobSpec(s, {"cpu", "cuda:0"}).ok());
+  s = ValidSpec();
+  s.labels = {{"Bad Key", "v"}};
+  ExpectInvalid(s, "spec.labels['Bad Key']");
+  s = ValidSpec();
+  s.labels = {{"team", std::string("\xff\xfe")}};
+  ExpectInvalid(s, "spec.labels['team']");
+  s = ValidSpec();
+  s.idempotency_key = std::string(129, 'k');
+  ExpectInvalid(s, "spec.idempotency_key");
+  s = ValidSpec();
+  s.priority = 1001;
+  ExpectInvalid(s, "spec.priority");
+}
+
+TEST(JobValidation, JobIds) {
+  EXPECT_TRUE(ValidateJobId("j-0123456789abcdef").ok());
+  for (const char* bad : {"", "j-", "j-0123456789ABCDEF", "x-0123456789abcdef",
+                          "j-0123456789abcdef0", "../etc/passwd"}) {
+    EXPECT_EQ(ValidateJobId(bad).code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+TEST(JobValidation, DevicePreferences) {
+  EXPECT_TRUE(DeviceAccepts("cpu", ""));
+  EXPECT_TRUE(DeviceAccepts("cuda:1", "any"));
+  EXPECT_TRUE(DeviceAccepts("cuda:1", "cuda"));
+  EXPECT_FALSE(DeviceAccepts("cpu", "cuda"));
+  EXPECT_TRUE(DeviceAccepts("cuda:1", "cuda:1"));
+  EXPECT_FALSE(DeviceAccepts("cuda:0", "cuda:1"));
+}
+
+TEST(WorkerCommand, ArgvCarriesTheEffectiveSettings) {
+  JobSpec spec = ValidSpec();
+  spec.recipe = "rtn";
+  spec.calibration_uri = "";
+  spec.bits = 2;
+  spec.sym = false;
+  EffectiveSettings s = *ResolveSettings(spec);
+  WorkerInputs in{"/bin/signround-worker", "/m", "", "/o", "/o/layers.json", "cpu", 0};
+  std::vector<std::string> argv = WorkerArgv(in, s);
+  auto value_of = [&argv](const std::string& flag) -> std::string {
+    for (size_t i = 0; i + 1 < argv.size(); ++i) {
+      if (argv[i] == flag) return argv[i + 1];
+    }
+    return "<absent>";
+  };
+  EXPECT_EQ(argv[0], "/bin/signround-worker");
+  EXPECT_EQ(value_of("--calib"), "<absent>");
+  EXPECT_EQ(value_of("--iters"), "0");
+  EXPECT_EQ(value_of("--bits"), "2");
+  EXPECT_EQ(value_of("--layer-config"), "/o/layers.json");
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "--asym"), argv.end());
+  EXPECT_EQ(value_of("--progress"), "json");
+}
+
+TEST(WorkerCommand, LayerConfigKeepsOrderAndLaterWins) {
+  std::string json = LayerConfigJson({{"mlp", 8, 0, {}}, {"self_attn", 0, 64, false},
+                                      {"mlp", 16, 0, {}}});
+  EXPECT_EQ(json, R"({"self_attn":{"group_size":64,"sym":false},"mlp":{"bits":16}})");
+}
+
+TEST(WorkerCommand, ParsesBlockEventsAndRejectsGarbage) {
+  absl::StatusOr<WorkerLine> l = ParseWorkerLine(
+      R"({"event":"block","block_count":4,"index":2,"layers_quantized":7,"loss_iter0":0.5,)"
+      R"("loss_best":null,"best_iter":9,"seconds":1.5,"resumed":true})");
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->kind, WorkerLine::Kind::kBlock);
+  EXPECT_EQ(l->block.block_index, 2);
+  EXPECT_EQ(l->block.block_count, 4);
+  EXPECT_TRUE(std::isnan(l->block.best_loss));
+  EXPECT_TRUE(l->block.resumed);
+  EXPECT_EQ(ParseWorkerLine(R"({"event":"done"})")->kind, WorkerLine::Kind::kDone);
+  EXPECT_FALSE(ParseWorkerLine("not json").ok());
+  EXPECT_FALSE(ParseWorkerLine(R"({"event":"block","index":"x"})").ok());
+}
+
+}  // namespace
+}  // namespace signround::jobs
