@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -42,11 +43,13 @@ int TerminalColumns(std::FILE* out) {
   return 80;
 }
 
-class JsonPrinter : public EventPrinter {
+// One line per event: JSON (--json) or plain text (not a terminal).
+class LinePrinter : public EventPrinter {
  public:
-  explicit JsonPrinter(std::FILE* out) : out_(out) {}
+  LinePrinter(std::FILE* out, std::function<std::string(const v1::JobEvent&)> format)
+      : out_(out), format_(std::move(format)) {}
   void Print(const v1::JobEvent& e) override {
-    std::fprintf(out_, "%s\n", ToJsonLine(e).c_str());
+    std::fprintf(out_, "%s\n", format_(e).c_str());
     std::fflush(out_);
   }
   void Note(absl::string_view text) override {
@@ -56,22 +59,7 @@ class JsonPrinter : public EventPrinter {
 
  private:
   std::FILE* out_;
-};
-
-class PlainPrinter : public EventPrinter {
- public:
-  explicit PlainPrinter(std::FILE* out) : out_(out) {}
-  void Print(const v1::JobEvent& e) override {
-    std::fprintf(out_, "%s\n", FormatEventLine(e).c_str());
-    std::fflush(out_);
-  }
-  void Note(absl::string_view text) override {
-    std::fprintf(stderr, "%s\n", std::string(text).c_str());
-  }
-  void Finish() override { std::fflush(out_); }
-
- private:
-  std::FILE* out_;
+  std::function<std::string(const v1::JobEvent&)> format_;
 };
 
 // One line, `[#####.....] block 7/32  loss 0.0123 (best iter 143)  RUNNING`,
@@ -274,12 +262,13 @@ std::string FormatEventLine(const v1::JobEvent& e) {
 std::unique_ptr<EventPrinter> MakeEventPrinter(EventStyle style, std::FILE* out, int columns) {
   switch (style) {
     case EventStyle::kJson:
-      return std::make_unique<JsonPrinter>(out);
+      return std::make_unique<LinePrinter>(
+          out, [](const v1::JobEvent& e) { return ToJsonLine(e); });
     case EventStyle::kBar:
       return std::make_unique<BarPrinter>(out, columns);
     case EventStyle::kPlain:
     default:
-      return std::make_unique<PlainPrinter>(out);
+      return std::make_unique<LinePrinter>(out, FormatEventLine);
   }
 }
 

@@ -138,7 +138,8 @@ void ToProto(const jobs::Job& j, pb::Job* p) {
   if (j.start_time_ms != 0) SetTime(j.start_time_ms, p->mutable_start_time());
   if (j.end_time_ms != 0) SetTime(j.end_time_ms, p->mutable_end_time());
   p->set_attempts(j.attempts);
-  p->set_error(j.error);
+  // An earlier attempt's error means nothing once the job has succeeded.
+  if (j.state != jobs::JobState::kSucceeded) p->set_error(j.error);
   p->set_blocks_done(j.blocks_done);
   p->set_block_count(j.block_count);
   p->set_latest_loss(j.latest_loss);
