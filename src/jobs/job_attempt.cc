@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "spdlog/spdlog.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
@@ -95,42 +97,44 @@ void JobService::RunAttempt(const Job& job, const std::string& device) {
     }
   }
   absl::StatusOr<Job> now = store_->Get(job.id);
-  const JobState from = now.ok() ? now->state : JobState::kRunning;
+  StateChange end{now.ok() ? now->state : JobState::kRunning, JobState::kUnspecified, ""};
+  std::optional<JobError> error;
   Outcome outcome;
   if (CancelRequested(job.id)) {
     outcome = Outcome::kCancelled;
-    Record(job.id, StateChange{from, JobState::kCancelled, "cancelled by request"}).IgnoreError();
+    end.to = JobState::kCancelled;
+    end.reason = "cancelled by request";
   } else if (Stopping()) {
     outcome = Outcome::kInterrupted;
-    Record(job.id, StateChange{from, JobState::kQueued, "server stopping; resumes on restart"})
-        .IgnoreError();
+    end.to = JobState::kQueued;
+    end.reason = "server stopping; resumes on restart";
   } else if (status.ok()) {
     outcome = Outcome::kSucceeded;
-    Record(job.id, StateChange{from, JobState::kSucceeded, ""}).IgnoreError();
+    end.to = JobState::kSucceeded;
   } else {
     const bool retry = !permanent && job.attempts < options_.max_attempts;
     outcome = retry ? Outcome::kRetry : Outcome::kFailed;
     spdlog::warn("job={} attempt={} failed: {}", job.id, job.attempts,
                  std::string(status.message()));
-    Record(job.id, JobError{std::string(status.message()), retry}).IgnoreError();
-    Record(job.id, StateChange{from, retry ? JobState::kQueued : JobState::kFailed,
-                               retry ? absl::StrCat("retrying (attempt ", job.attempts, " of ",
-                                                    options_.max_attempts, " failed)")
-                                     : (permanent ? "bad input" : "no attempts left")})
-        .IgnoreError();
+    error = JobError{std::string(status.message()), retry};
+    end.to = retry ? JobState::kQueued : JobState::kFailed;
+    end.reason = retry ? absl::StrCat("retrying (attempt ", job.attempts, " of ",
+                                      options_.max_attempts, " failed)")
+                       : (permanent ? "bad input" : "no attempts left");
   }
   static const char* const kOutcomeNames[] = {"succeeded", "retry", "failed", "cancelled",
                                               "interrupted"};
+  // Metrics and clean-up first: whoever sees the job end sees them done.
   metrics_.attempts.With({kOutcomeNames[static_cast<int>(outcome)]}).Inc();
-  // The work directory stays for a resumed attempt; everything else cleans up.
-  if (outcome != Outcome::kRetry && outcome != Outcome::kInterrupted) {
+  if (IsTerminal(end.to)) {
+    // The work directory stays only for a resumed attempt.
     RemoveTree(job_dir).IgnoreError();
-    absl::StatusOr<Job> ended = store_->Get(job.id);
-    if (ended.ok() && IsTerminal(ended->state)) {
-      metrics_.job_seconds.With({std::string(JobStateName(ended->state))})
-          .Observe((ended->end_time_ms - ended->create_time_ms) / 1000.0);
-    }
+    metrics_.slot_busy.With({device}).Set(0);
+    metrics_.job_seconds.With({std::string(JobStateName(end.to))})
+        .Observe((absl::ToUnixMillis(absl::Now()) - job.create_time_ms) / 1000.0);
   }
+  if (error) Record(job.id, *error).IgnoreError();
+  Record(job.id, end).IgnoreError();
 }
 
 absl::StatusOr<std::vector<std::string>> JobService::PrepareWorker(const Job& job,
