@@ -8,6 +8,8 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git clang-format
   # engine
   libtorch-dev libopenblas0-pthread
+  libsentencepiece-dev  # tokenizer.model (src/tokenizer)
+  libicu-dev  # tokenizer.json pre-tokenizer regexes (src/tokenizer)
   # service
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev

@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 
 #include "nlohmann/json.hpp"
+#include "src/data/text_dataset.h"
 #include "src/data/token_dataset.h"
 #include "src/eval/perplexity.h"
 #include "src/model/checkpoint.h"
@@ -20,7 +21,9 @@ CLI::App* AddEvalCommand(CLI::App& app, EvalOptions& o) {
       "Perplexity of a checkpoint (plain, or packed auto_round / auto_gptq, dequantized) on "
       "{\"input_ids\": [...]} JSONL rows (fp32)");
   cmd->add_option("--model", o.model_dir, "Hugging Face checkpoint directory")->required();
-  cmd->add_option("--data,--eval", o.eval_file, "JSONL file of {\"input_ids\": [...]} rows")
+  cmd->add_option("--data,--eval", o.eval_file,
+                  "JSONL of {\"input_ids\": [...]} rows, or text (JSONL of {\"text\": ...} or "
+                  "one text per line), joined and cut into max_position_embeddings chunks")
       ->required();
   cmd->add_option("--batch-size", o.batch_size, "Rows per forward call")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
@@ -39,7 +42,9 @@ int RunEval(const EvalOptions& o) {
   if (!device.ok()) return ReportError(device.status());
   absl::StatusOr<Checkpoint> ckpt = Checkpoint::Open(o.model_dir);
   if (!ckpt.ok()) return ReportError(ckpt.status());
-  absl::StatusOr<std::vector<TokenRow>> rows = LoadTokenRows(o.eval_file);
+  // Text data: tokenized, joined and cut into context-length chunks (EvalTextOptions).
+  absl::StatusOr<std::vector<TokenRow>> rows = LoadDatasetRows(
+      o.eval_file, o.model_dir, EvalTextOptions(ckpt->config(), /*fallback_len=*/2048));
   if (!rows.ok()) return ReportError(rows.status());
   absl::Status ids_ok = CheckTokenIds(*rows, ckpt->config().vocab_size, o.eval_file);
   if (!ids_ok.ok()) return ReportError(ids_ok);

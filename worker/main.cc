@@ -12,6 +12,7 @@
 #include "worker/inspect_command.h"
 #include "worker/make_test_model_command.h"
 #include "worker/quantize_command.h"
+#include "worker/tokenize_command.h"
 
 namespace signround::worker {
 
@@ -41,11 +42,13 @@ int Main(int argc, char** argv) {
   EvalOptions eval;
   QuantizeCommandOptions quantize;
   CpOptions cp;
+  TokenizeOptions tokenize;
   CLI::App* inspect_cmd = AddInspectCommand(app, inspect);
   CLI::App* make_cmd = AddMakeTestModelCommand(app, make_test_model);
   CLI::App* eval_cmd = AddEvalCommand(app, eval);
   CLI::App* quantize_cmd = AddQuantizeCommand(app, quantize);
   CLI::App* cp_cmd = AddCpCommand(app, cp);
+  CLI::App* tokenize_cmd = AddTokenizeCommand(app, tokenize);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -56,6 +59,7 @@ int Main(int argc, char** argv) {
   if (eval_cmd->parsed()) return RunEval(eval);
   if (quantize_cmd->parsed()) return RunQuantizeCommand(quantize);
   if (cp_cmd->parsed()) return RunCp(cp);
+  if (tokenize_cmd->parsed()) return RunTokenizeCommand(tokenize);
   return 2;
 }
 

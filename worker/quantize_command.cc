@@ -64,8 +64,13 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeCommandOptions& o) {
   QuantizeOptions& j = o.job;
   cmd->add_option("--model", j.model_dir, "Hugging Face checkpoint directory")->required();
   cmd->add_option("--calib", j.calib_path,
-                  "Calibration JSONL of {\"input_ids\": [...]} (optional with --iters 0 / "
-                  "--recipe rtn: plain round-to-nearest from the weights alone)");
+                  "Calibration data: JSONL of {\"input_ids\": [...]}, JSONL of {\"text\": ...} "
+                  "or a plain text file (one text per line), text tokenized with the model's "
+                  "tokenizer (optional with --iters 0 / --recipe rtn: plain round-to-nearest "
+                  "from the weights alone)");
+  cmd->add_flag("--calib-concat", j.calib_concat,
+                "Text data: join the tokenized texts (BOS first each) and cut --seqlen chunks, "
+                "instead of one sample per text of at least --seqlen tokens");
   cmd->add_option("--out", j.out_dir, "Output directory (reruns resume here)")->required();
   cmd->add_option("--eval", j.eval_path, "Evaluation JSONL: perplexity before and after");
   cmd->add_option("--bits", j.scheme.bits, "Weight bits: 2, 3, 4 or 8")->capture_default_str();

@@ -8,6 +8,7 @@
 #include "src/common/file_util.h"
 #include "src/common/proc_stats.h"
 #include "src/common/status_macros.h"
+#include "src/data/text_dataset.h"
 #include "src/data/token_dataset.h"
 #include "src/data/token_tensor.h"
 #include "src/eval/perplexity.h"
@@ -90,6 +91,7 @@ json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
   return {{"model", o.model_dir},
           {"model_parameters", ckpt.parameter_count()},
           {"calib", o.calib_path},
+          {"calib_concat", o.calib_concat},
           {"calibrated", true},
           {"bits", o.scheme.bits},
           {"group_size", o.scheme.group_size},
@@ -111,7 +113,8 @@ json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
 }
 
 absl::StatusOr<at::Tensor> LoadCalibration(const QuantizeOptions& o, const ModelConfig& c) {
-  SR_ASSIGN_OR_RETURN(std::vector<TokenRow> rows, LoadTokenRows(o.calib_path));
+  SR_ASSIGN_OR_RETURN(std::vector<TokenRow> rows,
+                      LoadDatasetRows(o.calib_path, o.model_dir, {o.calib_concat, o.seqlen}));
   auto samples = SelectSamples(rows, o.nsamples, o.seqlen);
   if (!samples.ok()) {
     return Invalid(absl::StrCat(o.calib_path, ": ", samples.status().message()));
@@ -169,7 +172,10 @@ absl::StatusOr<at::ScalarType> WeightDType(const Checkpoint& ckpt, const std::st
 // report.json's "calibration": the data the blocks saw, or null for RTN without any.
 json CalibrationJson(const QuantizeOptions& o) {
   if (!Calibrated(o)) return nullptr;
-  return {{"path", o.calib_path}, {"nsamples", o.nsamples}, {"seqlen", o.seqlen}};
+  return {{"path", o.calib_path},
+          {"nsamples", o.nsamples},
+          {"seqlen", o.seqlen},
+          {"concat", o.calib_concat}};
 }
 
 struct RunContext {
@@ -350,7 +356,8 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   }
   std::vector<TokenRow> eval_rows;
   if (!o.eval_path.empty()) {
-    SR_ASSIGN_OR_RETURN(eval_rows, LoadTokenRows(o.eval_path));
+    SR_ASSIGN_OR_RETURN(eval_rows, LoadDatasetRows(o.eval_path, o.model_dir,
+                                                   EvalTextOptions(ckpt.config(), o.seqlen)));
     SR_RETURN_IF_ERROR(CheckTokenIds(eval_rows, ckpt.config().vocab_size, o.eval_path));
   }
   json settings = SettingsJson(o, ckpt);

@@ -25,7 +25,13 @@ struct QuantizeOptions {
   // tune.iters == 0 (RTN). Such a run records "calib": null and "calibrated":
   // false in its settings, "calibration": null in report.json, and block stats
   // with loss_iter0 = loss_best = 0 and best_iter 0 (nothing is measured).
+  // Also a text JSONL ({"text": ...}) or plain text file, tokenized with the
+  // model's tokenizer (src/data/text_dataset.h).
   std::string calib_path;
+  // Text data: join the tokenized texts and cut seqlen chunks instead of one
+  // row per text. In the settings as "calib_concat". (A text eval_path is
+  // always cut into context-length chunks: EvalTextOptions.)
+  bool calib_concat = false;
   std::string out_dir;
   std::string eval_path;  // optional: perplexity before and after
   QuantScheme scheme;
