@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "src/common/utf8.h"
 
 namespace signround {
 namespace {
@@ -96,14 +97,9 @@ void AppendByteLevel(absl::string_view bytes, std::string* out) {
 }
 
 absl::Status ValidateUtf8(absl::string_view text) {
-  size_t i = 0;
-  while (i < text.size()) {
-    uint32_t cp;
-    const size_t n = Utf8Length(text, i, &cp);
-    if (n == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("text is not valid UTF-8 at byte offset ", i));
-    }
-    i += n;
+  const int64_t bad = FirstInvalidUtf8Offset(text);
+  if (bad >= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("text is not valid UTF-8 at byte offset ", bad));
   }
   return absl::OkStatus();
 }

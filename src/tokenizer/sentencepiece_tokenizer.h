@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "src/common/utf8.h"
 #include "src/tokenizer/tokenizer.h"
 
 namespace signround {
@@ -15,10 +16,5 @@ namespace signround {
 // NOT_FOUND when it does not exist, INVALID_ARGUMENT when it does not parse.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(
     const std::string& model_path);
-
-// The byte offset of the first invalid UTF-8 sequence in `text`, or -1 when
-// it is all valid (overlong forms, surrogates and code points above U+10FFFF
-// are invalid).
-int64_t FirstInvalidUtf8Offset(absl::string_view text);
 
 }  // namespace signround
