@@ -1,15 +1,11 @@
 #include "tests/testing/s3_server.h"
 
-#include <fcntl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <utility>
 #include <vector>
@@ -20,16 +16,12 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "tests/testing/spawn.h"
 
 extern char** environ;
 
 namespace signround::testing {
 namespace {
-
-std::string ReadFileOrEmpty(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 // argv[0] as a path: itself if it has a '/', else the first executable of that name on PATH.
 std::string ResolveProgram(const std::string& name) {
@@ -51,42 +43,19 @@ ProcessResult RunProcess(const std::vector<std::string>& argv,
   TempDir tmp;
   const std::string out_path = tmp.File("out"), err_path = tmp.File("err");
 
-  // Everything the child needs is prepared here: after fork() in a process with threads
-  // (the fault proxy's) only async-signal-safe calls are allowed.
-  std::string program = ResolveProgram(argv[0]);
-  std::vector<std::string> args = argv;
-  std::vector<char*> argv_c;
-  for (std::string& a : args) argv_c.push_back(a.data());
-  argv_c.push_back(nullptr);
+  SpawnOptions spawn;
+  spawn.argv = argv;
+  spawn.argv[0] = ResolveProgram(argv[0]);
   std::map<std::string, std::string> env_map;
   for (char** e = environ; *e != nullptr; ++e) {
     absl::string_view entry = *e;
     env_map[std::string(entry.substr(0, entry.find('=')))] = std::string(entry);
   }
   for (const std::string& entry : extra_env) env_map[entry.substr(0, entry.find('='))] = entry;
-  std::vector<std::string> env_strings;
-  for (auto& [name, entry] : env_map) env_strings.push_back(entry);
-  std::vector<char*> env_c;
-  for (std::string& e : env_strings) env_c.push_back(e.data());
-  env_c.push_back(nullptr);
-
-  int in_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  int out_fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int err_fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  pid_t pid = (in_fd >= 0 && out_fd >= 0 && err_fd >= 0) ? ::fork() : -1;
-  if (pid == 0) {
-    ::dup2(in_fd, STDIN_FILENO);
-    ::dup2(out_fd, STDOUT_FILENO);
-    ::dup2(err_fd, STDERR_FILENO);
-    if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0) {
-      for (int fd = 3; fd < 4096; ++fd) ::close(fd);
-    }
-    ::execve(program.c_str(), argv_c.data(), env_c.data());
-    ::_exit(127);
-  }
-  for (int fd : {in_fd, out_fd, err_fd}) {
-    if (fd >= 0) ::close(fd);
-  }
+  for (auto& [name, entry] : env_map) spawn.env.push_back(entry);
+  spawn.stdout_path = out_path;
+  spawn.stderr_path = err_path;
+  const pid_t pid = SpawnProcess(std::move(spawn));
   if (pid < 0) {
     result.err = absl::StrCat("cannot start ", argv[0], ": errno ", errno);
     return result;

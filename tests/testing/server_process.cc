@@ -2,11 +2,9 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/spawn.h"
 
 extern char** environ;
 
@@ -32,11 +31,6 @@ namespace signround::testing {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string ReadFileOrEmpty(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 double SecondsSince(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -46,42 +40,6 @@ std::string DescribeWaitStatus(int status) {
   if (WIFEXITED(status)) return absl::StrCat("exit code ", WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status));
   return absl::StrCat("wait status ", status);
-}
-
-// A program to start with fork + execve: everything is prepared before fork()
-// (the test process may have threads: gRPC's).
-struct Spawn {
-  std::vector<std::string> argv;
-  std::vector<std::string> env;  // "NAME=value"
-  std::string stdout_path, stderr_path;
-  bool append = false;
-};
-
-pid_t StartProcess(Spawn spawn) {
-  std::vector<char*> argv_c, env_c;
-  for (std::string& a : spawn.argv) argv_c.push_back(a.data());
-  argv_c.push_back(nullptr);
-  for (std::string& e : spawn.env) env_c.push_back(e.data());
-  env_c.push_back(nullptr);
-  const int mode = O_WRONLY | O_CREAT | O_CLOEXEC | (spawn.append ? O_APPEND : O_TRUNC);
-  int in_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  int out_fd = ::open(spawn.stdout_path.c_str(), mode, 0644);
-  int err_fd = ::open(spawn.stderr_path.c_str(), mode, 0644);
-  pid_t pid = (in_fd >= 0 && out_fd >= 0 && err_fd >= 0) ? ::fork() : -1;
-  if (pid == 0) {
-    ::dup2(in_fd, STDIN_FILENO);
-    ::dup2(out_fd, STDOUT_FILENO);
-    ::dup2(err_fd, STDERR_FILENO);
-    if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0) {
-      for (int fd = 3; fd < 4096; ++fd) ::close(fd);
-    }
-    ::execve(argv_c[0], argv_c.data(), env_c.data());
-    ::_exit(127);
-  }
-  for (int fd : {in_fd, out_fd, err_fd}) {
-    if (fd >= 0) ::close(fd);
-  }
-  return pid;
 }
 
 // Reaps `pid` if it has ended within `timeout_seconds`; its wait status, or
@@ -139,7 +97,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   server->log_path_ = options.data_dir + ".server.log";
   const std::string stdout_path = options.data_dir + ".server.stdout";
 
-  Spawn spawn;
+  SpawnOptions spawn;
   spawn.argv = {SIGNROUND_SERVER_BIN, "--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0",
                 "--data-dir=" + options.data_dir, "--worker-bin=" SIGNROUND_WORKER_BIN};
   spawn.argv.insert(spawn.argv.end(), options.extra_args.begin(), options.extra_args.end());
@@ -156,7 +114,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   {
     std::ofstream truncate(stdout_path, std::ios::trunc);  // a restart's fresh ready line
   }
-  server->pid_ = StartProcess(spawn);
+  server->pid_ = SpawnProcess(spawn);
   if (server->pid_ < 0) return absl::InternalError(absl::StrCat("cannot fork: errno ", errno));
 
   const Clock::time_point t0 = Clock::now();
@@ -249,7 +207,7 @@ CliResult RunCli(const std::string& server_address, const std::vector<std::strin
     result.err = absl::StrCat("mkdtemp: errno ", errno);
     return result;
   }
-  Spawn spawn;
+  SpawnOptions spawn;
   spawn.argv = {SIGNROUND_CLI_BIN, "--server", server_address};
   spawn.argv.insert(spawn.argv.end(), args.begin(), args.end());
   for (char** e = environ; *e != nullptr; ++e) {
@@ -258,7 +216,7 @@ CliResult RunCli(const std::string& server_address, const std::vector<std::strin
   }
   spawn.stdout_path = dir_tmpl + "/out";
   spawn.stderr_path = dir_tmpl + "/err";
-  pid_t pid = StartProcess(spawn);
+  pid_t pid = SpawnProcess(spawn);
   if (pid < 0) {
     result.err = absl::StrCat("cannot start ", SIGNROUND_CLI_BIN, ": errno ", errno);
   } else {
