@@ -4,7 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <cstdio>
+#include <cstdlib>
 #include <optional>
 
 #include "absl/strings/match.h"
@@ -54,23 +54,6 @@ absl::Status ListFiles(const std::string& dir, const std::string& rel,
     }
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> FileSha256(const std::string& path, int64_t* bytes) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return ErrnoStatus(errno, path);
-  Sha256 hash;
-  std::vector<char> buf(1 << 20);
-  *bytes = 0;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
-    hash.Update(absl::string_view(buf.data(), n));
-    *bytes += static_cast<int64_t>(n);
-  }
-  const bool failed = std::ferror(f) != 0;
-  std::fclose(f);
-  if (failed) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  return hash.FinalHex();
 }
 
 // The export format a top-level output directory holds ("gguf-q4_0" -> "gguf:q4_0").
@@ -236,7 +219,9 @@ absl::Status JobService::Upload(const Job& job, const std::string& out_dir) {
     const size_t slash = rel.find('/');
     a.format = slash == std::string::npos ? "report" : FormatOfDir(rel.substr(0, slash));
     const std::string local = JoinPath(out_dir, rel);
-    SR_ASSIGN_OR_RETURN(a.sha256, FileSha256(local, &a.bytes));
+    uint64_t bytes = 0;
+    SR_ASSIGN_OR_RETURN(a.sha256, Sha256File(local, &bytes));
+    a.bytes = static_cast<int64_t>(bytes);
     SR_ASSIGN_OR_RETURN(Location dst, OpenLocation(a.uri, options_.s3));
     absl::Status put = dst.store->Put(local, dst.key, nullptr);
     if (!put.ok()) {

@@ -29,24 +29,6 @@ namespace {
 
 constexpr size_t kHashBuffer = 1 << 20;
 
-// SHA-256 (hex) of `size` bytes of `fd` from `offset`.
-absl::StatusOr<std::string> HashFileRange(int fd, uint64_t offset, uint64_t size,
-                                          const std::string& what) {
-  Sha256 hash;
-  std::vector<char> buffer(kHashBuffer);
-  uint64_t done = 0;
-  while (done < size) {
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(buffer.size(), size - done));
-    ssize_t n = ::pread(fd, buffer.data(), want, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(errno, what);
-    if (n == 0) return absl::DataLossError(absl::StrCat(what, ": the file shrank while read"));
-    hash.Update(absl::string_view(buffer.data(), static_cast<size_t>(n)));
-    done += static_cast<uint64_t>(n);
-  }
-  return hash.FinalHex();
-}
-
 // Incremental MD5, to check a downloaded file against a single-part ETag.
 class Md5 {
  public:
@@ -357,7 +339,7 @@ absl::Status S3Store::Put(const std::string& path, const std::string& key,
   put.key = key;
   put.body_fd = fd;
   put.body_size = size;
-  SR_ASSIGN_OR_RETURN(put.payload_sha256, HashFileRange(fd, 0, size, path));
+  SR_ASSIGN_OR_RETURN(put.payload_sha256, Sha256FileRange(fd, 0, size, path));
   put.progress = progress;
   Session session(*this);
   SR_ASSIGN_OR_RETURN(HttpResponse r, session.Send(put, Describe(key)));
@@ -408,7 +390,7 @@ absl::Status S3Store::PutMultipart(int fd, uint64_t size, const std::string& key
           progress(sent.fetch_add(delta) + delta, size);
         };
       }
-      absl::StatusOr<std::string> hash = HashFileRange(fd, part.body_offset, part.body_size, what);
+      absl::StatusOr<std::string> hash = Sha256FileRange(fd, part.body_offset, part.body_size, what);
       absl::StatusOr<HttpResponse> r =
           hash.ok() ? (part.payload_sha256 = *hash, s.Send(part, what)) : hash.status();
       absl::Status status = r.ok() ? (Ok(*r) ? absl::OkStatus() : ErrorFor(*r, what)) : r.status();

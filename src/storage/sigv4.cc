@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -9,6 +10,7 @@
 #include <ctime>
 #include <map>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -16,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "src/common/file_util.h"
 #include "src/common/status_macros.h"
 
 namespace signround {
@@ -327,6 +330,30 @@ std::string Sha256::FinalHex() {
     OpenSslFailed("SHA-256 final");
   }
   return HexEncode(md, size);
+}
+
+absl::StatusOr<std::string> Sha256FileRange(int fd, uint64_t offset, uint64_t size,
+                                            const std::string& what) {
+  Sha256 hash;
+  std::vector<char> buffer(1 << 20);
+  uint64_t done = 0;
+  while (done < size) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(buffer.size(), size - done));
+    ssize_t n = ::pread(fd, buffer.data(), want, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, what);
+    if (n == 0) return absl::DataLossError(absl::StrCat(what, ": the file shrank while read"));
+    hash.Update(absl::string_view(buffer.data(), static_cast<size_t>(n)));
+    done += static_cast<uint64_t>(n);
+  }
+  return hash.FinalHex();
+}
+
+absl::StatusOr<std::string> Sha256File(const std::string& path, uint64_t* size) {
+  SR_ASSIGN_OR_RETURN(int fd, OpenRegularFile(path, size));
+  absl::StatusOr<std::string> hash = Sha256FileRange(fd, 0, *size, path);
+  ::close(fd);
+  return hash;
 }
 
 std::string UriEncode(absl::string_view s, bool encode_slash) {

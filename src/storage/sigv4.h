@@ -30,6 +30,13 @@ inline constexpr char kEmptyPayloadSha256[] =
 // SHA-256 of `data` as 64 lowercase hex digits.
 std::string Sha256Hex(absl::string_view data);
 
+// SHA-256 (hex) of `size` bytes of the open file `fd` from `offset`; errors name `what`.
+absl::StatusOr<std::string> Sha256FileRange(int fd, uint64_t offset, uint64_t size,
+                                            const std::string& what);
+
+// SHA-256 (hex) of a whole regular file; `size` receives its byte count.
+absl::StatusOr<std::string> Sha256File(const std::string& path, uint64_t* size);
+
 // Incremental SHA-256, to hash a file part without holding it in memory.
 // (OpenSSL fails here only when out of memory; that aborts the process.)
 class Sha256 {
