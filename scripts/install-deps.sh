@@ -23,6 +23,50 @@ PACKAGES=(
   swift swift-proxy swift-object swift-container swift-account python3-swift memcached curl
 )
 
+# --- postgres ---
+# libpq for the Postgres job store (src/jobs/postgres_db.cc); the server for the tests, which
+# start their own on loopback (tests/postgres/postgres_server.sh; setpriv is util-linux).
+PACKAGES+=(libpq-dev postgresql-15)
+# --- end postgres ---
+
+# --- deploy ---
+# tests/deploy: yamllint and python3-yaml check the Kubernetes manifests, rendered by the
+# kubectl on PATH, else Debian's kubernetes-client.
+PACKAGES+=(yamllint python3-yaml)
+if ! command -v kubectl >/dev/null 2>&1; then PACKAGES+=(kubernetes-client); fi
+# SIGNROUND_LIBTORCH=external (the Dockerfile's CUDA build): LibTorch is found through
+# CMAKE_PREFIX_PATH, so Debian's CPU LibTorch is neither installed nor shipped.
+# --runtime: only what the executables load at run time (the Docker image's runtime stage).
+RUNTIME_PACKAGES=(
+  ca-certificates  # https to S3
+  libgrpc++1.51 libprotobuf32 libabsl20220623 libspdlog1.10 libfmt9 libcpp-httplib0.11
+  libcurl4 libssl3 libsqlite3-0 libpq5
+  libicu72 libsentencepiece0  # tokenizers (libsentencepiece.so.0 is opened with dlopen)
+  libtorch1.13 libopenblas0-pthread  # Debian's CPU LibTorch
+)
+drop_packages() {  # drop_packages NAME...: removes NAMEs from PACKAGES
+  local keep=() p d
+  for p in "${PACKAGES[@]}"; do
+    for d in "$@"; do [ "$p" = "$d" ] && continue 2; done
+    keep+=("$p")
+  done
+  PACKAGES=("${keep[@]}")
+}
+if [ "${1:-}" = --runtime ]; then PACKAGES=("${RUNTIME_PACKAGES[@]}"); fi
+if [ "${SIGNROUND_LIBTORCH:-debian}" = external ]; then
+  drop_packages libtorch-dev libtorch1.13 libopenblas0-pthread
+fi
+if [ "${1:-}" = --runtime ]; then  # installed here: later additions to PACKAGES are build-only
+  echo "install-deps: runtime packages ${PACKAGES[*]}"
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
+  exit 0
+fi
+# --- end deploy ---
+
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 

@@ -31,7 +31,28 @@ int main(int argc, char** argv) {
   double cancel_grace_seconds = 10;
 
   CLI::App app{"signround-server: the SignRound quantization job service"};
-  app.add_option("--role", o.role, "all: API, job store and device slots in one process")
+  double lease_seconds = 30;
+  double drain_seconds = 0;
+  app.add_option("--role", o.role,
+                 "all: API and device slots in one process; api: gRPC API only; worker: device "
+                 "slots only (health and metrics over HTTP)")
+      ->check(CLI::IsMember({"all", "api", "worker"}))
+      ->capture_default_str();
+  app.add_option("--store", j.store,
+                 "Job store: sqlite:PATH (default DATA_DIR/signround.db) or "
+                 "postgres://USER@HOST:PORT/DB (password from PGPASSWORD or ~/.pgpass)");
+  app.add_option("--worker-name", j.worker_name,
+                 "Names this process's job leases (default hostname:DATA_DIR); a restart under "
+                 "the same name resumes its jobs at once");
+  app.add_option("--lease-seconds", lease_seconds,
+                 "A running job's lease, renewed every third of it; a job whose lease lapses "
+                 "resumes on another worker")
+      ->check(CLI::Range(0.3, 3600.0))
+      ->capture_default_str();
+  app.add_option("--drain-seconds", drain_seconds,
+                 "On SIGTERM, running jobs may finish their current block for this long before "
+                 "they are stopped and released to other workers")
+      ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str();
   app.add_option("--listen", o.listen, "gRPC address (port 0: any free port)")
       ->capture_default_str();
@@ -42,7 +63,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-attempts", j.max_attempts, "Attempts per job before it FAILS")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
-  app.add_option("--metrics-listen", o.metrics_listen, "HTTP address of /metrics, /healthz, /readyz")
+  app.add_option("--metrics-listen", o.metrics_listen,
+                 "HTTP address of /metrics, /healthz, /readyz")
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
@@ -62,6 +84,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   j.cancel_grace = std::chrono::milliseconds(static_cast<int64_t>(cancel_grace_seconds * 1000));
+  j.lease = std::chrono::milliseconds(static_cast<int64_t>(lease_seconds * 1000));
+  j.drain = std::chrono::milliseconds(static_cast<int64_t>(drain_seconds * 1000));
 
   if (absl::Status s = signround::server::ConfigureLogging(log_format); !s.ok()) {
     std::fprintf(stderr, "signround-server: %s\n", std::string(s.message()).c_str());

@@ -99,55 +99,86 @@ absl::StatusOr<std::vector<std::string>> ParseDevices(absl::string_view devices)
   return out;
 }
 
-absl::Status RunServer(ServerOptions o) {
-  if (o.role != "all") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--role: '", o.role, "' is not supported by this build; use --role=all"));
+namespace {
+
+// The gRPC API on `listen`, with health and reflection; its port in *port.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpc(const std::string& listen,
+                                                        grpc::Service* service, int* port) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), port);
+  builder.RegisterService(service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || *port == 0) {
+    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", listen));
   }
+  server->GetHealthCheckService()->SetServingStatus(kServiceName, true);
+  return server;
+}
+
+absl::Status CheckRole(ServerOptions& o) {
+  if (o.role != "all" && o.role != "api" && o.role != "worker") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--role: '", o.role, "' is not all, api or worker"));
+  }
+  o.jobs.run_slots = o.role != "api";
+  if (o.role != "all" && o.jobs.store.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--store: --role=", o.role,
+                     " shares its jobs with other processes; give "
+                     "--store=postgres://... (or sqlite:PATH on one machine)"));
+  }
+  if (!o.jobs.run_slots) return absl::OkStatus();
   SR_ASSIGN_OR_RETURN(o.jobs.devices, ParseDevices(o.devices));
   SR_ASSIGN_OR_RETURN(o.jobs.data_dir, AbsoluteDataDir(o.jobs.data_dir));
   SR_ASSIGN_OR_RETURN(o.jobs.worker_bin, ResolveWorkerBin(o.jobs.worker_bin));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunServer(ServerOptions o) {
+  SR_RETURN_IF_ERROR(CheckRole(o));
   SR_RETURN_IF_ERROR(ConfigureS3(o.s3_addressing, o.jobs.s3));
-  SR_RETURN_IF_ERROR(metrics::ParseHostPort(o.listen).status());
+  const bool api = o.role != "worker";
+  if (api) SR_RETURN_IF_ERROR(metrics::ParseHostPort(o.listen).status());
   const sigset_t stop_signals = BlockStopSignals();
 
   metrics::Registry registry;
   SR_ASSIGN_OR_RETURN(std::unique_ptr<jobs::JobService> core,
                       jobs::JobService::Start(o.jobs, registry));
   QuantizationServiceImpl service(*core, registry);
-
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
+  std::unique_ptr<grpc::Server> grpc_server;
   int grpc_port = 0;
-  builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &grpc_port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
-  if (grpc_server == nullptr || grpc_port == 0) {
-    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", o.listen));
+  if (api) {
+    SR_ASSIGN_OR_RETURN(grpc_server, StartGrpc(o.listen, &service, &grpc_port));
   }
-  grpc_server->GetHealthCheckService()->SetServingStatus(kServiceName, true);
 
   std::atomic<bool> ready{true};
   SR_ASSIGN_OR_RETURN(std::unique_ptr<metrics::HttpEndpoints> http,
                       metrics::HttpEndpoints::Start({o.metrics_listen}, &registry,
                                                     [&ready] { return ready.load(); }));
-  const std::string host = metrics::ParseHostPort(o.listen)->first;
-  const nlohmann::json ready_line = {{"grpc", absl::StrCat(host, ":", grpc_port)},
-                                     {"metrics", http->address()},
-                                     {"data_dir", o.jobs.data_dir}};
+  nlohmann::json ready_line = {{"role", o.role}, {"grpc", nullptr}, {"metrics", http->address()}};
+  if (api) {
+    ready_line["grpc"] = absl::StrCat(metrics::ParseHostPort(o.listen)->first, ":", grpc_port);
+  }
+  if (o.jobs.run_slots) ready_line["data_dir"] = o.jobs.data_dir;
   std::printf("%s\n", ready_line.dump().c_str());
   std::fflush(stdout);
-  spdlog::info("serving: grpc {} metrics {} devices {} data {}", ready_line["grpc"].get<std::string>(),
-               http->address(), o.devices, o.jobs.data_dir);
+  spdlog::info("serving: role {} grpc {} metrics {} devices {} data {}", o.role,
+               api ? ready_line["grpc"].get<std::string>() : "-", http->address(),
+               o.jobs.run_slots ? o.devices : "-", o.jobs.run_slots ? o.jobs.data_dir : "-");
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("signal {}: stopping", sig);
   ready = false;
-  grpc_server->GetHealthCheckService()->SetServingStatus(false);
-  core->Shutdown();  // ends running jobs first, so open WatchJob streams see it
-  grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (grpc_server) grpc_server->GetHealthCheckService()->SetServingStatus(false);
+  core->Shutdown();  // drains and ends running jobs first, so open WatchJob streams see it
+  if (grpc_server) {
+    grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
   http.reset();
   spdlog::info("stopped");
   return absl::OkStatus();

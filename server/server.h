@@ -1,6 +1,6 @@
-// signround-server role `all`: the job service core on SQLite with local
-// device slots, the gRPC API (with health and reflection), and the HTTP
-// metrics / health endpoints, in one process.
+// signround-server: the job service core (src/jobs) with, by --role, the gRPC
+// API (with health and reflection: roles all and api) and device slots (roles
+// all and worker), and the HTTP metrics / health endpoints in every role.
 #pragma once
 
 #include <string>
@@ -11,7 +11,7 @@
 namespace signround::server {
 
 struct ServerOptions {
-  std::string role = "all";
+  std::string role = "all";           // all, api or worker
   std::string listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";
   std::string devices = "cpu";        // "cpu" or "cuda:0,cuda:1,..."

@@ -72,6 +72,10 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeCommandOptions& o) {
                 "Text data: join the tokenized texts (BOS first each) and cut --seqlen chunks, "
                 "instead of one sample per text of at least --seqlen tokens");
   cmd->add_option("--out", j.out_dir, "Output directory (reruns resume here)")->required();
+  cmd->add_option("--model-name", j.model_name,
+                  "How settings and report.json name the model (default: the --model path)");
+  cmd->add_option("--calib-name", j.calib_name,
+                  "How settings and report.json name the calibration data (default: the path)");
   cmd->add_option("--eval", j.eval_path, "Evaluation JSONL: perplexity before and after");
   cmd->add_option("--bits", j.scheme.bits, "Weight bits: 2, 3, 4 or 8")->capture_default_str();
   cmd->add_option("--group-size", j.scheme.group_size, "Group size (-1: per output channel)")

@@ -105,6 +105,15 @@ struct JobEvent {
   EventPayload payload;
 };
 
+// Who runs an active job: a worker process claims it for a time and renews
+// the claim by heartbeat; when it lapses the job goes back to the queue.
+struct Lease {
+  std::string worker;             // --worker-name of the process running it
+  std::string owner;              // this claim: worker + "/" + process nonce + "/" + attempt
+  int64_t expires_ms = 0;         // Unix epoch milliseconds
+  bool cancel_requested = false;  // CancelJob came while it ran
+};
+
 struct Job {
   std::string id;
   JobSpec spec;
@@ -121,6 +130,7 @@ struct Job {
   int64_t last_sequence = 0;
   std::string device;  // the slot of the current or last attempt
   std::string effective_settings_json;
+  Lease lease;  // held while RUNNING or UPLOADING
 };
 
 }  // namespace signround::jobs

@@ -15,6 +15,7 @@
 #include "spdlog/spdlog.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
+#include "src/jobs/checkpoint_mirror.h"
 #include "src/jobs/job_service.h"
 #include "src/jobs/job_validation.h"
 #include "src/jobs/worker_command.h"
@@ -66,18 +67,29 @@ std::string FormatOfDir(absl::string_view dir) {
 
 void JobService::RunAttempt(const Job& job, const std::string& device) {
   const std::string job_dir = JobDir(job.id);
+  const std::string owner = job.lease.owner;
+  const auto interrupted = [&] {
+    return CancelRequested(job.id) || LeaseLost(job.id) || Stopping();
+  };
   absl::Status status;
   bool permanent = false;
   absl::StatusOr<std::vector<std::string>> argv = PrepareWorker(job, device, job_dir);
   if (!argv.ok()) {
     status = argv.status();
     permanent = IsPermanent(status);
-  } else if (!CancelRequested(job.id) && !Stopping()) {
+  } else if (!interrupted()) {
     status = RunWorker(job, *argv, device, job_dir, &permanent);
-    if (status.ok() && !CancelRequested(job.id) && !Stopping()) {
+    if (status.ok() && !interrupted()) {
       status = Upload(job, JoinPath(job_dir, "out"));
       permanent = IsPermanent(status);
     }
+  }
+  if (LeaseLost(job.id)) {
+    // Another worker has the job now (or will): this attempt leaves no trace.
+    metrics_.attempts.With({"lost"}).Inc();
+    RemoveTree(job_dir).IgnoreError();
+    spdlog::warn("job={} attempt={} abandoned: its lease is gone", job.id, job.attempts);
+    return;
   }
   absl::StatusOr<Job> now = store_->Get(job.id);
   StateChange end{now.ok() ? now->state : JobState::kRunning, JobState::kUnspecified, ""};
@@ -90,7 +102,8 @@ void JobService::RunAttempt(const Job& job, const std::string& device) {
   } else if (Stopping()) {
     outcome = Outcome::kInterrupted;
     end.to = JobState::kQueued;
-    end.reason = "server stopping; resumes on restart";
+    end.reason = absl::StrCat("worker ", options_.worker_name,
+                              " stopping; the job resumes from its last finished block");
   } else if (status.ok()) {
     outcome = Outcome::kSucceeded;
     end.to = JobState::kSucceeded;
@@ -105,24 +118,28 @@ void JobService::RunAttempt(const Job& job, const std::string& device) {
                                       options_.max_attempts, " failed)")
                        : (permanent ? "bad input" : "no attempts left");
   }
-  static const char* const kOutcomeNames[] = {"succeeded", "retry", "failed", "cancelled",
-                                              "interrupted"};
+  static const char* const kOutcomeNames[] = {"succeeded", "retry",       "failed",
+                                              "cancelled", "interrupted", "lost"};
   // Metrics and clean-up first: whoever sees the job end sees them done.
   metrics_.attempts.With({kOutcomeNames[static_cast<int>(outcome)]}).Inc();
   if (IsTerminal(end.to)) {
-    // The work directory stays only for a resumed attempt.
+    // The work directory and the mirrored checkpoints stay only for a resumed attempt.
     RemoveTree(job_dir).IgnoreError();
+    absl::Status deleted = DeleteCheckpoints(job.spec.output_uri, options_.s3);
+    if (!deleted.ok()) {
+      spdlog::warn("job={} checkpoints not deleted: {}", job.id, deleted.ToString());
+    }
     metrics_.slot_busy.With({device}).Set(0);
     metrics_.job_seconds.With({std::string(JobStateName(end.to))})
         .Observe((absl::ToUnixMillis(absl::Now()) - job.create_time_ms) / 1000.0);
   }
-  if (error) Record(job.id, *error).IgnoreError();
-  Record(job.id, end).IgnoreError();
+  if (error) Record(job.id, *error, "", owner).IgnoreError();
+  Record(job.id, end, "", owner).IgnoreError();
 }
 
 absl::StatusOr<std::vector<std::string>> JobService::PrepareWorker(const Job& job,
-                                                                  const std::string& device,
-                                                                  const std::string& job_dir) {
+                                                                   const std::string& device,
+                                                                   const std::string& job_dir) {
   SR_ASSIGN_OR_RETURN(EffectiveSettings settings, ResolveSettings(job.spec));
   WorkerInputs in;
   in.worker_bin = options_.worker_bin;
@@ -137,6 +154,8 @@ absl::StatusOr<std::vector<std::string>> JobService::PrepareWorker(const Job& jo
                         absl::StrCat("spec.model_uri: ", model.status().message()));
   }
   in.model_dir = *model;
+  in.model_name = job.spec.model_uri;
+  in.calib_name = job.spec.calibration_uri;
   if (!job.spec.calibration_uri.empty()) {
     absl::StatusOr<std::string> calib = cache_.FetchFile(job.spec.calibration_uri);
     if (!calib.ok()) {
@@ -149,6 +168,18 @@ absl::StatusOr<std::vector<std::string>> JobService::PrepareWorker(const Job& jo
     in.layer_config_path = JoinPath(job_dir, "layer_config.json");
     SR_RETURN_IF_ERROR(
         WriteFileAtomically(in.layer_config_path, LayerConfigJson(job.spec.layer_overrides)));
+  }
+  if (job.attempts > 1) {
+    // Blocks an earlier attempt finished, perhaps on another machine. Without
+    // them the worker tunes every block again: slower, same result.
+    absl::StatusOr<int> pulled =
+        PullCheckpoints(job.spec.output_uri, JoinPath(in.out_dir, ".signround-work"), options_.s3);
+    if (!pulled.ok()) {
+      spdlog::warn("job={} earlier checkpoints not fetched: {}", job.id,
+                   pulled.status().ToString());
+    } else if (*pulled > 0) {
+      spdlog::info("job={} fetched {} checkpoint file(s) of earlier attempts", job.id, *pulled);
+    }
   }
   return WorkerArgv(in, settings);
 }
@@ -166,7 +197,10 @@ absl::Status JobService::RunWorker(const Job& job, const std::vector<std::string
     if (const char* v = std::getenv(name)) child.env[name] = v;
   }
   const std::string id = job.id;
-  auto on_line = [this, id](const std::string& line) {
+  const std::string work_dir = JoinPath(JoinPath(job_dir, "out"), ".signround-work");
+  std::shared_ptr<Attempt> attempt = FindAttempt(id);
+  const std::string output_uri = job.spec.output_uri;
+  auto on_line = [this, id, attempt, work_dir, output_uri](const std::string& line) {
     absl::StatusOr<WorkerLine> parsed = ParseWorkerLine(line);
     if (!parsed.ok()) {
       spdlog::warn("job={} worker printed a non-event line ({} bytes)", id, line.size());
@@ -174,24 +208,33 @@ absl::Status JobService::RunWorker(const Job& job, const std::vector<std::string
     }
     if (parsed->kind != WorkerLine::Kind::kBlock) return;
     const BlockProgress& b = parsed->block;
-    if (!b.resumed) metrics_.block_seconds.Observe(b.seconds);
-    spdlog::info("job={} block {}/{} loss {:.6g} -> {:.6g}{}", id, b.block_index + 1,
-                 b.block_count, b.loss_iter0, b.best_loss, b.resumed ? " (resumed)" : "");
-    Record(id, b).IgnoreError();
+    if (!b.resumed) {
+      metrics_.block_seconds.Observe(b.seconds);
+      absl::Status pushed = PushCheckpoint(output_uri, work_dir, b.block_index, options_.s3);
+      if (!pushed.ok()) spdlog::warn("job={} checkpoint not mirrored: {}", id, pushed.ToString());
+    }
+    spdlog::info("job={} block {}/{} loss {:.6g} -> {:.6g}{}", id, b.block_index + 1, b.block_count,
+                 b.loss_iter0, b.best_loss, b.resumed ? " (resumed)" : "");
+    Record(id, b, "", attempt->owner).IgnoreError();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      attempt->blocks += 1;
+    }
+    ended_cv_.notify_all();
   };
   spdlog::info("job={} attempt={} starting the worker on {}", id, job.attempts, device);
-  SR_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> process, ChildProcess::Start(child, on_line));
-  ChildProcess* raw = process.get();
+  SR_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> started, ChildProcess::Start(child, on_line));
+  std::shared_ptr<ChildProcess> process = std::move(started);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    running_[id]->child = std::move(process);
+    attempt->child = process;
   }
-  // A cancel that came while the worker started finds it registered only now.
-  if (CancelRequested(id) || Stopping()) raw->Terminate(options_.cancel_grace);
-  ExitInfo exit = raw->Wait();
+  // A cancel (or a lost lease) that came while the worker started finds it only now.
+  if (CancelRequested(id) || LeaseLost(id) || Stopping()) process->Terminate(options_.cancel_grace);
+  ExitInfo exit = process->Wait();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    running_[id]->child.reset();
+    attempt->child.reset();
   }
   if (exit.success()) return absl::OkStatus();
   std::string last = LastLineOfFile(child.stderr_path);
@@ -203,8 +246,10 @@ absl::Status JobService::RunWorker(const Job& job, const std::vector<std::string
 }
 
 absl::Status JobService::Upload(const Job& job, const std::string& out_dir) {
-  SR_ASSIGN_OR_RETURN(JobEvent e,
-                      Record(job.id, StateChange{JobState::kRunning, JobState::kUploading, ""}));
+  const std::string owner = job.lease.owner;
+  SR_ASSIGN_OR_RETURN(
+      JobEvent e,
+      Record(job.id, StateChange{JobState::kRunning, JobState::kUploading, ""}, "", owner));
   std::vector<std::string> files;
   SR_RETURN_IF_ERROR(ListFiles(out_dir, "", files));
   // report.json goes last: its presence says the rest is complete.
@@ -213,7 +258,9 @@ absl::Status JobService::Upload(const Job& job, const std::string& out_dir) {
   std::string base = job.spec.output_uri;
   while (!base.empty() && base.back() == '/') base.pop_back();
   for (const std::string& rel : files) {
-    if (CancelRequested(job.id) || Stopping()) return absl::CancelledError("upload interrupted");
+    if (CancelRequested(job.id) || LeaseLost(job.id) || Stopping()) {
+      return absl::CancelledError("upload interrupted");
+    }
     Artifact a;
     a.uri = absl::StrCat(base, "/", rel);
     const size_t slash = rel.find('/');
@@ -228,7 +275,7 @@ absl::Status JobService::Upload(const Job& job, const std::string& out_dir) {
       return absl::Status(put.code(), absl::StrCat("uploading to ", a.uri, ": ", put.message()));
     }
     metrics_.upload_bytes.Inc(static_cast<double>(a.bytes));
-    SR_RETURN_IF_ERROR(Record(job.id, a).status());
+    SR_RETURN_IF_ERROR(Record(job.id, a, "", owner).status());
   }
   return absl::OkStatus();
 }

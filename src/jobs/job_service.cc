@@ -5,13 +5,20 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "spdlog/spdlog.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
+#include "src/jobs/checkpoint_mirror.h"
 #include "src/jobs/job_validation.h"
+#include "src/jobs/postgres_db.h"
 
 namespace signround::jobs {
 namespace {
@@ -37,27 +44,64 @@ absl::StatusOr<int> LockDataDir(const std::string& dir) {
   return fd;
 }
 
+// "sqlite:PATH" or "postgres://..." (never echoed whole: it may hold a password).
+absl::StatusOr<std::unique_ptr<JobStore>> OpenStore(const JobServiceOptions& o) {
+  const std::string uri =
+      o.store.empty() ? absl::StrCat("sqlite:", JoinPath(o.data_dir, "signround.db")) : o.store;
+  if (absl::StartsWith(uri, "sqlite:")) {
+    const std::string path = uri.substr(7);
+    if (path.empty()) return absl::InvalidArgumentError("--store: sqlite: needs a file path");
+    return JobStore::Open(path);
+  }
+  if (absl::StartsWith(uri, "postgres://") || absl::StartsWith(uri, "postgresql://")) {
+    SR_ASSIGN_OR_RETURN(std::unique_ptr<sql::Database> db, OpenPostgres(uri));
+    return JobStore::Open(std::move(db));
+  }
+  return absl::InvalidArgumentError(
+      "--store: must be sqlite:PATH or postgres://[USER@]HOST[:PORT]/DBNAME");
+}
+
+std::string DefaultWorkerName(const std::string& data_dir) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0) std::snprintf(host, sizeof(host), "localhost");
+  char* abs = ::realpath(data_dir.c_str(), nullptr);
+  std::string dir = abs != nullptr ? abs : data_dir;
+  std::free(abs);
+  return absl::StrCat(host, ":", dir);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<JobService>> JobService::Start(JobServiceOptions options,
                                                               metrics::Registry& registry) {
-  if (options.devices.empty()) return absl::InvalidArgumentError("devices: none given");
+  if (options.run_slots && options.devices.empty()) {
+    return absl::InvalidArgumentError("devices: none given");
+  }
   if (options.max_attempts < 1) {
     return absl::InvalidArgumentError("max_attempts: must be at least 1");
   }
-  SR_ASSIGN_OR_RETURN(int lock_fd, LockDataDir(options.data_dir));
-  absl::StatusOr<std::unique_ptr<JobStore>> store =
-      JobStore::Open(JoinPath(options.data_dir, "signround.db"));
+  if (options.lease < std::chrono::milliseconds(300)) {
+    return absl::InvalidArgumentError("lease: must be at least 0.3 s");
+  }
+  int lock_fd = -1;
+  if (options.run_slots) {
+    SR_ASSIGN_OR_RETURN(lock_fd, LockDataDir(options.data_dir));
+    if (options.worker_name.empty()) options.worker_name = DefaultWorkerName(options.data_dir);
+  } else {
+    options.devices.clear();
+  }
+  absl::StatusOr<std::unique_ptr<JobStore>> store = OpenStore(options);
   if (!store.ok()) {
-    ::close(lock_fd);
+    if (lock_fd >= 0) ::close(lock_fd);
     return store.status();
   }
   std::unique_ptr<JobService> service(
       new JobService(std::move(options), *std::move(store), lock_fd, registry));
-  SR_RETURN_IF_ERROR(service->Recover());
+  if (service->options_.run_slots) SR_RETURN_IF_ERROR(service->Recover());
   for (const std::string& device : service->options_.devices) {
     service->slots_.emplace_back([s = service.get(), device] { s->SlotLoop(device); });
   }
+  service->lease_keeper_ = std::thread([s = service.get()] { s->LeaseKeeperLoop(); });
   return service;
 }
 
@@ -68,6 +112,8 @@ JobService::JobService(JobServiceOptions options, std::unique_ptr<JobStore> stor
       lock_fd_(lock_fd),
       cache_(JoinPath(options_.data_dir, "cache"), options_.s3),
       metrics_(registry) {
+  std::random_device random;
+  instance_ = absl::StrCat(options_.worker_name, "/", absl::Hex(random(), absl::kZeroPad8));
   registry.AddCollector([this] {
     absl::StatusOr<std::map<JobState, int64_t>> counts = store_->CountByState();
     if (!counts.ok()) return;
@@ -81,33 +127,38 @@ JobService::JobService(JobServiceOptions options, std::unique_ptr<JobStore> stor
 
 JobService::~JobService() {
   Shutdown();
-  ::close(lock_fd_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 absl::Status JobService::Recover() {
-  SR_ASSIGN_OR_RETURN(std::vector<Job> interrupted,
-                      store_->ListInStates({JobState::kRunning, JobState::kUploading}));
-  for (const Job& job : interrupted) {
-    spdlog::info("job={} re-queued: the previous server stopped while it was {}", job.id,
-                 std::string(JobStateName(job.state)));
-    SR_RETURN_IF_ERROR(
-        Record(job.id, StateChange{job.state, JobState::kQueued, "server restarted; resuming"})
-            .status());
+  // This worker name's previous process is gone (the data directory's lock
+  // says so): its jobs need not wait for their leases to lapse.
+  SR_ASSIGN_OR_RETURN(std::vector<Job> jobs,
+                      store_->ExpireLeases(NowMs(), options_.max_attempts, options_.worker_name));
+  for (const Job& job : jobs) {
+    spdlog::info("job={} re-queued: the previous process of worker {} stopped while it was {}",
+                 job.id, options_.worker_name, std::string(JobStateName(job.state)));
   }
+  if (!jobs.empty()) hub_.Publish();
   return absl::OkStatus();
 }
 
 void JobService::Shutdown() {
-  if (stopping_.exchange(true)) return;
+  if (stopping_.load()) return;
+  Drain();
+  stopping_.store(true);
+  std::vector<std::shared_ptr<ChildProcess>> children;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [id, attempt] : running_) {
-      if (attempt->child) attempt->child->Terminate(std::chrono::milliseconds(2000));
+      if (attempt->child) children.push_back(attempt->child);
     }
   }
+  for (const auto& child : children) child->Terminate(std::chrono::milliseconds(2000));
   work_cv_.notify_all();
   for (std::thread& t : slots_) t.join();
   slots_.clear();
+  if (lease_keeper_.joinable()) lease_keeper_.join();
 }
 
 std::string JobService::JobDir(const std::string& id) const {
@@ -115,10 +166,16 @@ std::string JobService::JobDir(const std::string& id) const {
 }
 
 absl::StatusOr<JobEvent> JobService::Record(const std::string& id, const EventPayload& payload,
-                                            const std::string& device) {
-  absl::StatusOr<JobEvent> e = store_->Append(id, payload, NowMs(), device);
+                                            const std::string& device, const std::string& owner) {
+  absl::StatusOr<JobEvent> e = store_->Append(id, payload, NowMs(), device, owner);
   if (!e.ok()) {
     spdlog::warn("job={} event not recorded: {}", id, e.status().ToString());
+    if (e.status().code() == absl::StatusCode::kAborted && !owner.empty()) {
+      if (std::shared_ptr<Attempt> attempt = FindAttempt(id)) {
+        std::lock_guard<std::mutex> lock(mu_);
+        attempt->lost = true;
+      }
+    }
     return e;
   }
   hub_.Publish();
@@ -150,58 +207,52 @@ absl::StatusOr<Job> JobService::Get(const std::string& id) {
 
 absl::StatusOr<ListPage> JobService::List(const ListQuery& query) { return store_->List(query); }
 
+std::shared_ptr<JobService::Attempt> JobService::FindAttempt(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = running_.find(id);
+  return it == running_.end() ? nullptr : it->second;
+}
+
 bool JobService::CancelRequested(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = running_.find(id);
   return it != running_.end() && it->second->cancel;
 }
 
+bool JobService::LeaseLost(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = running_.find(id);
+  return it != running_.end() && it->second->lost;
+}
+
 absl::StatusOr<Job> JobService::Cancel(const std::string& id) {
   SR_RETURN_IF_ERROR(ValidateJobId(id));
-  for (int tries = 0; tries < 10; ++tries) {
-    SR_ASSIGN_OR_RETURN(Job job, store_->Get(id));
-    if (IsTerminal(job.state)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("job ", id, " has already ended (", JobStateName(job.state), ")"));
-    }
-    if (job.state == JobState::kQueued) {
-      absl::StatusOr<JobEvent> e =
-          store_->Append(id, StateChange{JobState::kQueued, JobState::kCancelled,
-                                         "cancelled by request"},
-                         NowMs());
-      if (!e.ok() && e.status().code() == absl::StatusCode::kFailedPrecondition) continue;
-      SR_RETURN_IF_ERROR(e.status());
-      hub_.Publish();
-      spdlog::info("job={} cancelled while queued", id);
-      RemoveTree(JobDir(id)).IgnoreError();
-      return store_->Get(id);
-    }
-    // RUNNING or UPLOADING: the slot thread ends it once its child is gone.
-    std::unique_lock<std::mutex> lock(mu_);
-    auto it = running_.find(id);
-    if (it == running_.end()) {
-      // Claimed a moment ago and not registered yet, or just finished: look again.
-      lock.unlock();
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      continue;
-    }
-    std::shared_ptr<Attempt> attempt = it->second;
-    attempt->cancel = true;
-    ChildProcess* child = attempt->child.get();
-    if (child != nullptr) {
-      lock.unlock();
-      child->Terminate(options_.cancel_grace);
-      lock.lock();
-    }
-    ended_cv_.wait_for(lock, options_.cancel_grace + std::chrono::seconds(30),
-                       [&] {
-                         auto now = running_.find(id);
-                         return now == running_.end() || now->second != attempt;
-                       });
-    lock.unlock();
-    return store_->Get(id);
+  SR_ASSIGN_OR_RETURN(Job job, store_->RequestCancel(id, NowMs()));
+  hub_.Publish();
+  if (IsTerminal(job.state)) {
+    spdlog::info("job={} cancelled while queued", id);
+    RemoveTree(JobDir(id)).IgnoreError();
+    if (job.attempts > 0) DeleteCheckpoints(job.spec.output_uri, options_.s3).IgnoreError();
+    return job;
   }
-  return absl::AbortedError(absl::StrCat("job ", id, ": its state kept changing; try again"));
+  // Running here: stop the child now. Running elsewhere: its worker sees the
+  // request at its next heartbeat. Either way the job ends once the child is gone.
+  if (std::shared_ptr<Attempt> attempt = FindAttempt(id)) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      attempt->cancel = true;
+    }
+    StopChild(attempt);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + options_.cancel_grace + options_.lease +
+                        std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const uint64_t seen = hub_.version();
+    SR_ASSIGN_OR_RETURN(job, store_->Get(id));
+    if (IsTerminal(job.state)) break;
+    hub_.WaitForChange(seen, std::chrono::milliseconds(250));
+  }
+  return job;
 }
 
 absl::Status JobService::Watch(const std::string& id, int64_t from_sequence,
@@ -231,36 +282,45 @@ absl::Status JobService::Watch(const std::string& id, int64_t from_sequence,
 }
 
 void JobService::SlotLoop(const std::string& device) {
-  const auto accepts = [&device](const JobSpec& spec) { return DeviceAccepts(device, spec.device); };
+  const auto accepts = [&device](const JobSpec& spec) {
+    return DeviceAccepts(device, spec.device);
+  };
   while (!Stopping()) {
     uint64_t seen;
     {
       std::lock_guard<std::mutex> lock(mu_);
       seen = work_version_;
     }
-    absl::StatusOr<std::optional<Job>> next = store_->NextQueued(accepts);
-    if (!next.ok() || !next->has_value()) {
-      if (!next.ok()) spdlog::error("slot {}: reading the queue: {}", device, next.status().ToString());
-      // Woken by a submission (or a slot freeing up); the timeout is a safety net.
+    absl::StatusOr<std::optional<Job>> claimed;
+    if (!draining_.load()) {
+      ClaimRequest request{device, options_.worker_name, instance_, options_.lease.count(),
+                           NowMs()};
+      claimed = store_->Claim(request, accepts);
+    }
+    if (!claimed.ok() || !claimed->has_value()) {
+      if (!claimed.ok()) {
+        spdlog::error("slot {}: claiming a job: {}", device, claimed.status().ToString());
+      }
+      // Woken by a submission here (or a slot freeing up); jobs submitted to
+      // other processes are found by the timeout.
       std::unique_lock<std::mutex> lock(mu_);
       work_cv_.wait_for(lock, std::chrono::seconds(1),
                         [&] { return Stopping() || work_version_ != seen; });
       continue;
     }
-    Job job = **next;
+    const Job job = **claimed;
+    hub_.Publish();
+    spdlog::info("job={} attempt={} QUEUED -> RUNNING on {} (lease {})", job.id, job.attempts,
+                 device, job.lease.owner);
+    auto attempt = std::make_shared<Attempt>();
+    attempt->owner = job.lease.owner;
     {
-      // Registered before the claim, so Cancel always finds a RUNNING job's attempt.
       std::lock_guard<std::mutex> lock(mu_);
-      running_[job.id] = std::make_shared<Attempt>();
+      running_[job.id] = attempt;
     }
-    absl::StatusOr<JobEvent> claimed =
-        Record(job.id, StateChange{JobState::kQueued, JobState::kRunning, ""}, device);
-    if (claimed.ok()) {
-      metrics_.slot_busy.With({device}).Set(1);
-      absl::StatusOr<Job> fresh = store_->Get(job.id);
-      RunAttempt(fresh.ok() ? *fresh : job, device);
-      metrics_.slot_busy.With({device}).Set(0);
-    }
+    metrics_.slot_busy.With({device}).Set(1);
+    RunAttempt(job, device);
+    metrics_.slot_busy.With({device}).Set(0);
     {
       std::lock_guard<std::mutex> lock(mu_);
       running_.erase(job.id);

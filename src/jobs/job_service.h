@@ -1,8 +1,13 @@
-// The job service core behind the gRPC API (role `all`): validates and stores
-// submissions, runs queued jobs on device slots (one child
-// `signround-worker quantize` per running job), relays their progress into the
-// store and to watchers, uploads the artifacts, and cancels, retries and
-// recovers jobs. No gRPC here: server/ adapts this to the proto.
+// The job service core behind the gRPC API: validates and stores submissions,
+// runs queued jobs on device slots (one child `signround-worker quantize` per
+// running job), relays their progress into the store and to watchers, uploads
+// the artifacts, and cancels, retries and recovers jobs. No gRPC here:
+// server/ adapts this to the proto.
+//
+// Roles: `all` has both halves; `api` (run_slots false) only stores, reads and
+// cancels; `worker` runs slots. Slots claim jobs with a lease they renew by
+// heartbeat; any process ends lapsed leases, and the job resumes elsewhere
+// from the block checkpoints mirrored next to its output (checkpoint_mirror.h).
 #pragma once
 
 #include <atomic>
@@ -29,20 +34,31 @@
 namespace signround::jobs {
 
 struct JobServiceOptions {
+  // "sqlite:PATH" or "postgres://..."; empty: sqlite:DATA_DIR/signround.db.
+  std::string store;
+  bool run_slots = true;  // false: role api
   std::string data_dir = "signround-data";
-  std::vector<std::string> devices = {"cpu"};  // one slot each: "cpu", "cuda:0", ...
-  int max_attempts = 3;                        // attempts per job before FAILED
-  std::string worker_bin;                      // absolute path of signround-worker
+  std::vector<std::string> devices = {"cpu"};     // one slot each: "cpu", "cuda:0", ...
+  int max_attempts = 3;                           // attempts per job before FAILED
+  std::string worker_bin;                         // absolute path of signround-worker
   std::chrono::milliseconds cancel_grace{10000};  // SIGTERM to SIGKILL
-  int worker_threads = 0;                      // --threads of each worker (0: default)
-  S3Options s3;                                // for s3:// inputs and outputs
+  int worker_threads = 0;                         // --threads of each worker (0: default)
+  S3Options s3;                                   // for s3:// inputs and outputs
+  // Names this process's leases; a restarted process with the same name
+  // re-queues its predecessor's jobs at once. Empty: hostname + ":" + data_dir.
+  std::string worker_name;
+  std::chrono::milliseconds lease{30000};  // renewed every third of it
+  // On Shutdown, running jobs may finish their current block for this long
+  // before their children are stopped and the jobs released to the queue.
+  std::chrono::milliseconds drain{0};
 };
 
 class JobService {
  public:
-  // Opens the store under data_dir (taking its lock: one server per data
-  // directory), re-queues jobs an earlier process left RUNNING or UPLOADING,
-  // and starts one slot thread per device.
+  // Opens the store. With slots: takes the data directory's lock (one server
+  // per data directory), re-queues the jobs this worker name's previous
+  // process left running, and starts one slot thread per device. Every role
+  // starts the lease keeper (heartbeats, lapsed leases).
   static absl::StatusOr<std::unique_ptr<JobService>> Start(JobServiceOptions options,
                                                            metrics::Registry& registry);
   ~JobService();  // Shutdown()
@@ -62,36 +78,50 @@ class JobService {
 
   const std::vector<std::string>& devices() const { return options_.devices; }
 
-  // Stops the slots: running children are killed and their jobs re-queued
-  // (they resume on the next start). Idempotent.
+  // Stops the slots (after the drain time, see JobServiceOptions::drain):
+  // running children are stopped and their jobs released to the queue, to
+  // resume elsewhere or on the next start. Idempotent.
   void Shutdown();
 
  private:
-  // What the slot thread and Cancel share about a running attempt.
+  // What the slot thread, the lease keeper and Cancel share about a running attempt.
   struct Attempt {
-    std::unique_ptr<ChildProcess> child;  // set while the worker runs
+    std::shared_ptr<ChildProcess> child;  // set while the worker runs
+    std::string owner;                    // the lease
     bool cancel = false;                  // CancelJob asked for it
+    bool lost = false;                    // the lease is gone: record and upload nothing
+    int blocks = 0;                       // blocks finished in this attempt (drain waits for one)
   };
-  enum class Outcome { kSucceeded, kRetry, kFailed, kCancelled, kInterrupted };
+  enum class Outcome { kSucceeded, kRetry, kFailed, kCancelled, kInterrupted, kLost };
 
   JobService(JobServiceOptions options, std::unique_ptr<JobStore> store, int lock_fd,
              metrics::Registry& registry);
   absl::Status Recover();
   void SlotLoop(const std::string& device);
   void RunAttempt(const Job& job, const std::string& device);
+  // lease_keeper.cc: heartbeats for this process's attempts, lapsed leases of any.
+  void LeaseKeeperLoop();
+  void KeepLeases();
+  // Stops the attempt's child (if it has one) from another thread: SIGTERM,
+  // SIGKILL after the cancel grace. The slot thread then ends the attempt.
+  void StopChild(const std::shared_ptr<Attempt>& attempt);
+  void Drain();
 
   // job_attempt.cc: the steps of one attempt.
   absl::StatusOr<std::vector<std::string>> PrepareWorker(const Job& job, const std::string& device,
                                                          const std::string& job_dir);
   absl::Status RunWorker(const Job& job, const std::vector<std::string>& argv,
-                         const std::string& device, const std::string& job_dir,
-                         bool* permanent);
+                         const std::string& device, const std::string& job_dir, bool* permanent);
   absl::Status Upload(const Job& job, const std::string& out_dir);
 
   // Appends an event, wakes watchers; logs (but otherwise ignores) failures.
+  // With the attempt's lease owner: a refusal because the lease is gone marks
+  // the attempt lost.
   absl::StatusOr<JobEvent> Record(const std::string& id, const EventPayload& payload,
-                                  const std::string& device = "");
+                                  const std::string& device = "", const std::string& owner = "");
+  std::shared_ptr<Attempt> FindAttempt(const std::string& id);
   bool CancelRequested(const std::string& id);
+  bool LeaseLost(const std::string& id);
   void WakeSlots();
   bool Stopping() const { return stopping_.load(); }
   std::string JobDir(const std::string& id) const;
@@ -104,12 +134,15 @@ class JobService {
   EventHub hub_;
 
   std::mutex mu_;
-  std::condition_variable work_cv_;  // a job was queued, or stopping
-  uint64_t work_version_ = 0;        // bumped by WakeSlots()
-  std::condition_variable ended_cv_; // an attempt finished
+  std::condition_variable work_cv_;   // a job was queued, or stopping
+  uint64_t work_version_ = 0;         // bumped by WakeSlots()
+  std::condition_variable ended_cv_;  // an attempt finished
   std::map<std::string, std::shared_ptr<Attempt>> running_;
-  std::atomic<bool> stopping_{false};
+  std::atomic<bool> draining_{false};  // no new claims
+  std::atomic<bool> stopping_{false};  // running attempts end now
+  std::string instance_;               // worker_name + "/" + a nonce: this process's leases
   std::vector<std::thread> slots_;
+  std::thread lease_keeper_;
 };
 
 }  // namespace signround::jobs

@@ -1,11 +1,17 @@
-// Durable job state: jobs, their attempts and their events, in SQLite (WAL
-// mode) under the server's data directory. Every call commits before it
-// returns, so anything a client has been told survives kill -9.
+// Durable job state: jobs, their attempts, their events and the leases of the
+// workers running them, in SQLite (WAL mode, the embedded default) or in a
+// Postgres shared by many API and worker processes: one code path over
+// sql::Database. Every call commits before it returns, so anything a client
+// has been told survives kill -9.
 //
 // The store applies each event's effect on its job in the same transaction as
 // the event itself: a StateChange moves Job.state (compare-and-swap on
 // `from`), a BlockProgress updates blocks_done / block_count / latest_loss,
 // an Artifact is added to Job.artifacts, a JobError sets Job.error.
+// Workers claim queued jobs (Claim: SELECT ... FOR UPDATE SKIP LOCKED on
+// Postgres), renew their lease by heartbeat (Renew), and a job whose lease
+// lapsed goes back to the queue (ExpireLeases). Events a worker appends carry
+// its lease owner: one that lost its lease can record nothing more.
 // Thread-safe: one connection behind a mutex.
 #pragma once
 
@@ -21,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "src/jobs/job.h"
+#include "src/jobs/sql_db.h"
 
 namespace signround::jobs {
 
@@ -51,11 +58,22 @@ struct CreateResult {
   bool created = true;  // false: the idempotency key was seen; `job` is the earlier one
 };
 
+// A worker's claim on the next queued job.
+struct ClaimRequest {
+  std::string device;    // the slot: "cpu", "cuda:0", ...
+  std::string worker;    // --worker-name
+  std::string instance;  // worker + "/" + a nonce of this process
+  int64_t lease_ms = 30000;
+  int64_t now_ms = 0;
+};
+
 class JobStore {
  public:
-  // Opens (creating when absent) the database at `path`; INTERNAL or
+  // Opens (creating when absent) the SQLite database at `path`; INTERNAL or
   // FAILED_PRECONDITION naming the file when it cannot be used.
   static absl::StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path);
+  // Takes over a connection (SQLite or Postgres) and migrates its schema.
+  static absl::StatusOr<std::unique_ptr<JobStore>> Open(std::unique_ptr<sql::Database> db);
   ~JobStore();
   JobStore(const JobStore&) = delete;
   JobStore& operator=(const JobStore&) = delete;
@@ -85,21 +103,43 @@ class JobStore {
   // the attempt's last JobError. FAILED_PRECONDITION too for any event on a
   // job that has ended; INVALID_ARGUMENT for a change to UNSPECIFIED or to
   // the same state, or a BlockProgress with negative or inconsistent indices.
+  // `lease_owner` not empty: ABORTED (and nothing changes) unless the job's
+  // lease is that owner's. A change out of RUNNING/UPLOADING ends the lease.
   absl::StatusOr<JobEvent> Append(const std::string& job_id, const EventPayload& payload,
-                                  int64_t now_ms, const std::string& device = "");
+                                  int64_t now_ms, const std::string& device = "",
+                                  const std::string& lease_owner = "");
 
   // The job's events with sequence >= from_sequence, in order, at most `limit`
   // (1..100000, else INVALID_ARGUMENT). NOT_FOUND for an unknown id.
   absl::StatusOr<std::vector<JobEvent>> Events(const std::string& job_id, int64_t from_sequence,
                                                int limit = 1000);
 
-  // The next job to run among QUEUED ones: highest priority first, then oldest.
-  // `accepts` filters by the spec's device preference. nullopt when none.
-  // `accepts` runs under the store's lock: it must not call the store.
-  absl::StatusOr<std::optional<Job>> NextQueued(const std::function<bool(const JobSpec&)>& accepts);
+  // Claims the next QUEUED job `accepts` (highest priority first, then
+  // oldest; rows another worker is claiming are skipped): appends its change
+  // to RUNNING on `request.device` and gives it a lease owned by
+  // instance + "/" + its attempt number, expiring lease_ms from now. The job
+  // as claimed, or nullopt when none. `accepts` must not call the store.
+  absl::StatusOr<std::optional<Job>> Claim(const ClaimRequest& request,
+                                           const std::function<bool(const JobSpec&)>& accepts);
 
-  // Every job in one of `states`, oldest first (restart recovery).
-  absl::StatusOr<std::vector<Job>> ListInStates(const std::vector<JobState>& states);
+  // Extends `owner`'s lease on an active job to now + lease_ms and returns the
+  // lease (cancel_requested tells the worker to stop). ABORTED when the lease
+  // is no longer that owner's (it lapsed and the job moved on, or it ended).
+  absl::StatusOr<Lease> Renew(const std::string& job_id, const std::string& owner, int64_t lease_ms,
+                              int64_t now_ms);
+
+  // Active jobs whose lease expired before now_ms (or, with `worker` set,
+  // every active job of that worker: a restarted process's own): each goes
+  // back to QUEUED with a JobError saying why, or to FAILED when it has had
+  // max_attempts, or to CANCELLED when a cancel was asked for. The jobs as
+  // they were before; on Postgres, rows being handled elsewhere are skipped.
+  absl::StatusOr<std::vector<Job>> ExpireLeases(int64_t now_ms, int max_attempts,
+                                                const std::string& worker = "");
+
+  // CancelJob's store half: a QUEUED job becomes CANCELLED at once; an active
+  // one is marked cancel_requested for its worker (which ends it). The job
+  // after the change. FAILED_PRECONDITION when it had ended.
+  absl::StatusOr<Job> RequestCancel(const std::string& job_id, int64_t now_ms);
 
   // Counts of jobs per state (metrics): all six states, 0 when none.
   absl::StatusOr<std::map<JobState, int64_t>> CountByState();

@@ -1,5 +1,5 @@
-// Pieces of the job store kept apart from job_store.cc: the SQLite schema
-// and connection settings, and the opaque page tokens of List.
+// Pieces of the job store kept apart from job_store.cc: the schema and its
+// versioned migrations (SQLite and Postgres), and the opaque page tokens of List.
 #pragma once
 
 #include <cstdint>
@@ -8,14 +8,17 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "src/jobs/sqlite_db.h"
+#include "src/jobs/sql_db.h"
 
 namespace signround::jobs {
 
-// Sets WAL, synchronous=FULL, foreign keys and a busy timeout, then creates
-// the schema in an empty file. FAILED_PRECONDITION for a schema version newer
-// than this build's or an SQLite file that is not a job store.
-absl::Status SetUpJobStoreDatabase(sqlite::Database& db);
+// SQLite: sets WAL, synchronous=FULL, foreign keys and a busy timeout. Then
+// applies the migrations the database lacks, in one transaction that several
+// processes may run at once (SQLite's write lock; a Postgres advisory lock).
+// FAILED_PRECONDITION for a schema version newer than this build's or an
+// SQLite file that is not a job store.
+absl::Status SetUpJobStoreDatabase(sql::Database& db);
+int64_t JobStoreSchemaVersion();
 
 // "p" + hex(seq) + "." + two hex digits of a check on seq.
 std::string EncodePageToken(int64_t seq);

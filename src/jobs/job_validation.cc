@@ -138,6 +138,8 @@ absl::Status ValidatePlacement(const JobSpec& spec, const std::vector<std::strin
   if (!known) {
     return Invalid("spec.device", absl::StrCat(Quote(d), " is not any, cpu, cuda or cuda:N"));
   }
+  // An API server without slots does not know its workers' devices.
+  if (devices.empty()) return absl::OkStatus();
   for (const std::string& slot : devices) {
     if (DeviceAccepts(slot, d)) return absl::OkStatus();
   }

@@ -45,6 +45,7 @@ struct EffectiveSettings {
 };
 
 // OK when every field of `spec` is acceptable and some device in `devices`
+// (when there are any: an API server has none)
 // (slot names: "cpu", "cuda:0", ...) can run it.
 absl::Status ValidateJobSpec(const JobSpec& spec, const std::vector<std::string>& devices);
 

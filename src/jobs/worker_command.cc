@@ -11,13 +11,16 @@ namespace signround::jobs {
 using nlohmann::json;
 
 std::vector<std::string> WorkerArgv(const WorkerInputs& in, const EffectiveSettings& s) {
-  std::vector<std::string> argv = {in.worker_bin, "quantize", "--progress", "json",
-                                   "--model", in.model_dir, "--out", in.out_dir};
+  std::vector<std::string> argv = {in.worker_bin, "quantize",   "--progress", "json",
+                                   "--model",     in.model_dir, "--out",      in.out_dir};
   if (!in.calib_path.empty()) argv.insert(argv.end(), {"--calib", in.calib_path});
   auto add = [&argv](const char* flag, const std::string& value) {
     argv.push_back(flag);
     argv.push_back(value);
   };
+  // Settings name the inputs by URI, so any worker can resume another's blocks.
+  if (!in.model_name.empty()) add("--model-name", in.model_name);
+  if (!in.calib_path.empty() && !in.calib_name.empty()) add("--calib-name", in.calib_name);
   add("--recipe", s.recipe);
   add("--format", absl::StrJoin(s.formats, ","));
   add("--bits", absl::StrCat(s.bits));

@@ -17,6 +17,8 @@ struct WorkerInputs {
   std::string worker_bin;        // absolute path of signround-worker
   std::string model_dir;         // local checkpoint directory
   std::string calib_path;        // local JSONL; empty: none (RTN)
+  std::string model_name;        // the job's model URI (--model-name)
+  std::string calib_name;        // the job's calibration URI (--calib-name)
   std::string out_dir;           // the attempt's output (and resume) directory
   std::string layer_config_path; // empty: no overrides
   std::string device;            // what the engine sees: "cpu" or "cuda:0"

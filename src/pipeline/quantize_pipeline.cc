@@ -80,17 +80,19 @@ json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
     if (l.sym) one["sym"] = *l.sym;
     overrides.push_back(one);
   }
+  const std::string model = o.model_name.empty() ? o.model_dir : o.model_name;
+  const std::string calib = o.calib_name.empty() ? o.calib_path : o.calib_name;
   if (!Calibrated(o)) {
-    return {{"model", o.model_dir},  {"model_parameters", ckpt.parameter_count()},
+    return {{"model", model},  {"model_parameters", ckpt.parameter_count()},
             {"calib", nullptr},      {"calibrated", false},
             {"bits", o.scheme.bits}, {"group_size", o.scheme.group_size},
             {"sym", o.scheme.sym},   {"layer_config", overrides},
             {"recipe", o.recipe},    {"iters", o.tune.iters},
             {"device", o.device},    {"scale_dtype", "float16"}};
   }
-  return {{"model", o.model_dir},
+  return {{"model", model},
           {"model_parameters", ckpt.parameter_count()},
-          {"calib", o.calib_path},
+          {"calib", calib},
           {"calib_concat", o.calib_concat},
           {"calibrated", true},
           {"bits", o.scheme.bits},
@@ -172,7 +174,7 @@ absl::StatusOr<at::ScalarType> WeightDType(const Checkpoint& ckpt, const std::st
 // report.json's "calibration": the data the blocks saw, or null for RTN without any.
 json CalibrationJson(const QuantizeOptions& o) {
   if (!Calibrated(o)) return nullptr;
-  return {{"path", o.calib_path},
+  return {{"path", o.calib_name.empty() ? o.calib_path : o.calib_name},
           {"nsamples", o.nsamples},
           {"seqlen", o.seqlen},
           {"concat", o.calib_concat}};
@@ -384,7 +386,7 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   };
   SR_ASSIGN_OR_RETURN(
       json outputs, WriteExports(ckpt, store, plans, formats, export_options, o.out_dir, exported));
-  json report = {{"model", o.model_dir}, {"config", settings}, {"calibration", CalibrationJson(o)},
+  json report = {{"model", settings["model"]}, {"config", settings}, {"calibration", CalibrationJson(o)},
                  {"outputs", outputs},   {"blocks", blocks},   {"layers", LayersJson(plans)}};
   if (!o.eval_path.empty()) {
     SR_ASSIGN_OR_RETURN(report["perplexity"], Evaluate(ctx, store, eval_rows));

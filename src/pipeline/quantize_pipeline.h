@@ -32,6 +32,12 @@ struct QuantizeOptions {
   // row per text. In the settings as "calib_concat". (A text eval_path is
   // always cut into context-length chunks: EvalTextOptions.)
   bool calib_concat = false;
+  // What the settings and report.json call the model and the calibration data
+  // (the job service passes their URIs): empty means the paths. Finished
+  // blocks resume only under the same settings, so a job resumed on another
+  // machine, whose local copies sit elsewhere, must name them the same.
+  std::string model_name;
+  std::string calib_name;
   std::string out_dir;
   std::string eval_path;  // optional: perplexity before and after
   QuantScheme scheme;

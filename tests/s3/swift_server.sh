@@ -42,34 +42,9 @@ usage() {
   exit 2
 }
 
-# "PID STARTTIME" of a process, STARTTIME from /proc/PID/stat (guards against reused pids).
-proc_id() {
-  local pid=$1 stat
-  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }  # fields after "(comm) ": state is field 3 overall, start time 22
-  # shellcheck disable=SC2086
-  set -- $stat
-  [ "$1" != "Z" ] || return 1  # a zombie has exited (nobody reaped it yet)
-  echo "$pid ${20}"
-}
-
-# Whether the process recorded in pid file $1 is still the one we started.
-alive() {
-  local file=$1 pid start now
-  [ -f "$file" ] || return 1
-  read -r pid start <"$file" || return 1
-  now=$(proc_id "$pid") || return 1
-  [ "$now" = "$pid $start" ]
-}
-
-# Starts "$@" in the background as server $name: log in log/$name.log, pid in run/$name.pid.
-spawn() {
-  local name=$1
-  shift
-  "$@" </dev/null >>"$STATE/log/$name.log" 2>&1 &
-  local pid=$!
-  proc_id "$pid" >"$STATE/run/$name.pid" || echo "$pid 0" >"$STATE/run/$name.pid"
-}
+# proc_id, alive, spawn
+# shellcheck source=tests/testing/server_script_lib.sh
+. "$(dirname "$(realpath "$0")")/../testing/server_script_lib.sh"
 
 log_tails() {
   local f

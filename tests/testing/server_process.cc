@@ -123,8 +123,12 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const size_t nl = out.find('\n');
     if (nl != std::string::npos) {
       nlohmann::json ready = nlohmann::json::parse(out.substr(0, nl), nullptr, false);
-      if (ready.is_object() && ready.value("grpc", "") != "" && ready.value("metrics", "") != "") {
-        server->grpc_address_ = ready["grpc"].get<std::string>();
+      // A --role=worker server has no gRPC address ("grpc": null).
+      const bool grpc = ready.is_object() && ready.contains("grpc") &&
+                        (ready["grpc"].is_null() ||
+                         (ready["grpc"].is_string() && !ready["grpc"].get<std::string>().empty()));
+      if (grpc && ready.value("metrics", "") != "") {
+        if (ready["grpc"].is_string()) server->grpc_address_ = ready["grpc"].get<std::string>();
         server->metrics_address_ = ready["metrics"].get<std::string>();
         return server;
       }

@@ -1,7 +1,8 @@
 // Runs the real signround-server binary for service tests: its own data
 // directory, free loopback ports (--listen 127.0.0.1:0 --metrics-listen
 // 127.0.0.1:0), its log in a file; waits for the ready line on stdout:
-//   {"grpc":"127.0.0.1:PORT","metrics":"127.0.0.1:PORT","data_dir":"..."}
+//   {"role":"all","grpc":"127.0.0.1:PORT","metrics":"127.0.0.1:PORT","data_dir":"..."}
+// ("grpc": null for --role=worker, whose grpc_address() is then empty)
 // and runs the real `signround` CLI against it. Binary paths come from the
 // SIGNROUND_SERVER_BIN / SIGNROUND_CLI_BIN / SIGNROUND_WORKER_BIN definitions
 // of the signround_service_testing library.

@@ -1,7 +1,8 @@
-// The SQLite job store: round trips of every field, idempotency, the
-// compare-and-swap of state changes, attempts, events, List paging and
-// filters, NextQueued order, durability across reopen and processes, and
-// damaged files.
+// The job store on SQLite and on Postgres (one code path, two backends):
+// round trips of every field, idempotency, the compare-and-swap of state
+// changes, attempts, events, List paging and filters, durability across
+// reopen and processes, damaged rows; SQLite's damaged files. Leases and
+// claims: job_store_lease_test.cc.
 #include "src/jobs/job_store.h"
 
 #include <sqlite3.h>
@@ -19,6 +20,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/testing/test_files.h"
+#include "tests/unit/jobs/job_store_fixture.h"
 
 namespace signround::jobs {
 namespace {
@@ -106,17 +108,8 @@ void RawSql(const std::string& path, const std::string& sql) {
   ASSERT_EQ(rc, SQLITE_OK) << message;
 }
 
-class JobStoreTest : public ::testing::Test {
+class JobStoreTest : public StoreTest {
  protected:
-  void SetUp() override { Reopen(); }
-
-  void Reopen() {
-    store_.reset();
-    auto store = JobStore::Open(path_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-  }
-
   // A QUEUED job with default settings; labels and priority as given.
   std::string NewJob(std::map<std::string, std::string> labels = {}, int priority = 0,
                      const std::string& device = "") {
@@ -144,13 +137,12 @@ class JobStoreTest : public ::testing::Test {
     return job.ok() ? *job : Job{};
   }
 
-  TempDir dir_;
-  std::string path_ = dir_.File("jobs.db");
-  std::unique_ptr<JobStore> store_;
-  int64_t clock_ = 1'700'000'000'000;
 };
 
-TEST_F(JobStoreTest, CreateAndGetRoundTripEveryField) {
+INSTANTIATE_TEST_SUITE_P(Backends, JobStoreTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres), BackendName);
+
+TEST_P(JobStoreTest, CreateAndGetRoundTripEveryField) {
   const std::string settings = R"({"bits":4,"iters":200})";
   auto created = store_->Create(FullSpec(), settings, 1234);
   ASSERT_TRUE(created.ok()) << created.status();
@@ -183,13 +175,13 @@ TEST_F(JobStoreTest, CreateAndGetRoundTripEveryField) {
   EXPECT_EQ((*events)[0].time_ms, 1234);
 }
 
-TEST_F(JobStoreTest, IdsAreDistinct) {
+TEST_P(JobStoreTest, IdsAreDistinct) {
   std::set<std::string> ids;
   for (int i = 0; i < 50; ++i) ids.insert(NewJob());
   EXPECT_EQ(ids.size(), 50u);
 }
 
-TEST_F(JobStoreTest, IdempotencyKeyReturnsTheEarlierJob) {
+TEST_P(JobStoreTest, IdempotencyKeyReturnsTheEarlierJob) {
   auto first = store_->Create(FullSpec(), "{}", 1);
   ASSERT_TRUE(first.ok()) << first.status();
   JobSpec other = FullSpec();
@@ -214,7 +206,7 @@ TEST_F(JobStoreTest, IdempotencyKeyReturnsTheEarlierJob) {
   EXPECT_EQ(counts->at(JobState::kQueued), 4);
 }
 
-TEST_F(JobStoreTest, StateChangeIsCompareAndSwap) {
+TEST_P(JobStoreTest, StateChangeIsCompareAndSwap) {
   const std::string id = NewJob();
   JobEvent running = MustAppend(id, Change(JobState::kQueued, JobState::kRunning), "cpu");
   EXPECT_EQ(running.sequence, 2);
@@ -248,7 +240,7 @@ TEST_F(JobStoreTest, StateChangeIsCompareAndSwap) {
   EXPECT_EQ(MustGet(id).last_sequence, 3);
 }
 
-TEST_F(JobStoreTest, AttemptsAreCountedAndClosed) {
+TEST_P(JobStoreTest, AttemptsAreCountedAndClosed) {
   const std::string id = NewJob();
   JobEvent start1 = MustAppend(id, Change(JobState::kQueued, JobState::kRunning), "cpu");
   MustAppend(id, Progress(3, 8, 0.25));
@@ -306,7 +298,7 @@ TEST_F(JobStoreTest, AttemptsAreCountedAndClosed) {
   EXPECT_EQ(attempt_of, (std::vector<int>{0, 1, 1, 1, 1, 2, 2, 2, 2, 2}));
 }
 
-TEST_F(JobStoreTest, EventsInOrderFromSequence) {
+TEST_P(JobStoreTest, EventsInOrderFromSequence) {
   const std::string id = NewJob();
   MustAppend(id, Change(JobState::kQueued, JobState::kRunning), "cpu");
   for (int i = 0; i < 10; ++i) {
@@ -339,7 +331,7 @@ TEST_F(JobStoreTest, EventsInOrderFromSequence) {
   EXPECT_EQ(store_->Events(id, 1, 0).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(JobStoreTest, NonFiniteLossesSurvive) {
+TEST_P(JobStoreTest, NonFiniteLossesSurvive) {
   const std::string id = NewJob();
   MustAppend(id, Change(JobState::kQueued, JobState::kRunning), "cpu");
   MustAppend(id, Progress(0, 2, std::numeric_limits<double>::infinity()));
@@ -353,7 +345,7 @@ TEST_F(JobStoreTest, NonFiniteLossesSurvive) {
   EXPECT_TRUE(std::isnan(std::get<BlockProgress>((*events)[1].payload).best_loss));
 }
 
-TEST_F(JobStoreTest, ListFiltersByStateAndLabels) {
+TEST_P(JobStoreTest, ListFiltersByStateAndLabels) {
   const std::string a = NewJob({{"team", "nlp"}, {"env", "prod"}});
   const std::string b = NewJob({{"team", "nlp"}, {"env", "dev"}});
   const std::string c = NewJob({{"team", "vision"}});
@@ -383,7 +375,7 @@ TEST_F(JobStoreTest, ListFiltersByStateAndLabels) {
   EXPECT_TRUE(ids(JobState::kFailed, {}).empty());
 }
 
-TEST_F(JobStoreTest, PagingThrough120JobsNewestFirst) {
+TEST_P(JobStoreTest, PagingThrough120JobsNewestFirst) {
   std::vector<std::string> created;
   for (int i = 0; i < 120; ++i) created.push_back(NewJob({{"batch", i % 2 ? "odd" : "even"}}));
   std::vector<std::string> listed;
@@ -423,7 +415,7 @@ TEST_F(JobStoreTest, PagingThrough120JobsNewestFirst) {
   EXPECT_EQ(odd, expected);
 }
 
-TEST_F(JobStoreTest, BadPageTokensAreInvalidArgument) {
+TEST_P(JobStoreTest, BadPageTokensAreInvalidArgument) {
   for (int i = 0; i < 3; ++i) NewJob();
   ListQuery q;
   q.page_size = 1;
@@ -447,44 +439,13 @@ TEST_F(JobStoreTest, BadPageTokensAreInvalidArgument) {
   EXPECT_EQ(store_->List(q).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(JobStoreTest, NextQueuedByPriorityThenFifoWithFilter) {
-  const std::string low = NewJob({}, 0, "cpu");
-  const std::string high1 = NewJob({}, 5, "cpu");
-  const std::string high2 = NewJob({}, 5, "cpu");
-  const std::string gpu = NewJob({}, 0, "cuda");
-  auto any = [](const JobSpec&) { return true; };
-  auto next = store_->NextQueued(any);
-  ASSERT_TRUE(next.ok() && next->has_value()) << next.status();
-  EXPECT_EQ((*next)->id, high1);
-  MustAppend(high1, Change(JobState::kQueued, JobState::kRunning), "cpu");
-  next = store_->NextQueued(any);
-  ASSERT_TRUE(next.ok() && next->has_value());
-  EXPECT_EQ((*next)->id, high2);
-  MustAppend(high2, Change(JobState::kQueued, JobState::kCancelled));
-  next = store_->NextQueued(any);
-  ASSERT_TRUE(next.ok() && next->has_value());
-  EXPECT_EQ((*next)->id, low);
-
-  next = store_->NextQueued([](const JobSpec& s) { return s.device == "cuda"; });
-  ASSERT_TRUE(next.ok() && next->has_value());
-  EXPECT_EQ((*next)->id, gpu);
-  next = store_->NextQueued([](const JobSpec& s) { return s.device == "cuda:7"; });
-  ASSERT_TRUE(next.ok());
-  EXPECT_FALSE(next->has_value());
-}
-
-TEST_F(JobStoreTest, ListInStatesAndCountByState) {
+TEST_P(JobStoreTest, CountByState) {
   const std::string a = NewJob();
   const std::string b = NewJob();
   const std::string c = NewJob();
   MustAppend(a, Change(JobState::kQueued, JobState::kRunning), "cpu");
   MustAppend(c, Change(JobState::kQueued, JobState::kRunning), "cpu");
   MustAppend(c, Change(JobState::kRunning, JobState::kUploading));
-  auto active = store_->ListInStates({JobState::kRunning, JobState::kUploading});
-  ASSERT_TRUE(active.ok()) << active.status();
-  ASSERT_EQ(active->size(), 2u);
-  EXPECT_EQ((*active)[0].id, a);  // oldest first
-  EXPECT_EQ((*active)[1].id, c);
 
   auto counts = store_->CountByState();
   ASSERT_TRUE(counts.ok()) << counts.status();
@@ -498,7 +459,7 @@ TEST_F(JobStoreTest, ListInStatesAndCountByState) {
   (void)b;
 }
 
-TEST_F(JobStoreTest, DataSurvivesReopen) {
+TEST_P(JobStoreTest, DataSurvivesReopen) {
   auto created = store_->Create(FullSpec(), "{\"x\":1}", 10);
   ASSERT_TRUE(created.ok());
   const std::string id = created->job.id;
@@ -523,10 +484,10 @@ TEST_F(JobStoreTest, DataSurvivesReopen) {
 
 // Two processes append to the same job at once; the child exits without
 // closing (as after kill -9). Sequences must be 1..N without gaps or repeats.
-TEST_F(JobStoreTest, SecondProcessAppendsConcurrently) {
+TEST_P(JobStoreTest, SecondProcessAppendsConcurrently) {
   const std::string id = NewJob();
   MustAppend(id, Change(JobState::kQueued, JobState::kRunning), "cpu");
-  store_.reset();  // no SQLite connection is carried across fork()
+  store_.reset();  // no connection is carried across fork()
   constexpr int kEach = 60;
   int go[2];
   ASSERT_EQ(::pipe(go), 0);
@@ -535,7 +496,7 @@ TEST_F(JobStoreTest, SecondProcessAppendsConcurrently) {
   if (pid == 0) {
     char byte;
     if (::read(go[0], &byte, 1) != 1) ::_exit(2);
-    auto child = JobStore::Open(path_);
+    auto child = OpenStore();
     if (!child.ok()) ::_exit(3);
     for (int i = 0; i < kEach; ++i) {
       if (!(*child)->Append(id, Progress(i, kEach, 0.5, /*layers=*/1), 1).ok()) ::_exit(4);
@@ -568,7 +529,7 @@ TEST_F(JobStoreTest, SecondProcessAppendsConcurrently) {
   EXPECT_EQ(next_block[2], kEach);
 }
 
-TEST_F(JobStoreTest, UnknownIdsAreNotFound) {
+TEST_P(JobStoreTest, UnknownIdsAreNotFound) {
   NewJob();
   EXPECT_EQ(store_->Get("j-0000000000000000").status().code(), absl::StatusCode::kNotFound);
   auto append = store_->Append("nope", JobError{"x", false}, 1);
@@ -578,7 +539,7 @@ TEST_F(JobStoreTest, UnknownIdsAreNotFound) {
   EXPECT_EQ(store_->Attempts("nope").status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(JobStoreTest, InvalidUtf8IsRefusedAndNothingIsStored) {
+TEST_P(JobStoreTest, InvalidUtf8IsRefusedAndNothingIsStored) {
   JobSpec spec = FullSpec();
   spec.model_uri = "s3://bucket/\xff\xfe";
   auto created = store_->Create(spec, "{}", 1);
@@ -588,17 +549,17 @@ TEST_F(JobStoreTest, InvalidUtf8IsRefusedAndNothingIsStored) {
   EXPECT_EQ(counts->at(JobState::kQueued), 0);
 }
 
-TEST_F(JobStoreTest, DamagedSpecColumnIsDataLossNamingIt) {
+TEST_P(JobStoreTest, DamagedSpecColumnIsDataLossNamingIt) {
   const std::string id = NewJob();
   store_.reset();
-  RawSql(path_, "UPDATE jobs SET spec = '{\"bits\":\"four\"}'");
+  ASSERT_TRUE(Raw()->Exec("UPDATE jobs SET spec = '{\"bits\":\"four\"}'").ok());
   Reopen();
   auto job = store_->Get(id);
   EXPECT_EQ(job.status().code(), absl::StatusCode::kDataLoss) << job.status();
   EXPECT_NE(job.status().message().find("jobs.spec"), std::string::npos) << job.status();
   EXPECT_NE(job.status().message().find("bits"), std::string::npos) << job.status();
   store_.reset();
-  RawSql(path_, "UPDATE jobs SET spec = 'not json'");
+  ASSERT_TRUE(Raw()->Exec("UPDATE jobs SET spec = 'not json'").ok());
   Reopen();
   EXPECT_EQ(store_->Get(id).status().code(), absl::StatusCode::kDataLoss);
 }

@@ -143,7 +143,14 @@ TEST(WorkerCommand, ArgvCarriesTheEffectiveSettings) {
   spec.bits = 2;
   spec.sym = false;
   EffectiveSettings s = *ResolveSettings(spec);
-  WorkerInputs in{"/bin/signround-worker", "/m", "", "/o", "/o/layers.json", "cpu", 0};
+  WorkerInputs in;
+  in.worker_bin = "/bin/signround-worker";
+  in.model_dir = "/m";
+  in.model_name = "s3://models/m/";
+  in.calib_name = "s3://data/c.jsonl";  // no --calib: no --calib-name either
+  in.out_dir = "/o";
+  in.layer_config_path = "/o/layers.json";
+  in.device = "cpu";
   std::vector<std::string> argv = WorkerArgv(in, s);
   auto value_of = [&argv](const std::string& flag) -> std::string {
     for (size_t i = 0; i + 1 < argv.size(); ++i) {
@@ -153,6 +160,10 @@ TEST(WorkerCommand, ArgvCarriesTheEffectiveSettings) {
   };
   EXPECT_EQ(argv[0], "/bin/signround-worker");
   EXPECT_EQ(value_of("--calib"), "<absent>");
+  EXPECT_EQ(value_of("--calib-name"), "<absent>");
+  EXPECT_EQ(value_of("--model"), "/m");
+  EXPECT_EQ(value_of("--model-name"), "s3://models/m/");
+  EXPECT_EQ(value_of("--out"), "/o");
   EXPECT_EQ(value_of("--iters"), "0");
   EXPECT_EQ(value_of("--bits"), "2");
   EXPECT_EQ(value_of("--layer-config"), "/o/layers.json");
