@@ -6,7 +6,8 @@
 // running the long job is killed with SIGKILL mid-job: its lease lapses, the other
 // worker resumes the job from the last block checkpoint the first one mirrored, and
 // the artifacts equal, byte for byte, the same job run once without interruption. A
-// `signround watch` on another process streams the job's events to the end.
+// `signround watch` on another process streams the job's events to the end. A worker
+// stopped with SIGTERM drains: it finishes its current block and releases the job.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -60,10 +61,12 @@ class ScaleOutTest : public ServiceE2ETest, public ::testing::WithParamInterface
   }
 
   // A process with device slots: --role=worker on Postgres, --role=all on SQLite.
-  std::unique_ptr<ServerProcess> StartWorker(const std::string& name) {
+  std::unique_ptr<ServerProcess> StartWorker(const std::string& name,
+                                             const std::string& drain_seconds = "0") {
     const std::string role = GetParam() == Store::kPostgres ? "worker" : "all";
     return StartServer(name, {"--role=" + role, "--store=" + store_, "--worker-name=" + name,
-                              "--lease-seconds=2", "--worker-threads=1"});
+                              "--lease-seconds=2", "--worker-threads=1",
+                              "--drain-seconds=" + drain_seconds});
   }
 
   testing::PostgresTestServer postgres_;
@@ -163,6 +166,57 @@ TEST_P(ScaleOutTest, TenJobsOverTwoWorkersSurviveAWorkerKill9) {
     for (const std::string& id : ids) claims += absl::StrContains(log, "job=" + id) ? 1 : 0;
     EXPECT_GE(claims, 1) << "worker w" << i + 1 << " ran no job";
   }
+}
+
+// SIGTERM to a worker with --drain-seconds: the running job finishes its current
+// block, goes back to the queue (no error: nothing failed), and the next worker
+// resumes it after that block; the artifacts equal the uninterrupted run's.
+TEST_P(ScaleOutTest, DrainedWorkerFinishesItsBlockAndReleasesTheJob) {
+  std::unique_ptr<ServerProcess> w1 = StartWorker("w1", "60");
+  ASSERT_TRUE(w1);
+  std::unique_ptr<ServerProcess> api;
+  if (GetParam() == Store::kPostgres) {
+    api = StartServer("api", {"--role=api", "--store=" + store_, "--lease-seconds=2"});
+    ASSERT_TRUE(api);
+  }
+  const std::string out = dir_.File("out-long");
+  const std::string id = Submit(api ? *api : *w1, LongJob(out));
+  ASSERT_FALSE(id.empty());
+  Api first(api ? api->grpc_address() : w1->grpc_address());
+  absl::StatusOr<v1::Job> running = first.WaitFor(
+      id, [](const v1::Job& j) { return Api::IsEnded(j) || j.blocks_done() >= 1; }, 120);
+  ASSERT_TRUE(running.ok()) << running.status();
+  ASSERT_EQ(running->state(), v1::JOB_STATE_RUNNING);
+  const int done_at_sigterm = running->blocks_done();
+  absl::Status stopped = w1->Stop(90);
+  ASSERT_TRUE(stopped.ok()) << stopped << "\n" << w1->LogTail();
+
+  std::unique_ptr<ServerProcess> w2 = StartWorker("w2");
+  ASSERT_TRUE(w2);
+  Api after(api ? api->grpc_address() : w2->grpc_address());
+  absl::StatusOr<v1::Job> job = after.WaitEnded(id, 240);
+  ASSERT_TRUE(job.ok()) << job.status() << "\n" << w2->LogTail();
+  EXPECT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->ShortDebugString();
+  EXPECT_EQ(job->attempts(), 2);
+  absl::StatusOr<std::vector<v1::JobEvent>> events = after.Events(id);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ExpectWellFormedLog(*events, id, v1::JOB_STATE_SUCCEEDED);
+  const int first_attempt_blocks = static_cast<int>(BlockEvents(*events, 1).size());
+  EXPECT_GE(first_attempt_blocks, done_at_sigterm + 1)
+      << "the drained worker should finish the block it was tuning";
+  bool released = false;
+  for (const v1::JobEvent& e : *events) {
+    EXPECT_FALSE(e.has_error()) << "draining is no failure: " << e.ShortDebugString();
+    if (e.has_state_change() && e.attempt() == 1 &&
+        e.state_change().to() == v1::JOB_STATE_QUEUED) {
+      released = absl::StrContains(e.state_change().reason(), "w1 stopping");
+    }
+  }
+  EXPECT_TRUE(released) << "attempt 1 should end QUEUED by w1's drain";
+  int resumed = 0;
+  for (const v1::BlockProgress& b : BlockEvents(*events, 2)) resumed += b.resumed() ? 1 : 0;
+  EXPECT_EQ(resumed, first_attempt_blocks);
+  ExpectSameAsLongReference(out);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, ScaleOutTest, ::testing::Values(Store::kPostgres, Store::kSqlite),
