@@ -37,7 +37,7 @@ usage() {
   exit 2
 }
 
-# proc_id, alive, spawn
+# proc_id, alive, spawn, log_tails
 # shellcheck source=tests/testing/server_script_lib.sh
 . "$(dirname "$(realpath "$0")")/../testing/server_script_lib.sh"
 
@@ -108,15 +108,6 @@ print(s.getsockname()[1])' && return
     fi
   done
   echo $((20000 + RANDOM % 40000))
-}
-
-log_tail() {
-  local f
-  for f in "$STATE"/log/*.log; do
-    [ -s "$f" ] || continue
-    echo "--- last lines of $f:"
-    tail -n 15 "$f"
-  done
 }
 
 # Creates the cluster: password, port, initdb.
@@ -207,7 +198,7 @@ start() {
   done
   {
     echo "postgres_server: error: the server in $STATE did not start: $(cat "$STATE/run/error")"
-    log_tail
+    log_tails
   } >&2
   exit 1
 }

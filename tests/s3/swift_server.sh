@@ -42,18 +42,9 @@ usage() {
   exit 2
 }
 
-# proc_id, alive, spawn
+# proc_id, alive, spawn, log_tails
 # shellcheck source=tests/testing/server_script_lib.sh
 . "$(dirname "$(realpath "$0")")/../testing/server_script_lib.sh"
-
-log_tails() {
-  local f
-  for f in "$STATE"/log/*.log; do
-    [ -s "$f" ] || continue
-    echo "--- last lines of $f:"
-    tail -n 15 "$f"
-  done
-}
 
 stop_all() {
   local file pid start i

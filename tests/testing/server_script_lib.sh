@@ -1,6 +1,6 @@
 # Shell helpers shared by the test server scripts (tests/s3/swift_server.sh,
 # tests/postgres/postgres_server.sh): pid files that survive pid reuse, and
-# background servers with their logs. Sourced; expects $STATE (the state dir,
+# background servers with their logs and the logs' tails. Sourced; expects $STATE (the state dir,
 # with log/ and run/).
 
 # "PID STARTTIME" of a process, STARTTIME from /proc/PID/stat (guards against reused pids).
@@ -30,4 +30,14 @@ spawn() {
   "$@" </dev/null >>"$STATE/log/$name.log" 2>&1 &
   local pid=$!
   proc_id "$pid" >"$STATE/run/$name.pid" || echo "$pid 0" >"$STATE/run/$name.pid"
+}
+
+# The last lines of every non-empty log, for error messages.
+log_tails() {
+  local f
+  for f in "$STATE"/log/*.log; do
+    [ -s "$f" ] || continue
+    echo "--- last lines of $f:"
+    tail -n 15 "$f"
+  done
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cctype>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -64,6 +65,33 @@ class StoreTest : public ::testing::TestWithParam<Backend> {
   }
 
   bool postgres() const { return GetParam() == Backend::kPostgres; }
+
+  // A QUEUED job with default settings; labels and priority as given.
+  std::string NewJob(std::map<std::string, std::string> labels = {}, int priority = 0,
+                     const std::string& device = "") {
+    JobSpec spec;
+    spec.model_uri = "file:///m";
+    spec.output_uri = "file:///o";
+    spec.labels = std::move(labels);
+    spec.priority = priority;
+    spec.device = device;
+    auto created = store_->Create(spec, "{}", ++clock_);
+    EXPECT_TRUE(created.ok()) << created.status();
+    return created.ok() ? created->job.id : "";
+  }
+
+  JobEvent MustAppend(const std::string& id, const EventPayload& payload,
+                      const std::string& device = "") {
+    auto event = store_->Append(id, payload, ++clock_, device);
+    EXPECT_TRUE(event.ok()) << event.status();
+    return event.ok() ? *event : JobEvent{};
+  }
+
+  Job MustGet(const std::string& id) {
+    auto job = store_->Get(id);
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? *job : Job{};
+  }
 
   // A raw connection to the test's database (to inspect or damage it).
   std::unique_ptr<sql::Database> Raw() {

@@ -18,17 +18,6 @@ constexpr int64_t kLease = 30000;
 
 class LeaseTest : public StoreTest {
  protected:
-  std::string NewJob(int priority = 0, const std::string& device = "") {
-    JobSpec spec;
-    spec.model_uri = "file:///m";
-    spec.output_uri = "file:///o";
-    spec.priority = priority;
-    spec.device = device;
-    auto created = store_->Create(spec, "{}", ++clock_);
-    EXPECT_TRUE(created.ok()) << created.status();
-    return created.ok() ? created->job.id : "";
-  }
-
   std::optional<Job> Claim(const std::string& worker, const std::string& device = "cpu",
                            std::function<bool(const JobSpec&)> accepts = nullptr) {
     ClaimRequest r{device, worker, worker + "/p1", kLease, ++clock_};
@@ -36,22 +25,16 @@ class LeaseTest : public StoreTest {
     EXPECT_TRUE(claimed.ok()) << claimed.status();
     return claimed.ok() ? *claimed : std::nullopt;
   }
-
-  Job MustGet(const std::string& id) {
-    auto job = store_->Get(id);
-    EXPECT_TRUE(job.ok()) << job.status();
-    return job.ok() ? *job : Job{};
-  }
 };
 
 INSTANTIATE_TEST_SUITE_P(Backends, LeaseTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres), BackendName);
 
 TEST_P(LeaseTest, ClaimTakesPriorityThenFifoAndFiltersByDevice) {
-  const std::string low = NewJob(0, "cpu");
-  const std::string high1 = NewJob(5, "cpu");
-  const std::string high2 = NewJob(5, "cpu");
-  const std::string gpu = NewJob(0, "cuda");
+  const std::string low = NewJob({}, 0, "cpu");
+  const std::string high1 = NewJob({}, 5, "cpu");
+  const std::string high2 = NewJob({}, 5, "cpu");
+  const std::string gpu = NewJob({}, 0, "cuda");
 
   std::optional<Job> first = Claim("w1");
   ASSERT_TRUE(first.has_value());

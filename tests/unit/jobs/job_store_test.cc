@@ -108,36 +108,7 @@ void RawSql(const std::string& path, const std::string& sql) {
   ASSERT_EQ(rc, SQLITE_OK) << message;
 }
 
-class JobStoreTest : public StoreTest {
- protected:
-  // A QUEUED job with default settings; labels and priority as given.
-  std::string NewJob(std::map<std::string, std::string> labels = {}, int priority = 0,
-                     const std::string& device = "") {
-    JobSpec spec;
-    spec.model_uri = "file:///m";
-    spec.output_uri = "file:///o";
-    spec.labels = std::move(labels);
-    spec.priority = priority;
-    spec.device = device;
-    auto created = store_->Create(spec, "{}", ++clock_);
-    EXPECT_TRUE(created.ok()) << created.status();
-    return created.ok() ? created->job.id : "";
-  }
-
-  JobEvent MustAppend(const std::string& id, const EventPayload& payload,
-                      const std::string& device = "") {
-    auto event = store_->Append(id, payload, ++clock_, device);
-    EXPECT_TRUE(event.ok()) << event.status();
-    return event.ok() ? *event : JobEvent{};
-  }
-
-  Job MustGet(const std::string& id) {
-    auto job = store_->Get(id);
-    EXPECT_TRUE(job.ok()) << job.status();
-    return job.ok() ? *job : Job{};
-  }
-
-};
+using JobStoreTest = StoreTest;
 
 INSTANTIATE_TEST_SUITE_P(Backends, JobStoreTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres), BackendName);
