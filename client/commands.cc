@@ -65,7 +65,7 @@ int RunSubmit(const GlobalOptions& global, const SubmitOptions& options) {
   *request.mutable_spec() = *std::move(spec);
   v1::SubmitJobResponse response;
   grpc::ClientContext context;
-  conn.SetUnaryDeadline(&context);
+  conn.Prepare(&context, /*unary=*/true);
   grpc::Status status = conn.stub().SubmitJob(&context, request, &response);
   if (!status.ok()) return conn.Fail("SubmitJob", status);
   conn.MarkConnected();
@@ -91,7 +91,7 @@ int RunGet(const GlobalOptions& global, const GetOptions& options) {
   request.set_job_id(options.job_id);
   v1::Job job;
   grpc::ClientContext context;
-  conn.SetUnaryDeadline(&context);
+  conn.Prepare(&context, /*unary=*/true);
   grpc::Status status = conn.stub().GetJob(&context, request, &job);
   if (!status.ok()) return conn.Fail("GetJob", status);
   PrintJob(global, job);
@@ -110,7 +110,7 @@ int RunList(const GlobalOptions& global, const ListOptions& options) {
   while (true) {
     v1::ListJobsResponse response;
     grpc::ClientContext context;
-    conn.SetUnaryDeadline(&context);
+    conn.Prepare(&context, /*unary=*/true);
     grpc::Status status = conn.stub().ListJobs(&context, *request, &response);
     if (!status.ok()) return conn.Fail("ListJobs", status);
     conn.MarkConnected();
@@ -159,7 +159,7 @@ int RunCancel(const GlobalOptions& global, const CancelOptions& options) {
   request.set_job_id(options.job_id);
   v1::Job job;
   grpc::ClientContext context;
-  conn.SetUnaryDeadline(&context);
+  conn.Prepare(&context, /*unary=*/true);
   grpc::Status status = conn.stub().CancelJob(&context, request, &job);
   if (!status.ok()) return conn.Fail("CancelJob", status);
   if (global.json) {

@@ -5,20 +5,31 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/exit_codes.h"
 #include "client/render.h"
+#include "src/auth/tokens_file.h"
+#include "src/common/file_util.h"
 
 namespace signround::cli {
 namespace {
 
+constexpr uint64_t kMaxPemBytes = 1 << 20;
+constexpr uint64_t kMaxTokenFileBytes = 64 << 10;
+
 // The channel's own reconnect backoff, matching watch's (0.2 s doubling to 5 s):
 // gRPC's defaults (1 s growing to 120 s) would keep a restarted server unseen.
-grpc::ChannelArguments ChannelArgs() {
+grpc::ChannelArguments ChannelArgs(const Security& security) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  // GRPC_SSL_TARGET_NAME_OVERRIDE_ARG: the name checked in the server's certificate.
+  if (security.tls && !security.server_name.empty()) {
+    args.SetSslTargetNameOverride(security.server_name);
+  }
   return args;
 }
 
@@ -31,21 +42,136 @@ void QuietGrpcLogs() {
   }
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const Security& security) {
+  if (!security.tls) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = security.root_certs_pem;  // "": gRPC's default roots
+  ssl.pem_cert_chain = security.cert_chain_pem;
+  ssl.pem_private_key = security.private_key_pem;
+  return grpc::SslCredentials(ssl);
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const Security& security) {
   static const bool quiet = (QuietGrpcLogs(), true);
   (void)quiet;
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), ChannelArgs());
+  return grpc::CreateCustomChannel(target, ChannelCredentials(security), ChannelArgs(security));
+}
+
+// A PEM file's text: certificates (`key` false) or a private key. Errors name
+// the option and the path, never the content.
+absl::StatusOr<std::string> ReadPem(const PathOption& option, bool key) {
+  absl::StatusOr<std::string> text = ReadFileToString(option.path, kMaxPemBytes);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(option.name, ": ", text.status().message()));
+  }
+  const bool pem =
+      key ? absl::StrContains(*text, "-----BEGIN ") && absl::StrContains(*text, "PRIVATE KEY-----")
+          : absl::StrContains(*text, "-----BEGIN CERTIFICATE-----");
+  if (!pem) {
+    return absl::InvalidArgumentError(absl::StrCat(option.name, ": ", option.path, ": no PEM ",
+                                                   key ? "private key" : "certificate", " in it"));
+  }
+  return text;
+}
+
+// The token from --token-file, else $SIGNROUND_TOKEN; "" for none. Errors
+// never contain the token.
+absl::StatusOr<std::string> LoadToken(const PathOption& token_file) {
+  std::string token;
+  std::string where;
+  if (!token_file.path.empty()) {
+    where = absl::StrCat(token_file.name, ": ", token_file.path);
+    absl::StatusOr<std::string> text = ReadFileToString(token_file.path, kMaxTokenFileBytes);
+    if (!text.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(token_file.name, ": ", text.status().message()));
+    }
+    token = std::string(absl::StripAsciiWhitespace(*text));
+    if (token.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": empty (want the bearer token)"));
+    }
+  } else {
+    const char* env = std::getenv("SIGNROUND_TOKEN");
+    if (env == nullptr || env[0] == '\0') return std::string();
+    where = "$SIGNROUND_TOKEN";
+    token = std::string(absl::StripAsciiWhitespace(env));
+    if (token.empty()) return absl::InvalidArgumentError(absl::StrCat(where, ": only whitespace"));
+  }
+  if (token.size() > auth::kMaxTokenBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": the token is ", token.size(),
+                                                   " bytes, over the limit of ", auth::kMaxTokenBytes));
+  }
+  if (!auth::IsValidBearerToken(token)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where,
+                     ": not a valid bearer token (want A-Z a-z 0-9 - . _ ~ + / then optional = "
+                     "padding, on one line)"));
+  }
+  return token;
+}
+
+// Whether an UNAVAILABLE before connecting may come from TLS: with TLS on,
+// anything but "nothing listens there" / "no such host" (a failed handshake,
+// a refused client certificate, the peer closing the connection); with TLS
+// off, the TLS server closing a plaintext connection.
+bool MayBeTlsTrouble(absl::string_view message, bool tls) {
+  if (!tls) return absl::StrContains(message, "Socket closed");
+  for (absl::string_view plain : {"Connection refused", "connection refused", "DNS resolution",
+                                  "Name or service not known", "name resolution"}) {
+    if (absl::StrContains(message, plain)) return false;
+  }
+  return true;
 }
 
 }  // namespace
 
+absl::StatusOr<Security> LoadSecurity(const GlobalOptions& options) {
+  Security security;
+  const bool has_cert = !options.tls_cert.path.empty();
+  const bool has_key = !options.tls_key.path.empty();
+  if (has_cert != has_key) {
+    const PathOption& given = has_cert ? options.tls_cert : options.tls_key;
+    const PathOption& missing = has_cert ? options.tls_key : options.tls_cert;
+    return absl::InvalidArgumentError(absl::StrCat(
+        given.name, " needs ", missing.name, ": a client certificate and its key go together"));
+  }
+  security.tls = options.tls || !options.tls_ca.path.empty() || has_cert;
+  if (!options.tls_server_name.empty() && !security.tls) {
+    return absl::InvalidArgumentError(
+        "--tls-server-name needs TLS (--tls, --tls-ca or --tls-cert)");
+  }
+  security.server_name = options.tls_server_name;
+  if (!options.tls_ca.path.empty()) {
+    absl::StatusOr<std::string> ca = ReadPem(options.tls_ca, /*key=*/false);
+    if (!ca.ok()) return ca.status();
+    security.root_certs_pem = *std::move(ca);
+  }
+  if (has_cert) {
+    absl::StatusOr<std::string> cert = ReadPem(options.tls_cert, /*key=*/false);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadPem(options.tls_key, /*key=*/true);
+    if (!key.ok()) return key.status();
+    security.cert_chain_pem = *std::move(cert);
+    security.private_key_pem = *std::move(key);
+  }
+  absl::StatusOr<std::string> token = LoadToken(options.token_file);
+  if (!token.ok()) return token.status();
+  security.token = *std::move(token);
+  return security;
+}
+
 Connection::Connection(const GlobalOptions& options)
     : options_(options),
-      channel_(MakeChannel(options.server)),
+      channel_(MakeChannel(options.server, options.security)),
       stub_(signround::v1::QuantizationService::NewStub(channel_)) {}
 
-void Connection::SetUnaryDeadline(grpc::ClientContext* context) const {
-  context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(options_.timeout_s)));
+void Connection::Prepare(grpc::ClientContext* context, bool unary) const {
+  if (!options_.security.token.empty()) {
+    context->AddMetadata("authorization", "Bearer " + options_.security.token);
+  }
+  if (unary) {
+    context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(options_.timeout_s)));
+  }
 }
 
 bool Connection::WaitForConnected(absl::Time deadline) {
@@ -56,9 +182,19 @@ bool Connection::WaitForConnected(absl::Time deadline) {
 
 int Connection::Fail(absl::string_view rpc, const grpc::Status& status) {
   bool connected = connected_ || channel_->GetState(false) == GRPC_CHANNEL_READY;
+  std::string message = OneLine(status.error_message());
+  // A failed TLS handshake (wrong CA or name, a client certificate missing or
+  // refused) and a plaintext client at a TLS server show as UNAVAILABLE with
+  // gRPC's terse words: say where to look.
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE && !connected &&
+      MayBeTlsTrouble(message, options_.security.tls)) {
+    absl::StrAppend(&message, options_.security.tls
+                                  ? " (TLS: check --tls-ca, --tls-cert/--tls-key and "
+                                    "--tls-server-name)"
+                                  : " (if the server uses TLS: --tls or --tls-ca)");
+  }
   std::fprintf(stderr, "signround: %s failed: %s: %s\n", std::string(rpc).c_str(),
-               StatusCodeName(status.error_code()).c_str(),
-               OneLine(status.error_message()).c_str());
+               StatusCodeName(status.error_code()).c_str(), message.c_str());
   std::fflush(stderr);
   return ExitCodeForRpc(status.error_code(), connected);
 }

@@ -15,6 +15,8 @@ enum ExitCode : int {
   kExitUnreachable = 3,    // UNAVAILABLE, or DEADLINE_EXCEEDED before connecting
   kExitNotFound = 4,       // NOT_FOUND (unknown job id)
   kExitPrecondition = 5,   // FAILED_PRECONDITION (e.g. cancel of an ended job)
+  kExitAuth = 6,           // UNAUTHENTICATED or PERMISSION_DENIED (token, tenant, roots)
+  kExitLimit = 7,          // RESOURCE_EXHAUSTED (a server limit: retry later or ask less)
   kExitJobFailed = 10,     // watch: the job FAILED
   kExitJobCancelled = 11,  // watch: the job was CANCELLED
 };
@@ -35,6 +37,11 @@ inline int ExitCodeForRpc(grpc::StatusCode code, bool connected) {
       return kExitNotFound;
     case grpc::StatusCode::FAILED_PRECONDITION:
       return kExitPrecondition;
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return kExitAuth;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return kExitLimit;
     default:
       return kExitError;
   }
@@ -66,10 +73,14 @@ inline constexpr const char* kExitCodesHelp =
     "Exit codes:\n"
     "  0   success (watch, submit --watch: the job SUCCEEDED)\n"
     "  1   any other error\n"
-    "  2   invalid request: usage error, bad --layer-config, or INVALID_ARGUMENT from the server\n"
-    "  3   server unreachable: UNAVAILABLE, or DEADLINE_EXCEEDED before connecting\n"
-    "  4   NOT_FOUND: no such job\n"
+    "  2   invalid request: usage error, bad --layer-config, an unreadable --tls-*/--token-file\n"
+    "      file, a malformed token, or INVALID_ARGUMENT from the server\n"
+    "  3   server unreachable: UNAVAILABLE (also a failed TLS handshake), or DEADLINE_EXCEEDED\n"
+    "      before connecting\n"
+    "  4   NOT_FOUND: no such job (or another tenant's)\n"
     "  5   FAILED_PRECONDITION: e.g. cancel of a job that has ended\n"
+    "  6   UNAUTHENTICATED (no or unknown token) or PERMISSION_DENIED (not allowed)\n"
+    "  7   RESOURCE_EXHAUSTED: a server limit was hit (retry later, or ask for less)\n"
     "  10  watch, submit --watch: the job FAILED\n"
     "  11  watch, submit --watch: the job was CANCELLED\n";
 

@@ -22,7 +22,12 @@ constexpr const char* kFooter =
     "holds one JSON object per line (proto field names, every field printed): get and cancel\n"
     "print the Job; list prints one Job per line (every page's with --all); watch prints one\n"
     "JobEvent per line; submit prints the SubmitJobResponse, then with --watch its events.\n"
-    "Errors go to stderr as one line: signround: <RPC> failed: <CODE>: <message>.\n\n";
+    "Errors go to stderr as one line: signround: <RPC> failed: <CODE>: <message>.\n\n"
+    "Security: --tls-ca CA.pem (or --tls) talks TLS; --tls-cert and --tls-key add a client\n"
+    "certificate (mutual TLS). The bearer token comes from --token-file or $SIGNROUND_TOKEN and\n"
+    "is sent as 'authorization: Bearer TOKEN' on every request (there is no --token flag:\n"
+    "command lines are visible to other users). Environment defaults: $SIGNROUND_SERVER,\n"
+    "$SIGNROUND_TLS_CA, $SIGNROUND_TLS_CERT, $SIGNROUND_TLS_KEY, $SIGNROUND_TOKEN.\n\n";
 
 // Seconds: a finite number in [min, 1e7].
 CLI::Validator Seconds(double min) {
@@ -40,6 +45,44 @@ CLI::Validator Seconds(double min) {
 std::string DefaultServer() {
   const char* env = std::getenv("SIGNROUND_SERVER");
   return env != nullptr && env[0] != '\0' ? env : GlobalOptions().server;
+}
+
+// A path option defaulting to $`env`: errors name the flag when it was given,
+// the variable otherwise.
+void AddPathOption(CLI::App& app, const std::string& flag, const char* env, PathOption* option,
+                   const std::string& help) {
+  const char* value = std::getenv(env);
+  if (value != nullptr && value[0] != '\0') *option = {value, absl::StrCat("$", env)};
+  app.add_option_function<std::string>(
+         flag,
+         [option, flag](const std::string& path) {
+           *option = {path, flag};
+         },
+         absl::StrCat(help, " (default: $", env, ")"))
+      ->type_name("PEM");
+}
+
+void AddSecurityOptions(CLI::App& app, GlobalOptions* global) {
+  app.add_flag("--tls", global->tls, "Use TLS, verifying the server against the system's roots");
+  AddPathOption(app, "--tls-ca", "SIGNROUND_TLS_CA", &global->tls_ca,
+                "Use TLS, verifying the server against the CA certificate(s) in this PEM file");
+  AddPathOption(app, "--tls-cert", "SIGNROUND_TLS_CERT", &global->tls_cert,
+                "Client certificate (PEM) for mutual TLS; needs --tls-key; implies TLS");
+  AddPathOption(app, "--tls-key", "SIGNROUND_TLS_KEY", &global->tls_key,
+                "Private key of --tls-cert (PEM)");
+  app.add_option("--tls-server-name", global->tls_server_name,
+                 "Name to check in the server's certificate instead of the --server host")
+      ->check(CLI::Validator(
+          [](std::string& s) { return s.empty() ? std::string("must not be empty") : ""; },
+          "NAME"));
+  app.add_option_function<std::string>(
+         "--token-file",
+         [global](const std::string& path) {
+           global->token_file = {path, "--token-file"};
+         },
+         "File holding the bearer token (surrounding whitespace ignored); default: "
+         "$SIGNROUND_TOKEN")
+      ->type_name("PATH");
 }
 
 void AddReconnectTimeout(CLI::App* cmd, double* seconds) {
@@ -80,6 +123,7 @@ int Main(int argc, char** argv) {
   app.fallthrough();
   GlobalOptions global;
   AddGlobalOptions(app, &global);
+  AddSecurityOptions(app, &global);
 
   SubmitOptions submit;
   CLI::App* submit_cmd = app.add_subcommand("submit", "Submit a job; prints its id");
@@ -113,6 +157,13 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "signround: usage error: %s (see signround --help)\n", e.what());
     return kExitInvalid;
   }
+  // PEM files and the token, read and checked before anything is sent.
+  absl::StatusOr<Security> security = LoadSecurity(global);
+  if (!security.ok()) {
+    PrintError(security.status().message());
+    return kExitInvalid;
+  }
+  global.security = *std::move(security);
   if (submit_cmd->parsed()) return RunSubmit(global, submit);
   if (get_cmd->parsed()) return RunGet(global, get);
   if (list_cmd->parsed()) return RunList(global, list);

@@ -36,6 +36,7 @@ Attempt StreamOnce(Connection& conn, const std::string& job_id, Progress& progre
   Attempt a;
   absl::Time start = absl::Now();
   grpc::ClientContext context;
+  conn.Prepare(&context, /*unary=*/false);  // a stream: no deadline
   v1::WatchJobRequest request;
   request.set_job_id(job_id);
   request.set_from_sequence(progress.last_sequence + 1);
@@ -60,7 +61,7 @@ Attempt StreamOnce(Connection& conn, const std::string& job_id, Progress& progre
 // (e.g. --from past the ending event). Returns an exit code on failure.
 int FetchState(Connection& conn, const std::string& job_id, v1::JobState* state) {
   grpc::ClientContext context;
-  conn.SetUnaryDeadline(&context);
+  conn.Prepare(&context, /*unary=*/true);
   v1::GetJobRequest request;
   request.set_job_id(job_id);
   v1::Job job;

@@ -16,6 +16,7 @@ PACKAGES=(
   libcurl4-openssl-dev libssl-dev libsqlite3-dev libcpp-httplib-dev
   # tests
   libgtest-dev libgmock-dev python3
+  openssl  # tests: a throwaway TLS PKI (tests/testing/tls_pki.h, tests/e2e/python_client_test.py)
   # tests: a Python client of the job service (stubs generated at test time)
   python3-grpcio python3-grpc-tools
   python3-prometheus-client  # tests: parses /metrics output (tests/unit/metrics)
@@ -28,6 +29,14 @@ PACKAGES=(
 # start their own on loopback (tests/postgres/postgres_server.sh; setpriv is util-linux).
 PACKAGES+=(libpq-dev postgresql-15)
 # --- end postgres ---
+
+# --- fuzz ---
+# scripts/fuzz.sh: the libFuzzer targets of tests/fuzz, built with clang 14; libclang-rt-14-dev
+# holds libFuzzer and the ASan/UBSan runtimes (only a recommendation of clang-14's, which
+# --no-install-recommends skips), llvm-14 the llvm-symbolizer for file:line in sanitizer
+# reports. Build-time only.
+PACKAGES+=(clang-14 libclang-rt-14-dev llvm-14)
+# --- end fuzz ---
 
 # --- deploy ---
 # tests/deploy: yamllint and python3-yaml check the Kubernetes manifests, rendered by the

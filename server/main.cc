@@ -82,6 +82,30 @@ int main(int argc, char** argv) {
   app.add_option("--s3-addressing", o.s3_addressing, "auto, path or virtual")
       ->check(CLI::IsMember({"auto", "path", "virtual"}))
       ->capture_default_str();
+  app.add_option("--tls-cert", o.tls_cert, "PEM certificate chain: serve gRPC over TLS");
+  app.add_option("--tls-key", o.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", o.tls_client_ca,
+                 "PEM CA: clients must present a certificate it signed (mutual TLS)");
+  app.add_option("--tokens-file", o.tokens_file,
+                 "Bearer tokens (SHA-256 digests) with their tenant and role, and each tenant's "
+                 "S3 buckets (JSON, see the README); re-read on SIGHUP. Unset: no authentication");
+  app.add_option("--allowed-local-roots", o.allowed_local_roots,
+                 "Directories file:// model, calibration and output URIs must resolve into "
+                 "(after '..' and symlinks), comma-separated. Unset: anywhere")
+      ->delimiter(',');
+  app.add_option("--max-request-bytes", o.max_request_bytes,
+                 "Largest request message accepted (RESOURCE_EXHAUSTED above)")
+      ->check(CLI::Range(1024, 64 << 20))
+      ->capture_default_str();
+  app.add_option("--max-queued-jobs-per-tenant", j.max_queued_jobs_per_tenant,
+                 "Queued jobs a tenant may have before SubmitJob answers RESOURCE_EXHAUSTED "
+                 "(0: no limit)")
+      ->check(CLI::Range(0, 10000000))
+      ->capture_default_str();
+  app.add_option("--max-watches-per-tenant", j.max_watches_per_tenant,
+                 "WatchJob streams a tenant may hold open on this server (0: no limit)")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   j.cancel_grace = std::chrono::milliseconds(static_cast<int64_t>(cancel_grace_seconds * 1000));
   j.lease = std::chrono::milliseconds(static_cast<int64_t>(lease_seconds * 1000));

@@ -152,6 +152,7 @@ void ToProto(const jobs::Job& j, pb::Job* p) {
   p->set_last_sequence(j.last_sequence);
   p->set_device(j.device);
   p->set_effective_settings_json(j.effective_settings_json);
+  p->set_tenant(j.tenant);
 }
 
 void ToProto(const jobs::JobEvent& e, pb::JobEvent* p) {

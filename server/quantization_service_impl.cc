@@ -4,6 +4,7 @@
 
 #include "server/grpc_status.h"
 #include "server/proto_convert.h"
+#include "server/rpc_auth.h"
 #include "spdlog/spdlog.h"
 
 namespace signround::server {
@@ -26,8 +27,10 @@ class RpcTimer {
 }  // namespace
 
 QuantizationServiceImpl::QuantizationServiceImpl(jobs::JobService& core,
-                                                 metrics::Registry& registry)
+                                                 metrics::Registry& registry,
+                                                 const auth::Authenticator* authenticator)
     : core_(core),
+      authenticator_(authenticator),
       rpcs_(registry.AddCounter("signround_rpc_total", "gRPC calls by method and status code",
                                 {"method", "code"})),
       rpc_seconds_(registry.AddHistogram("signround_rpc_duration_seconds",
@@ -46,11 +49,13 @@ grpc::Status QuantizationServiceImpl::Finish(const char* method, const absl::Sta
   return out;
 }
 
-grpc::Status QuantizationServiceImpl::SubmitJob(grpc::ServerContext*,
+grpc::Status QuantizationServiceImpl::SubmitJob(grpc::ServerContext* context,
                                                 const v1::SubmitJobRequest* request,
                                                 v1::SubmitJobResponse* response) {
   RpcTimer timer(rpc_seconds_, "SubmitJob");
-  absl::StatusOr<jobs::CreateResult> r = core_.Submit(FromProto(request->spec()));
+  absl::StatusOr<jobs::Caller> caller = CallerOf(*context, authenticator_);
+  if (!caller.ok()) return Finish("SubmitJob", caller.status());
+  absl::StatusOr<jobs::CreateResult> r = core_.Submit(FromProto(request->spec()), *caller);
   if (r.ok()) {
     ToProto(r->job, response->mutable_job());
     response->set_created(r->created);
@@ -58,21 +63,25 @@ grpc::Status QuantizationServiceImpl::SubmitJob(grpc::ServerContext*,
   return Finish("SubmitJob", r.status());
 }
 
-grpc::Status QuantizationServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobRequest* request,
-                                             v1::Job* response) {
+grpc::Status QuantizationServiceImpl::GetJob(grpc::ServerContext* context,
+                                             const v1::GetJobRequest* request, v1::Job* response) {
   RpcTimer timer(rpc_seconds_, "GetJob");
-  absl::StatusOr<jobs::Job> job = core_.Get(request->job_id());
+  absl::StatusOr<jobs::Caller> caller = CallerOf(*context, authenticator_);
+  if (!caller.ok()) return Finish("GetJob", caller.status());
+  absl::StatusOr<jobs::Job> job = core_.Get(request->job_id(), *caller);
   if (job.ok()) ToProto(*job, response);
   return Finish("GetJob", job.status());
 }
 
-grpc::Status QuantizationServiceImpl::ListJobs(grpc::ServerContext*,
+grpc::Status QuantizationServiceImpl::ListJobs(grpc::ServerContext* context,
                                                const v1::ListJobsRequest* request,
                                                v1::ListJobsResponse* response) {
   RpcTimer timer(rpc_seconds_, "ListJobs");
+  absl::StatusOr<jobs::Caller> caller = CallerOf(*context, authenticator_);
+  if (!caller.ok()) return Finish("ListJobs", caller.status());
   absl::StatusOr<jobs::ListQuery> query = FromProto(*request);
   if (!query.ok()) return Finish("ListJobs", query.status());
-  absl::StatusOr<jobs::ListPage> page = core_.List(*query);
+  absl::StatusOr<jobs::ListPage> page = core_.List(*query, *caller);
   if (page.ok()) {
     for (const jobs::Job& job : page->jobs) ToProto(job, response->add_jobs());
     response->set_next_page_token(page->next_page_token);
@@ -80,11 +89,13 @@ grpc::Status QuantizationServiceImpl::ListJobs(grpc::ServerContext*,
   return Finish("ListJobs", page.status());
 }
 
-grpc::Status QuantizationServiceImpl::CancelJob(grpc::ServerContext*,
+grpc::Status QuantizationServiceImpl::CancelJob(grpc::ServerContext* context,
                                                 const v1::CancelJobRequest* request,
                                                 v1::Job* response) {
   RpcTimer timer(rpc_seconds_, "CancelJob");
-  absl::StatusOr<jobs::Job> job = core_.Cancel(request->job_id());
+  absl::StatusOr<jobs::Caller> caller = CallerOf(*context, authenticator_);
+  if (!caller.ok()) return Finish("CancelJob", caller.status());
+  absl::StatusOr<jobs::Job> job = core_.Cancel(request->job_id(), *caller);
   if (job.ok()) ToProto(*job, response);
   return Finish("CancelJob", job.status());
 }
@@ -92,6 +103,8 @@ grpc::Status QuantizationServiceImpl::CancelJob(grpc::ServerContext*,
 grpc::Status QuantizationServiceImpl::WatchJob(grpc::ServerContext* context,
                                                const v1::WatchJobRequest* request,
                                                grpc::ServerWriter<v1::JobEvent>* writer) {
+  absl::StatusOr<jobs::Caller> caller = CallerOf(*context, authenticator_);
+  if (!caller.ok()) return Finish("WatchJob", caller.status());
   if (request->from_sequence() < 0) {
     return Finish("WatchJob", absl::InvalidArgumentError(
                                   "from_sequence: must be 0 (from the start) or a sequence"));
@@ -103,7 +116,7 @@ grpc::Status QuantizationServiceImpl::WatchJob(grpc::ServerContext* context,
         ToProto(e, &out);
         return writer->Write(out);
       },
-      [context] { return context->IsCancelled(); });
+      [context] { return context->IsCancelled(); }, *caller);
   return Finish("WatchJob", status);
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "signround/v1/quantization_service.grpc.pb.h"
+#include "src/auth/authenticator.h"
 #include "src/jobs/job_service.h"
 #include "src/metrics/metrics.h"
 
@@ -10,7 +11,9 @@ namespace signround::server {
 
 class QuantizationServiceImpl final : public ::signround::v1::QuantizationService::Service {
  public:
-  QuantizationServiceImpl(jobs::JobService& core, metrics::Registry& registry);
+  // `authenticator` null: no authentication (every caller is an admin).
+  QuantizationServiceImpl(jobs::JobService& core, metrics::Registry& registry,
+                          const auth::Authenticator* authenticator = nullptr);
 
   grpc::Status SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
                          v1::SubmitJobResponse* response) override;
@@ -28,6 +31,7 @@ class QuantizationServiceImpl final : public ::signround::v1::QuantizationServic
   grpc::Status Finish(const char* method, const absl::Status& status);
 
   jobs::JobService& core_;
+  const auth::Authenticator* authenticator_;
   metrics::Family<metrics::Counter>& rpcs_;
   metrics::Family<metrics::Histogram>& rpc_seconds_;
 };

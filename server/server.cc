@@ -18,6 +18,7 @@
 #include "spdlog/spdlog.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
+#include "src/auth/authenticator.h"
 #include "src/metrics/http_endpoints.h"
 #include "src/storage/credentials.h"
 
@@ -67,15 +68,58 @@ absl::StatusOr<std::string> ResolveWorkerBin(const std::string& path) {
   return out;
 }
 
-// Blocks SIGTERM and SIGINT in every thread (call before any thread starts),
-// so that WaitForStopSignal() receives them.
-sigset_t BlockStopSignals() {
+// Blocks SIGTERM, SIGINT and SIGHUP in every thread (call before any thread
+// starts), so that sigwait receives them.
+sigset_t BlockSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   return set;
+}
+
+absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path) {
+  absl::StatusOr<std::string> pem = ReadFileToString(path, 1 << 20);
+  if (!pem.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", pem.status().message()));
+  }
+  if (pem->find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": '", path, "' is not a PEM file"));
+  }
+  return pem;
+}
+
+// Insecure credentials, or TLS from --tls-cert / --tls-key (and mTLS with
+// --tls-client-ca); INVALID_ARGUMENT naming the flag for a missing half or an
+// unreadable file. The key's content is never part of a message.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const ServerOptions& o) {
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key: give both or neither");
+  }
+  if (o.tls_cert.empty()) {
+    if (!o.tls_client_ca.empty()) {
+      return absl::InvalidArgumentError("--tls-client-ca: needs --tls-cert and --tls-key");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  SR_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem("--tls-cert", o.tls_cert));
+  SR_ASSIGN_OR_RETURN(pair.private_key, ReadPem("--tls-key", o.tls_key));
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!o.tls_client_ca.empty()) {
+    SR_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem("--tls-client-ca", o.tls_client_ca));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+bool IsLoopback(const std::string& listen) {
+  absl::StatusOr<std::pair<std::string, int>> hp = metrics::ParseHostPort(listen);
+  return hp.ok() && (hp->first == "127.0.0.1" || hp->first == "localhost" || hp->first == "::1" ||
+                     hp->first == "[::1]");
 }
 
 }  // namespace
@@ -101,23 +145,47 @@ absl::StatusOr<std::vector<std::string>> ParseDevices(absl::string_view devices)
 
 namespace {
 
-// The gRPC API on `listen`, with health and reflection; its port in *port.
-absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpc(const std::string& listen,
-                                                        grpc::Service* service, int* port) {
+// The gRPC API on --listen, with health and reflection; its port in *port.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpc(
+    const ServerOptions& o, std::shared_ptr<grpc::ServerCredentials> credentials,
+    grpc::Service* service, int* port) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), port);
+  builder.AddListeningPort(o.listen, credentials, port);
+  builder.SetMaxReceiveMessageSize(o.max_request_bytes);
   builder.RegisterService(service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) {
-    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", listen));
+    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", o.listen));
   }
   server->GetHealthCheckService()->SetServingStatus(kServiceName, true);
   return server;
 }
 
+// A password in --store's URL would sit in the process's argv (ps, /proc) for
+// anyone on the machine to read.
+absl::Status CheckStoreHasNoPassword(const std::string& store) {
+  if (!absl::StartsWith(store, "postgres://") && !absl::StartsWith(store, "postgresql://")) {
+    return absl::OkStatus();
+  }
+  absl::string_view rest = absl::string_view(store).substr(store.find("://") + 3);
+  absl::string_view authority = rest.substr(0, rest.find_first_of("/?"));
+  const size_t at = authority.rfind('@');
+  if (at != absl::string_view::npos && authority.substr(0, at).find(':') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        "--store: the URL holds a password, which anyone on this machine can read in the "
+        "process list; give it in PGPASSWORD or ~/.pgpass instead");
+  }
+  if (absl::StrContains(rest, "password=")) {
+    return absl::InvalidArgumentError(
+        "--store: the URL holds a password parameter; give it in PGPASSWORD or ~/.pgpass");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckRole(ServerOptions& o) {
+  SR_RETURN_IF_ERROR(CheckStoreHasNoPassword(o.jobs.store));
   if (o.role != "all" && o.role != "api" && o.role != "worker") {
     return absl::InvalidArgumentError(
         absl::StrCat("--role: '", o.role, "' is not all, api or worker"));
@@ -129,6 +197,7 @@ absl::Status CheckRole(ServerOptions& o) {
                      " shares its jobs with other processes; give "
                      "--store=postgres://... (or sqlite:PATH on one machine)"));
   }
+  SR_ASSIGN_OR_RETURN(o.jobs.local_roots, LocalRoots::Create(o.allowed_local_roots));
   if (!o.jobs.run_slots) return absl::OkStatus();
   SR_ASSIGN_OR_RETURN(o.jobs.devices, ParseDevices(o.devices));
   SR_ASSIGN_OR_RETURN(o.jobs.data_dir, AbsoluteDataDir(o.jobs.data_dir));
@@ -142,24 +211,46 @@ absl::Status RunServer(ServerOptions o) {
   SR_RETURN_IF_ERROR(CheckRole(o));
   SR_RETURN_IF_ERROR(ConfigureS3(o.s3_addressing, o.jobs.s3));
   const bool api = o.role != "worker";
-  if (api) SR_RETURN_IF_ERROR(metrics::ParseHostPort(o.listen).status());
-  const sigset_t stop_signals = BlockStopSignals();
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  if (api) {
+    SR_RETURN_IF_ERROR(metrics::ParseHostPort(o.listen).status());
+    SR_ASSIGN_OR_RETURN(credentials, ServerCredentials(o));
+    if (o.max_request_bytes < 1024) {
+      return absl::InvalidArgumentError("--max-request-bytes: must be at least 1024");
+    }
+  }
+  std::unique_ptr<auth::Authenticator> authenticator;
+  if (api && !o.tokens_file.empty()) {
+    absl::StatusOr<std::unique_ptr<auth::Authenticator>> loaded =
+        auth::Authenticator::Load(o.tokens_file);
+    if (!loaded.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--tokens-file: ", loaded.status().message()));
+    }
+    authenticator = *std::move(loaded);
+    if (o.tls_cert.empty() && !IsLoopback(o.listen)) {
+      spdlog::warn("--tokens-file without --tls-cert: bearer tokens cross the network in clear");
+    }
+  }
+  const sigset_t signals = BlockSignals();
 
   metrics::Registry registry;
   SR_ASSIGN_OR_RETURN(std::unique_ptr<jobs::JobService> core,
                       jobs::JobService::Start(o.jobs, registry));
-  QuantizationServiceImpl service(*core, registry);
+  QuantizationServiceImpl service(*core, registry, authenticator.get());
   std::unique_ptr<grpc::Server> grpc_server;
   int grpc_port = 0;
   if (api) {
-    SR_ASSIGN_OR_RETURN(grpc_server, StartGrpc(o.listen, &service, &grpc_port));
+    SR_ASSIGN_OR_RETURN(grpc_server, StartGrpc(o, credentials, &service, &grpc_port));
   }
 
   std::atomic<bool> ready{true};
   SR_ASSIGN_OR_RETURN(std::unique_ptr<metrics::HttpEndpoints> http,
                       metrics::HttpEndpoints::Start({o.metrics_listen}, &registry,
                                                     [&ready] { return ready.load(); }));
-  nlohmann::json ready_line = {{"role", o.role}, {"grpc", nullptr}, {"metrics", http->address()}};
+  nlohmann::json ready_line = {{"role", o.role},
+                               {"grpc", nullptr},
+                               {"metrics", http->address()},
+                               {"tls", api && !o.tls_cert.empty()}};
   if (api) {
     ready_line["grpc"] = absl::StrCat(metrics::ParseHostPort(o.listen)->first, ":", grpc_port);
   }
@@ -170,8 +261,24 @@ absl::Status RunServer(ServerOptions o) {
                api ? ready_line["grpc"].get<std::string>() : "-", http->address(),
                o.jobs.run_slots ? o.devices : "-", o.jobs.run_slots ? o.jobs.data_dir : "-");
 
+  if (authenticator) {
+    spdlog::info("authentication: {} tokens from {}", authenticator->token_count(),
+                 o.tokens_file);
+  }
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+    if (!authenticator) {
+      spdlog::info("SIGHUP: no --tokens-file to re-read");
+      continue;
+    }
+    absl::Status reloaded = authenticator->Reload();
+    if (reloaded.ok()) {
+      spdlog::info("SIGHUP: re-read {}: {} tokens", o.tokens_file, authenticator->token_count());
+    } else {
+      spdlog::error("SIGHUP: kept the previous {} tokens: {}", authenticator->token_count(),
+                    std::string(reloaded.message()));
+    }
+  }
   spdlog::info("signal {}: stopping", sig);
   ready = false;
   if (grpc_server) grpc_server->GetHealthCheckService()->SetServingStatus(false);

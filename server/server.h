@@ -16,10 +16,17 @@ struct ServerOptions {
   std::string metrics_listen = "127.0.0.1:9464";
   std::string devices = "cpu";        // "cpu" or "cuda:0,cuda:1,..."
   std::string s3_addressing = "auto"; // auto, path or virtual
+  // TLS on the gRPC listener (PEM files); with tls_client_ca, clients must
+  // present a certificate signed by it (mTLS).
+  std::string tls_cert, tls_key, tls_client_ca;
+  std::string tokens_file;  // bearer tokens and tenants (src/auth); empty: no authentication
+  std::vector<std::string> allowed_local_roots;  // empty: file:// anywhere
+  int max_request_bytes = 1 << 20;                // the largest request message gRPC accepts
   jobs::JobServiceOptions jobs;       // data_dir, max_attempts, worker_bin, ...
 };
 
-// Runs until SIGTERM or SIGINT; prints the ready line on stdout once serving.
+// Runs until SIGTERM or SIGINT (SIGHUP re-reads the tokens file); prints the
+// ready line on stdout once serving.
 // An error status for options or resources that do not work (the message
 // names the flag or the path).
 absl::Status RunServer(ServerOptions options);

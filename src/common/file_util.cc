@@ -104,11 +104,15 @@ absl::Status AtomicFileWriter::Write(absl::string_view data) {
   return absl::OkStatus();
 }
 
-absl::Status AtomicFileWriter::Commit() {
+absl::Status AtomicFileWriter::Commit(
+    const std::function<absl::Status(const std::string& tmp_path)>& check) {
   if (::fsync(fd_) != 0) return ErrnoStatus(errno, tmp_path_);
   int rc = ::close(fd_);
   fd_ = -1;
   if (rc != 0) return ErrnoStatus(errno, tmp_path_);
+  if (check) {
+    if (absl::Status s = check(tmp_path_); !s.ok()) return s;
+  }
   if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) return ErrnoStatus(errno, path_);
   committed_ = true;
   return absl::OkStatus();

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include "absl/strings/string_view.h"
 
@@ -32,7 +33,10 @@ class AtomicFileWriter {
 
   absl::Status Open();
   absl::Status Write(absl::string_view data);
-  absl::Status Commit();
+  // fsyncs and closes the temporary file, runs `check` on it (when given; an
+  // error leaves nothing at `path`), then renames it into place.
+  absl::Status Commit(
+      const std::function<absl::Status(const std::string& tmp_path)>& check = nullptr);
 
  private:
   std::string path_;

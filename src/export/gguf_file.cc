@@ -4,6 +4,7 @@
 #include "absl/strings/str_join.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
+#include "src/export/gguf_check.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "GGUF is written as little-endian");
 
@@ -23,10 +24,12 @@ void AppendString(std::string& out, absl::string_view s) {
   out.append(s.data(), s.size());
 }
 
-// AtomicFileWriter behind a buffer, counting the bytes written.
+// AtomicFileWriter behind a buffer, counting the bytes written. Commit() runs
+// the reader-side check (gguf_check.h) over the temporary file before it is
+// published.
 class BufferedFile {
  public:
-  explicit BufferedFile(const std::string& path) : file_(path) {}
+  explicit BufferedFile(const std::string& path) : path_(path), file_(path) {}
   absl::Status Open() { return file_.Open(); }
 
   absl::Status Write(absl::string_view data) {
@@ -46,7 +49,12 @@ class BufferedFile {
 
   absl::Status Commit() {
     SR_RETURN_IF_ERROR(Flush());
-    return file_.Commit();
+    return file_.Commit([this](const std::string& tmp_path) -> absl::Status {
+      absl::StatusOr<GgufLayout> check = CheckGgufFile(tmp_path);
+      if (check.ok()) return absl::OkStatus();
+      return absl::InternalError(absl::StrCat(path_, ": the GGUF file written fails the ",
+                                              "reader-side check: ", check.status().message()));
+    });
   }
 
   uint64_t written() const { return written_; }
@@ -58,6 +66,7 @@ class BufferedFile {
     return s;
   }
 
+  const std::string path_;
   AtomicFileWriter file_;
   std::string buffer_;
   uint64_t written_ = 0;

@@ -115,8 +115,9 @@ using GgufWriteFn = std::function<absl::Status(absl::string_view)>;
 using GgufTensorDataFn =
     std::function<absl::Status(size_t index, const GgufTensorInfo& info, const GgufWriteFn& write)>;
 
-// Writes a GGUF v3 file at `path` (temporary file, fsync, rename: a failure
-// leaves no file). Tensor names must be unique.
+// Writes a GGUF v3 file at `path` (temporary file, fsync, the reader-side
+// CheckGgufFile of gguf_check.h, rename: a failure leaves no file; a failed
+// check is INTERNAL). Tensor names must be unique.
 absl::Status WriteGgufFile(const std::string& path, const GgufMetadata& metadata,
                            const std::vector<GgufTensorInfo>& tensors,
                            const GgufTensorDataFn& data);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -116,6 +117,7 @@ struct Lease {
 
 struct Job {
   std::string id;
+  std::string tenant;  // who submitted it ("" without --tokens-file)
   JobSpec spec;
   JobState state = JobState::kUnspecified;
   int64_t create_time_ms = 0;
@@ -131,6 +133,14 @@ struct Job {
   std::string device;  // the slot of the current or last attempt
   std::string effective_settings_json;
   Lease lease;  // held while RUNNING or UPLOADING
+};
+
+// Who calls the service. Without --tokens-file every caller is the default:
+// an admin of the "" tenant. A submitter sees only its tenant's jobs.
+struct Caller {
+  std::string tenant;
+  bool admin = true;
+  std::optional<std::set<std::string>> s3_buckets;  // the buckets it may name; nullopt: any
 };
 
 }  // namespace signround::jobs

@@ -141,6 +141,7 @@ absl::StatusOr<std::vector<std::string>> JobService::PrepareWorker(const Job& jo
                                                                    const std::string& device,
                                                                    const std::string& job_dir) {
   SR_ASSIGN_OR_RETURN(EffectiveSettings settings, ResolveSettings(job.spec));
+  SR_RETURN_IF_ERROR(CheckLocalRoots(job.spec));
   WorkerInputs in;
   in.worker_bin = options_.worker_bin;
   in.out_dir = JoinPath(job_dir, "out");

@@ -187,25 +187,46 @@ absl::StatusOr<JobEvent> JobService::Record(const std::string& id, const EventPa
   return e;
 }
 
-absl::StatusOr<CreateResult> JobService::Submit(const JobSpec& spec) {
+absl::StatusOr<CreateResult> JobService::Submit(const JobSpec& spec, const Caller& caller) {
+  SR_RETURN_IF_ERROR(CheckLocalRoots(spec));  // first: a '..' path outside is PERMISSION_DENIED
   SR_RETURN_IF_ERROR(ValidateJobSpec(spec, options_.devices));
+  SR_RETURN_IF_ERROR(CheckAccess(spec, caller));
   SR_ASSIGN_OR_RETURN(EffectiveSettings settings, ResolveSettings(spec));
-  SR_ASSIGN_OR_RETURN(CreateResult r, store_->Create(spec, settings.ToJson().dump(), NowMs()));
+  CreateOptions create{caller.tenant, options_.max_queued_jobs_per_tenant};
+  SR_ASSIGN_OR_RETURN(CreateResult r,
+                      store_->Create(spec, settings.ToJson().dump(), NowMs(), create));
   metrics_.submissions.With({r.created ? "created" : "duplicate"}).Inc();
   if (r.created) {
-    spdlog::info("job={} queued: model {} -> {}", r.job.id, spec.model_uri, spec.output_uri);
+    spdlog::info("job={} queued{}: model {} -> {}", r.job.id,
+                 caller.tenant.empty() ? "" : " for tenant " + caller.tenant, spec.model_uri,
+                 spec.output_uri);
     hub_.Publish();
     WakeSlots();
   }
   return r;
 }
 
-absl::StatusOr<Job> JobService::Get(const std::string& id) {
-  SR_RETURN_IF_ERROR(ValidateJobId(id));
-  return store_->Get(id);
+namespace {
+
+// Another tenant's job is reported exactly as an unknown id is.
+absl::Status CheckVisible(const Job& job, const Caller& caller) {
+  if (caller.admin || job.tenant == caller.tenant) return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat("job '", job.id, "' not found"));
 }
 
-absl::StatusOr<ListPage> JobService::List(const ListQuery& query) { return store_->List(query); }
+}  // namespace
+
+absl::StatusOr<Job> JobService::Get(const std::string& id, const Caller& caller) {
+  SR_RETURN_IF_ERROR(ValidateJobId(id));
+  SR_ASSIGN_OR_RETURN(Job job, store_->Get(id));
+  SR_RETURN_IF_ERROR(CheckVisible(job, caller));
+  return job;
+}
+
+absl::StatusOr<ListPage> JobService::List(ListQuery query, const Caller& caller) {
+  if (!caller.admin) query.tenant = caller.tenant;
+  return store_->List(query);
+}
 
 std::shared_ptr<JobService::Attempt> JobService::FindAttempt(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -225,8 +246,8 @@ bool JobService::LeaseLost(const std::string& id) {
   return it != running_.end() && it->second->lost;
 }
 
-absl::StatusOr<Job> JobService::Cancel(const std::string& id) {
-  SR_RETURN_IF_ERROR(ValidateJobId(id));
+absl::StatusOr<Job> JobService::Cancel(const std::string& id, const Caller& caller) {
+  SR_RETURN_IF_ERROR(Get(id, caller).status());
   SR_ASSIGN_OR_RETURN(Job job, store_->RequestCancel(id, NowMs()));
   hub_.Publish();
   if (IsTerminal(job.state)) {
@@ -257,9 +278,27 @@ absl::StatusOr<Job> JobService::Cancel(const std::string& id) {
 
 absl::Status JobService::Watch(const std::string& id, int64_t from_sequence,
                                const std::function<bool(const JobEvent&)>& send,
-                               const std::function<bool()>& stop) {
-  SR_RETURN_IF_ERROR(ValidateJobId(id));
-  SR_RETURN_IF_ERROR(store_->Get(id).status());
+                               const std::function<bool()>& stop, const Caller& caller) {
+  SR_RETURN_IF_ERROR(Get(id, caller).status());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    int& open = watches_[caller.tenant];
+    if (options_.max_watches_per_tenant > 0 && open >= options_.max_watches_per_tenant) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          caller.tenant.empty() ? "this server" : absl::StrCat("tenant '", caller.tenant, "'"),
+          " has ", open, " watches open on this server, the most --max-watches-per-tenant "
+          "allows; close one first"));
+    }
+    ++open;
+  }
+  struct Release {
+    JobService* self;
+    const std::string& tenant;
+    ~Release() {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      if (--self->watches_[tenant] == 0) self->watches_.erase(tenant);
+    }
+  } release{this, caller.tenant};
   int64_t next = std::max<int64_t>(from_sequence, 1);
   constexpr int kBatch = 500;
   while (true) {

@@ -29,6 +29,7 @@
 #include "src/jobs/job.h"
 #include "src/jobs/job_store.h"
 #include "src/jobs/service_metrics.h"
+#include "src/storage/local_roots.h"
 #include "src/storage/s3_store.h"
 
 namespace signround::jobs {
@@ -51,6 +52,11 @@ struct JobServiceOptions {
   // On Shutdown, running jobs may finish their current block for this long
   // before their children are stopped and the jobs released to the queue.
   std::chrono::milliseconds drain{0};
+  // file:// URIs must resolve inside these (checked at submission and again
+  // before each attempt); empty: anywhere.
+  LocalRoots local_roots;
+  int max_queued_jobs_per_tenant = 1000;  // 0: no limit
+  int max_watches_per_tenant = 64;        // per process; 0: no limit
 };
 
 class JobService {
@@ -63,18 +69,26 @@ class JobService {
                                                            metrics::Registry& registry);
   ~JobService();  // Shutdown()
 
-  // Validates (INVALID_ARGUMENT naming the field) and stores a QUEUED job.
-  absl::StatusOr<CreateResult> Submit(const JobSpec& spec);
-  absl::StatusOr<Job> Get(const std::string& id);
-  absl::StatusOr<ListPage> List(const ListQuery& query);
+  // Every call acts for a Caller: a job belongs to the tenant that submitted
+  // it, and a submitter asking for another tenant's job gets the NOT_FOUND an
+  // unknown id gets. An admin sees every tenant's jobs.
+
+  // Checks the caller's access to the URIs (PERMISSION_DENIED: a file:// path
+  // outside the local roots, an S3 bucket not on the tenant's list), validates
+  // (INVALID_ARGUMENT naming the field) and stores a QUEUED job;
+  // RESOURCE_EXHAUSTED when the tenant has max_queued_jobs_per_tenant queued.
+  absl::StatusOr<CreateResult> Submit(const JobSpec& spec, const Caller& caller = {});
+  absl::StatusOr<Job> Get(const std::string& id, const Caller& caller = {});
+  absl::StatusOr<ListPage> List(ListQuery query, const Caller& caller = {});
   // Ends a job (see the proto's CancelJob); FAILED_PRECONDITION when it had ended.
-  absl::StatusOr<Job> Cancel(const std::string& id);
+  absl::StatusOr<Job> Cancel(const std::string& id, const Caller& caller = {});
   // Calls `send` with the job's events from `from_sequence` on, then with new
   // ones as they are stored, until the job has ended (OK), `send` returns
-  // false or `stop` returns true (CANCELLED).
+  // false or `stop` returns true (CANCELLED). RESOURCE_EXHAUSTED when the
+  // tenant already has max_watches_per_tenant watches open on this process.
   absl::Status Watch(const std::string& id, int64_t from_sequence,
                      const std::function<bool(const JobEvent&)>& send,
-                     const std::function<bool()>& stop);
+                     const std::function<bool()>& stop, const Caller& caller = {});
 
   const std::vector<std::string>& devices() const { return options_.devices; }
 
@@ -120,6 +134,11 @@ class JobService {
   absl::StatusOr<JobEvent> Record(const std::string& id, const EventPayload& payload,
                                   const std::string& device = "", const std::string& owner = "");
   std::shared_ptr<Attempt> FindAttempt(const std::string& id);
+  // access.cc: PERMISSION_DENIED unless every URI of `spec` is the caller's to use.
+  absl::Status CheckAccess(const JobSpec& spec, const Caller& caller) const;
+  // file:// URIs inside the local roots (before each attempt: a symlink may
+  // have changed since the job was submitted).
+  absl::Status CheckLocalRoots(const JobSpec& spec) const;
   bool CancelRequested(const std::string& id);
   bool LeaseLost(const std::string& id);
   void WakeSlots();
@@ -138,6 +157,7 @@ class JobService {
   uint64_t work_version_ = 0;         // bumped by WakeSlots()
   std::condition_variable ended_cv_;  // an attempt finished
   std::map<std::string, std::shared_ptr<Attempt>> running_;
+  std::map<std::string, int> watches_;  // open Watch calls per tenant
   std::atomic<bool> draining_{false};  // no new claims
   std::atomic<bool> stopping_{false};  // running attempts end now
   std::string instance_;               // worker_name + "/" + a nonce: this process's leases

@@ -22,6 +22,19 @@ namespace {
 constexpr int kMaxLabelFilters = 64;
 constexpr int kMaxEventsLimit = 100000;
 
+absl::Status CheckQueueRoom(Database& db, const CreateOptions& options) {
+  SR_ASSIGN_OR_RETURN(Statement stmt,
+                      db.Prepare("SELECT COUNT(*) FROM jobs WHERE tenant = ? AND state = ?"));
+  stmt.Text(options.tenant).Text(JobStateName(JobState::kQueued));
+  SR_ASSIGN_OR_RETURN(bool found, stmt.Step());
+  const int64_t queued = found ? stmt.ColumnInt(0) : 0;
+  if (queued < options.max_queued) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      options.tenant.empty() ? "this server" : absl::StrCat("tenant '", options.tenant, "'"),
+      " has ", queued, " queued jobs, the most --max-queued-jobs-per-tenant allows; submit "
+      "again once some have started, or cancel some"));
+}
+
 }  // namespace
 
 JobStore::JobStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -51,7 +64,7 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(std::unique_ptr<Databas
 
 absl::StatusOr<CreateResult> JobStore::Create(const JobSpec& spec,
                                               const std::string& effective_settings_json,
-                                              int64_t now_ms) {
+                                              int64_t now_ms, const CreateOptions& options) {
   CreateResult result;
   SR_RETURN_IF_ERROR(impl_->Run(true, [&](Database& db) -> absl::Status {
     // Creates from several API replicas take turns (jobs.seq, idempotency keys).
@@ -59,15 +72,17 @@ absl::StatusOr<CreateResult> JobStore::Create(const JobSpec& spec,
     result.created = true;
     if (!spec.idempotency_key.empty()) {
       SR_ASSIGN_OR_RETURN(std::optional<std::string> earlier,
-                          FindByIdempotencyKey(db, spec.idempotency_key));
+                          FindByIdempotencyKey(
+                              db, ScopedIdempotencyKey(options.tenant, spec.idempotency_key)));
       if (earlier) {
         result.created = false;
         SR_ASSIGN_OR_RETURN(result.job, LoadJob(db, *earlier));
         return absl::OkStatus();
       }
     }
+    if (options.max_queued > 0) SR_RETURN_IF_ERROR(CheckQueueRoom(db, options));
     SR_ASSIGN_OR_RETURN(std::string id, NewUnusedId(db, impl_->rng));
-    SR_RETURN_IF_ERROR(InsertJob(db, id, spec, effective_settings_json, now_ms));
+    SR_RETURN_IF_ERROR(InsertJob(db, id, options.tenant, spec, effective_settings_json, now_ms));
     SR_ASSIGN_OR_RETURN(result.job, LoadJob(db, id));
     return absl::OkStatus();
   }));
@@ -97,6 +112,7 @@ absl::StatusOr<ListPage> JobStore::List(const ListQuery& query) {
     SR_ASSIGN_OR_RETURN(before, DecodePageToken(query.page_token));
   }
   std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE 1 = 1");
+  if (query.tenant) absl::StrAppend(&sql, " AND tenant = ?");
   if (query.state) absl::StrAppend(&sql, " AND state = ?");
   if (before) absl::StrAppend(&sql, " AND seq < ?");
   for (size_t i = 0; i < query.labels.size(); ++i) {
@@ -107,6 +123,7 @@ absl::StatusOr<ListPage> JobStore::List(const ListQuery& query) {
   ListPage page;
   SR_RETURN_IF_ERROR(impl_->Run(false, [&](Database& db) -> absl::Status {
     SR_ASSIGN_OR_RETURN(Statement stmt, db.Prepare(sql));
+    if (query.tenant) stmt.Text(*query.tenant);
     if (query.state) stmt.Text(JobStateName(*query.state));
     if (before) stmt.Int(*before);
     for (const auto& [key, value] : query.labels) stmt.Text(key).Text(value);

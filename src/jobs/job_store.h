@@ -32,6 +32,7 @@
 namespace signround::jobs {
 
 struct ListQuery {
+  std::optional<std::string> tenant;          // nullopt: every tenant's jobs
   std::optional<JobState> state;              // nullopt: every state
   std::map<std::string, std::string> labels;  // every pair must match
   int page_size = 50;                         // 1..1000 (validated by the caller)
@@ -51,6 +52,11 @@ struct AttemptRecord {
   int64_t end_time_ms = 0;  // 0: still running (or uploading)
   std::string outcome;      // the state it ended in ("QUEUED": re-queued); "" while running
   std::string error;        // the last JobError recorded in this attempt, or ""
+};
+
+struct CreateOptions {
+  std::string tenant;      // the job's owner
+  int64_t max_queued = 0;  // > 0: the most QUEUED jobs the tenant may have
 };
 
 struct CreateResult {
@@ -78,11 +84,15 @@ class JobStore {
   JobStore(const JobStore&) = delete;
   JobStore& operator=(const JobStore&) = delete;
 
-  // Stores a new QUEUED job with a fresh id ("j-" + 16 hex digits) and its
-  // first event (StateChange UNSPECIFIED -> QUEUED). When spec.idempotency_key
-  // is not empty and already belongs to a job, returns that job, created=false.
+  // Stores a new QUEUED job of options.tenant with a fresh id ("j-" + 16 hex
+  // digits) and its first event (StateChange UNSPECIFIED -> QUEUED). When
+  // spec.idempotency_key is not empty and already belongs to a job of the
+  // same tenant, returns that job, created=false. RESOURCE_EXHAUSTED when the
+  // tenant already has options.max_queued QUEUED jobs (counted in the same
+  // transaction, so concurrent API replicas cannot overshoot).
   absl::StatusOr<CreateResult> Create(const JobSpec& spec,
-                                      const std::string& effective_settings_json, int64_t now_ms);
+                                      const std::string& effective_settings_json, int64_t now_ms,
+                                      const CreateOptions& options = {});
 
   // NOT_FOUND naming the id when there is no such job.
   absl::StatusOr<Job> Get(const std::string& id);

@@ -134,9 +134,17 @@ ALTER TABLE jobs ADD COLUMN cancel_requested BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX jobs_leases ON jobs (state, lease_expires_ms);
 )sql";
 
+// Version 3: tenants. An idempotency key is stored scoped to its tenant
+// (ScopedIdempotencyKey), so the UNIQUE column needs no change.
+constexpr char kTenantsV3[] = R"sql(
+ALTER TABLE jobs ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+CREATE INDEX jobs_by_tenant ON jobs (tenant, state, seq);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {kJobsV1Sqlite, kJobsV1Postgres},
     {kLeasesV2Sqlite, kLeasesV2Postgres},
+    {kTenantsV3, kTenantsV3},
 };
 constexpr int64_t kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 

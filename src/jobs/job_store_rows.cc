@@ -128,6 +128,7 @@ absl::StatusOr<Job> ReadJob(const Statement& row, int64_t* seq) {
   job.lease.expires_ms = row.ColumnInt(17);
   job.lease.cancel_requested = row.ColumnInt(18) != 0;
   if (seq != nullptr) *seq = row.ColumnInt(19);
+  job.tenant = row.ColumnText(20);
   return job;
 }
 
@@ -184,8 +185,8 @@ absl::Status InsertEvent(Database& db, const JobEvent& event) {
 }
 
 // Inserts a QUEUED job with id `id`, its labels and its first event.
-absl::Status InsertJob(Database& db, const std::string& id, const JobSpec& spec,
-                       const std::string& settings, int64_t now_ms) {
+absl::Status InsertJob(Database& db, const std::string& id, const std::string& tenant,
+                       const JobSpec& spec, const std::string& settings, int64_t now_ms) {
   SR_ASSIGN_OR_RETURN(std::string spec_json, DumpJson(JobSpecToJson(spec), "spec"));
   SR_ASSIGN_OR_RETURN(std::string next_seq,
                       db.QueryText("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs"));
@@ -193,10 +194,12 @@ absl::Status InsertJob(Database& db, const std::string& id, const JobSpec& spec,
   if (!absl::SimpleAtoi(next_seq, &seq)) return absl::InternalError("job store: bad jobs.seq");
   SR_ASSIGN_OR_RETURN(Statement insert,
                       db.Prepare("INSERT INTO jobs (id, seq, state, spec, effective_settings, "
-                                 "priority, idempotency_key, create_time_ms, last_sequence) "
-                                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)"));
+                                 "priority, idempotency_key, create_time_ms, last_sequence, "
+                                 "tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)"));
   insert.Text(id).Int(seq).Text(JobStateName(JobState::kQueued)).Text(spec_json).Text(settings);
-  insert.Int(spec.priority).TextOrNull(spec.idempotency_key).Int(now_ms);
+  const std::string key =
+      spec.idempotency_key.empty() ? "" : ScopedIdempotencyKey(tenant, spec.idempotency_key);
+  insert.Int(spec.priority).TextOrNull(key).Int(now_ms).Text(tenant);
   SR_RETURN_IF_ERROR(insert.Run());
   for (const auto& [key, value] : spec.labels) {
     SR_ASSIGN_OR_RETURN(Statement label,
@@ -206,6 +209,10 @@ absl::Status InsertJob(Database& db, const std::string& id, const JobSpec& spec,
   }
   StateChange first{JobState::kUnspecified, JobState::kQueued, "submitted"};
   return InsertEvent(db, JobEvent{id, 1, now_ms, 0, first});
+}
+
+std::string ScopedIdempotencyKey(const std::string& tenant, const std::string& key) {
+  return tenant.empty() ? key : absl::StrCat(tenant, "\x1f", key);
 }
 
 absl::StatusOr<std::optional<std::string>> FindByIdempotencyKey(Database& db,

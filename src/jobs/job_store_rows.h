@@ -28,7 +28,7 @@ using sql::Statement;
 constexpr char kJobColumns[] =
     "id, state, spec, effective_settings, create_time_ms, start_time_ms, end_time_ms, "
     "attempts, error, blocks_done, block_count, latest_loss, artifacts, last_sequence, "
-    "device, lease_worker, lease_owner, lease_expires_ms, cancel_requested, seq";
+    "device, lease_worker, lease_owner, lease_expires_ms, cancel_requested, seq, tenant";
 
 inline bool IsPostgres(const Database& db) { return db.dialect() == sql::Dialect::kPostgres; }
 // Locks the rows a write transaction reads (SQLite's BEGIN IMMEDIATE already
@@ -49,10 +49,14 @@ absl::Status CheckExists(Database& db, const std::string& id);
 absl::StatusOr<std::string> NewUnusedId(Database& db, std::mt19937_64& rng);
 absl::Status InsertEvent(Database& db, const JobEvent& event);
 // Inserts a QUEUED job with id `id`, its labels and its first event.
-absl::Status InsertJob(Database& db, const std::string& id, const JobSpec& spec,
-                       const std::string& settings, int64_t now_ms);
+absl::Status InsertJob(Database& db, const std::string& id, const std::string& tenant,
+                       const JobSpec& spec, const std::string& settings, int64_t now_ms);
+// The idempotency_key column: the key itself for the "" tenant (as stored
+// before tenants existed), else tenant + "\x1f" + key (keys are printable,
+// tenant names have no "\x1f": no two tenants' keys can meet).
+std::string ScopedIdempotencyKey(const std::string& tenant, const std::string& key);
 absl::StatusOr<std::optional<std::string>> FindByIdempotencyKey(Database& db,
-                                                                absl::string_view key);
+                                                                absl::string_view scoped_key);
 // Writes every mutable column of `job`.
 absl::Status UpdateJob(Database& db, const Job& job);
 // Appends `payload` to `job` (read FOR UPDATE in this transaction) and

@@ -101,13 +101,14 @@ Endpoint ParseEndpoint(const S3Options& o) {
   return e;
 }
 
-// "503 SlowDown: Please reduce your request rate." for messages.
-std::string Explain(const HttpResponse& r) {
+// "503 SlowDown: Please reduce your request rate." for messages. The server's
+// text never carries our secret key or session token, whatever it quotes.
+std::string Explain(const HttpResponse& r, const AwsCredentials& credentials) {
   S3Error e = ParseS3Error(r.body);
   std::string out = absl::StrCat(r.status);
   if (!e.code.empty()) absl::StrAppend(&out, " ", e.code);
   if (!e.message.empty()) absl::StrAppend(&out, ": ", e.message);
-  return out;
+  return RedactSigV4Secrets(out, credentials);
 }
 
 }  // namespace
@@ -148,7 +149,8 @@ class S3Store::Session {
         return r;
       }
       if (!r.ok() && !IsRetryableTransport(r.status())) return r.status();
-      last = r.ok() ? Explain(*r) : std::string(r.status().message());
+      last = r.ok() ? Explain(*r, store_.options_.credentials)
+                    : RedactSigV4Secrets(r.status().message(), store_.options_.credentials);
       if (!backoff.Wait()) {
         return absl::UnavailableError(
             absl::StrCat(what, ": gave up after ", backoff.attempts(), " attempts; last: ", last));
@@ -213,9 +215,10 @@ std::string S3Store::Describe(const std::string& key) const {
 namespace {
 
 // The status for an unsuccessful answer about `what`.
-absl::Status ErrorFor(const HttpResponse& r, const std::string& what) {
+absl::Status ErrorFor(const HttpResponse& r, const std::string& what,
+                      const AwsCredentials& credentials) {
   const S3Error e = ParseS3Error(r.body);
-  const std::string detail = Explain(r);
+  const std::string detail = Explain(r, credentials);
   if (r.status == 404) {
     return absl::NotFoundError(
         absl::StrCat(what, ": not found (", e.code.empty() ? std::string("404") : detail, ")"));
@@ -242,7 +245,7 @@ absl::StatusOr<ObjectInfo> S3Store::Head(const std::string& key) {
   call.method = "HEAD";
   call.key = key;
   SR_ASSIGN_OR_RETURN(HttpResponse r, session.Send(call, Describe(key)));
-  if (!Ok(r)) return ErrorFor(r, Describe(key));
+  if (!Ok(r)) return ErrorFor(r, Describe(key), options_.credentials);
   ObjectInfo info;
   info.key = key;
   auto it = r.headers.find("content-length");
@@ -261,7 +264,7 @@ absl::Status S3Store::Get(const std::string& key, const std::string& path,
   head.method = "HEAD";
   head.key = key;
   SR_ASSIGN_OR_RETURN(HttpResponse h, session.Send(head, what));
-  if (!Ok(h)) return ErrorFor(h, what);
+  if (!Ok(h)) return ErrorFor(h, what, options_.credentials);
   uint64_t size = 0;
   if (!absl::SimpleAtoi(h.headers["content-length"], &size)) {
     return absl::InternalError(absl::StrCat(what, ": HEAD answer has no Content-Length"));
@@ -304,7 +307,7 @@ absl::Status S3Store::Get(const std::string& key, const std::string& path,
     if (r.status == 412) {
       return absl::FailedPreconditionError(absl::StrCat(what, ": changed during the download"));
     }
-    if (!Ok(r) && r.status != 416) return ErrorFor(r, what);
+    if (!Ok(r) && r.status != 416) return ErrorFor(r, what, options_.credentials);
   }
   SR_ASSIGN_OR_RETURN(uint64_t have, resume_offset());
   if (have != size) {
@@ -343,7 +346,7 @@ absl::Status S3Store::Put(const std::string& path, const std::string& key,
   put.progress = progress;
   Session session(*this);
   SR_ASSIGN_OR_RETURN(HttpResponse r, session.Send(put, Describe(key)));
-  if (!Ok(r)) return ErrorFor(r, Describe(key));
+  if (!Ok(r)) return ErrorFor(r, Describe(key), options_.credentials);
   return absl::OkStatus();
 }
 
@@ -356,7 +359,7 @@ absl::Status S3Store::PutMultipart(int fd, uint64_t size, const std::string& key
   create.key = key;
   create.query = {{"uploads", ""}};
   SR_ASSIGN_OR_RETURN(HttpResponse created, session.Send(create, what));
-  if (!Ok(created)) return ErrorFor(created, what);
+  if (!Ok(created)) return ErrorFor(created, what, options_.credentials);
   SR_ASSIGN_OR_RETURN(std::string upload_id, ParseUploadId(created.body));
 
   const uint64_t part_size = std::max<uint64_t>(options_.part_size, 5ull << 20);
@@ -393,7 +396,9 @@ absl::Status S3Store::PutMultipart(int fd, uint64_t size, const std::string& key
       absl::StatusOr<std::string> hash = Sha256FileRange(fd, part.body_offset, part.body_size, what);
       absl::StatusOr<HttpResponse> r =
           hash.ok() ? (part.payload_sha256 = *hash, s.Send(part, what)) : hash.status();
-      absl::Status status = r.ok() ? (Ok(*r) ? absl::OkStatus() : ErrorFor(*r, what)) : r.status();
+      absl::Status status =
+          r.ok() ? (Ok(*r) ? absl::OkStatus() : ErrorFor(*r, what, options_.credentials))
+                 : r.status();
       if (status.ok() && r->headers["etag"].empty()) {
         status = absl::InternalError(absl::StrCat(what, ": part ", i + 1, " answer has no ETag"));
       }
@@ -435,7 +440,8 @@ absl::Status S3Store::PutMultipart(int fd, uint64_t size, const std::string& key
     if (!r.ok()) {
       failure = r.status();
     } else if (!Ok(*r) || r->body.find("<Error>") != std::string::npos) {
-      failure = ErrorFor(Ok(*r) ? HttpResponse{500, {}, r->body, 0} : *r, what);
+      failure =
+          ErrorFor(Ok(*r) ? HttpResponse{500, {}, r->body, 0} : *r, what, options_.credentials);
     } else {
       return absl::OkStatus();
     }
@@ -461,7 +467,7 @@ absl::StatusOr<ObjectList> S3Store::List(const std::string& prefix, const std::s
   Session session(*this);
   const std::string what = absl::StrCat("s3://", bucket_, "/", prefix);
   SR_ASSIGN_OR_RETURN(HttpResponse r, session.Send(list, what));
-  if (!Ok(r)) return ErrorFor(r, what);
+  if (!Ok(r)) return ErrorFor(r, what, options_.credentials);
   absl::StatusOr<ObjectList> page = ParseListObjectsV2(r.body);
   if (!page.ok()) return absl::InternalError(absl::StrCat(what, ": ", page.status().message()));
   return page;
@@ -474,7 +480,7 @@ absl::Status S3Store::CreateBucket() {
   const std::string what = absl::StrCat("s3://", bucket_);
   SR_ASSIGN_OR_RETURN(HttpResponse r, session.Send(create, what));
   if (Ok(r) || ParseS3Error(r.body).code == "BucketAlreadyOwnedByYou") return absl::OkStatus();
-  return ErrorFor(r, what);
+  return ErrorFor(r, what, options_.credentials);
 }
 
 absl::Status S3Store::Delete(const std::string& key) {
@@ -483,7 +489,7 @@ absl::Status S3Store::Delete(const std::string& key) {
   del.key = key;
   Session session(*this);
   SR_ASSIGN_OR_RETURN(HttpResponse r, session.Send(del, Describe(key)));
-  if (!Ok(r) && r.status != 404) return ErrorFor(r, Describe(key));
+  if (!Ok(r) && r.status != 404) return ErrorFor(r, Describe(key), options_.credentials);
   return absl::OkStatus();
 }
 

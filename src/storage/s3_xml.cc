@@ -4,6 +4,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "src/storage/sigv4.h"
 
 namespace signround {
 namespace {
@@ -48,8 +49,13 @@ std::optional<std::string> Element(absl::string_view body, absl::string_view tag
 
 S3Error ParseS3Error(absl::string_view body) {
   S3Error e;
-  e.code = Element(body, "Code", 0, body.size(), nullptr).value_or("");
-  e.message = Element(body, "Message", 0, body.size(), nullptr).value_or("");
+  // Only these two: the other elements of an error body may quote the request's signing
+  // material (StringToSign, SignatureProvided, CanonicalRequest with the session token) or
+  // the token itself (Token-0). The text is the server's, so signatures and tokens are
+  // redacted from it too, before it is cut (so a cut cannot hide a key from the redaction).
+  e.code = RedactSigV4Secrets(Element(body, "Code", 0, body.size(), nullptr).value_or(""));
+  if (e.code.size() > 64) e.code.resize(64);
+  e.message = RedactSigV4Secrets(Element(body, "Message", 0, body.size(), nullptr).value_or(""));
   if (e.message.size() > 512) e.message.resize(512);
   return e;
 }

@@ -15,11 +15,14 @@ namespace signround {
 
 struct S3Error {
   std::string code;     // "SignatureDoesNotMatch", "NoSuchKey", ... (may be empty)
-  std::string message;  // the server's text (never holds our secrets)
+  std::string message;  // the server's text, signatures and tokens redacted
 };
 
 // <Error><Code>..</Code><Message>..</Message></Error>; empty fields when the
-// body is not such a document (a proxy's HTML page, say).
+// body is not such a document (a proxy's HTML page, say). Nothing else of the
+// body is read (its StringToSign, SignatureProvided, CanonicalRequest,
+// AWSAccessKeyId, Token-0...), and RedactSigV4Secrets() is applied to both
+// fields; the code is cut to 64 bytes, the message to 512.
 S3Error ParseS3Error(absl::string_view body);
 
 // A ListObjectsV2 page: <Contents><Key>, <Size>, and

@@ -524,4 +524,85 @@ absl::StatusOr<std::string> PresignUrl(const AwsCredentials& credentials,
   return absl::StrCat(endpoint, request.path, "?", absl::StrJoin(params, "&"));
 }
 
+namespace {
+
+constexpr char kRedacted[] = "<redacted>";
+constexpr size_t kRedactedSize = sizeof(kRedacted) - 1;
+
+// The end of the value that starts at `from` (see RedactSigV4Secrets).
+size_t ValueEnd(absl::string_view text, size_t from) {
+  size_t end = from;
+  while (end < text.size() && !absl::ascii_isspace(static_cast<unsigned char>(text[end])) &&
+         absl::string_view(",&;\"'<>").find(text[end]) == absl::string_view::npos) {
+    ++end;
+  }
+  return end;
+}
+
+// Replaces the value after every "...Signature" / "...Security-Token" key.
+std::string RedactKeyValues(absl::string_view text) {
+  static constexpr absl::string_view kKeys[] = {"signature", "security-token"};
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t key_len = 0;
+    const bool boundary = i == 0 || !absl::ascii_isalnum(static_cast<unsigned char>(text[i - 1]));
+    for (absl::string_view key : kKeys) {
+      if (boundary && absl::StartsWithIgnoreCase(text.substr(i), key)) key_len = key.size();
+    }
+    if (key_len == 0) {
+      out.push_back(text[i++]);
+      continue;
+    }
+    size_t j = i + key_len;
+    while (j < text.size() && text[j] == ' ') ++j;
+    if (j >= text.size() || (text[j] != '=' && text[j] != ':')) {
+      absl::StrAppend(&out, text.substr(i, key_len));
+      i += key_len;
+      continue;
+    }
+    ++j;
+    while (j < text.size() && text[j] == ' ') ++j;
+    size_t value_begin = j, value_end;
+    if (j < text.size() && (text[j] == '"' || text[j] == '\'')) {
+      value_begin = j + 1;
+      value_end = text.find(text[j], value_begin);
+      if (value_end == absl::string_view::npos) value_end = text.size();
+    } else {
+      value_end = ValueEnd(text, j);
+    }
+    absl::StrAppend(&out, text.substr(i, value_begin - i));
+    if (value_end > value_begin) absl::StrAppend(&out, kRedacted);
+    i = value_end;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string RedactSigV4Secrets(absl::string_view text, const AwsCredentials& credentials) {
+  std::string out(text);
+  for (const std::string* secret : {&credentials.secret_access_key, &credentials.session_token}) {
+    if (secret->size() < 4) continue;
+    for (size_t p = out.find(*secret); p != std::string::npos;
+         p = out.find(*secret, p + kRedactedSize)) {
+      out.replace(p, secret->size(), kRedacted);
+    }
+  }
+  for (absl::string_view tag : {"SignatureProvided", "StringToSign", "StringToSignBytes",
+                                "CanonicalRequest", "CanonicalRequestBytes", "Token-0"}) {
+    const std::string open = absl::StrCat("<", tag, ">");
+    const std::string close = absl::StrCat("</", tag, ">");
+    for (size_t a = out.find(open); a != std::string::npos; a = out.find(open, a)) {
+      a += open.size();
+      size_t b = out.find(close, a);
+      if (b == std::string::npos) b = out.size();  // cut short: all the rest
+      out.replace(a, b - a, kRedacted);
+      a += kRedactedSize;
+    }
+  }
+  return RedactKeyValues(out);
+}
+
 }  // namespace signround

@@ -167,4 +167,18 @@ absl::StatusOr<std::string> PresignUrl(const AwsCredentials& credentials,
                                        std::chrono::system_clock::time_point now,
                                        int64_t expires_seconds);
 
+// `text` (a message from a server, a log line) with SigV4 secrets replaced by
+// "<redacted>": the secret access key and the session token of `credentials`
+// wherever they occur (when at least 4 bytes long: a shorter one would mangle
+// any text); the value after a "Signature" or "Security-Token" key
+// ("Signature=..." of an Authorization header, "X-Amz-Signature=..." and
+// "X-Amz-Security-Token=..." of a presigned URL, "x-amz-security-token:..." of
+// a canonical request; keys case-insensitive, '=' or ':') up to whitespace or
+// one of , & ; " ' < > (or the closing quote of a quoted value); and the text
+// of the elements S3 error bodies quote a request's signing material or token
+// in (<SignatureProvided>, <StringToSign>, <StringToSignBytes>,
+// <CanonicalRequest>, <CanonicalRequestBytes>, <Token-0>). Everything else is
+// kept as it is.
+std::string RedactSigV4Secrets(absl::string_view text, const AwsCredentials& credentials = {});
+
 }  // namespace signround

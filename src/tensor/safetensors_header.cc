@@ -28,6 +28,25 @@ uint64_t ReadLittleEndianU64(const char* p) {
   return v;
 }
 
+// A shape for messages, as compact JSON: at most 16 dims, and a nested value
+// or a long string by its type only. Dumping hostile JSON whole would recurse
+// once per nesting level (a stack overflow for "[[[[...]]]]") and copy it all.
+std::string ShapeText(const json& shape) {
+  constexpr size_t kMaxShownDims = 16;
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size() && i < kMaxShownDims; ++i) {
+    const json& d = shape[i];
+    if (i > 0) out += ",";
+    if (d.is_primitive() && !(d.is_string() && d.get_ref<const std::string&>().size() > 32)) {
+      out += d.dump();
+    } else {
+      absl::StrAppend(&out, "<", d.type_name(), ">");
+    }
+  }
+  if (shape.size() > kMaxShownDims) absl::StrAppend(&out, ",... ", shape.size(), " dims");
+  return out + "]";
+}
+
 // Parses one entry: {"dtype": .., "shape": [..], "data_offsets": [b, e]}.
 absl::StatusOr<TensorEntry> ParseEntry(const std::string& name, const json& value,
                                        absl::string_view label) {
@@ -57,18 +76,18 @@ absl::StatusOr<TensorEntry> ParseEntry(const std::string& name, const json& valu
     std::optional<int64_t> d = JsonToInt64(dim);
     if (!d || *d < 0) {
       return TensorError(label, name,
-                         absl::StrCat("shape ", shape_it->dump(),
+                         absl::StrCat("shape ", ShapeText(*shape_it),
                                       " has a dimension that is not a non-negative integer"));
     }
     if (*d != 0 && entry.numel > std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(*d)) {
-      return TensorError(label, name, absl::StrCat("shape ", shape_it->dump(), " overflows"));
+      return TensorError(label, name, absl::StrCat("shape ", ShapeText(*shape_it), " overflows"));
     }
     entry.numel *= static_cast<uint64_t>(*d);
     entry.shape.push_back(*d);
   }
   uint64_t elem = DTypeSize(entry.dtype);
   if (entry.numel > std::numeric_limits<uint64_t>::max() / elem) {
-    return TensorError(label, name, absl::StrCat("shape ", shape_it->dump(), " overflows"));
+    return TensorError(label, name, absl::StrCat("shape ", ShapeText(*shape_it), " overflows"));
   }
 
   auto off_it = value.find("data_offsets");

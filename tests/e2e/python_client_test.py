@@ -5,6 +5,9 @@ Generates stubs from proto/signround/v1 with Debian's python3-grpc-tools at test
 time, starts the real signround-server on loopback, makes a tiny checkpoint with
 `signround-worker make-test-model`, then submits (with an idempotency key),
 watches, gets and lists jobs, and asks gRPC health and reflection.
+A second server runs with TLS, client certificates and bearer tokens of two
+tenants and an admin (a throwaway PKI made with the openssl CLI; that class is
+skipped without openssl).
 
 Usage: python_client_test.py --server-bin PATH --worker-bin PATH --proto-dir DIR
 Exit codes: 0 passed, 1 failed, 77 skipped (grpc or grpc_tools missing).
@@ -15,6 +18,7 @@ import hashlib
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import subprocess
@@ -98,12 +102,67 @@ def length_delimited(number, payload):
     return bytes([(number << 3) | 2, len(payload)]) + payload
 
 
-class PythonClientTest(unittest.TestCase):
-    """One server for every test: the tests share the tiny model and the finished job."""
+def make_test_pki(out_dir):
+    """A throwaway PKI made with the openssl CLI (EC P-256, one day): ca.pem, server.pem/.key
+    (SANs DNS:localhost, IP:127.0.0.1), client.pem/.key signed by the CA, and
+    rogue-client.pem/.key signed by an unrelated CA. Returns {file name: path}."""
+    os.makedirs(out_dir, exist_ok=True)
+    config = os.path.join(out_dir, "pki.cnf")
+    with open(config, "w") as f:
+        f.write("[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = signround-test\n"
+                "[ca_ext]\nbasicConstraints = critical,CA:TRUE\n"
+                "keyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n"
+                "[server_ext]\nbasicConstraints = critical,CA:FALSE\n"
+                "keyUsage = critical,digitalSignature\nextendedKeyUsage = serverAuth\n"
+                "subjectAltName = DNS:localhost,IP:127.0.0.1\n"
+                "[client_ext]\nbasicConstraints = critical,CA:FALSE\n"
+                "keyUsage = critical,digitalSignature\nextendedKeyUsage = clientAuth\n")
+    new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+
+    def path(name):
+        return os.path.join(out_dir, name)
+
+    def make_ca(name, cn):
+        openssl("req", "-config", config, "-x509", *new_key, "-keyout", path(name + ".key"),
+                "-out", path(name + ".pem"), "-days", "1", "-subj", "/CN=" + cn,
+                "-extensions", "ca_ext")
+
+    def make_leaf(name, cn, ca, extensions):
+        csr = path(name + ".csr")
+        openssl("req", "-config", config, "-new", *new_key, "-keyout", path(name + ".key"),
+                "-out", csr, "-subj", "/CN=" + cn)
+        openssl("x509", "-req", "-in", csr, "-CA", path(ca + ".pem"), "-CAkey", path(ca + ".key"),
+                "-set_serial", str(random.SystemRandom().randrange(1, 2**62)), "-days", "1",
+                "-out", path(name + ".pem"), "-extfile", config, "-extensions", extensions)
+        os.remove(csr)
+
+    make_ca("ca", "signround-test-ca")
+    make_leaf("server", "localhost", "ca", "server_ext")
+    make_leaf("client", "signround-test-client", "ca", "client_ext")
+    make_ca("rogue-ca", "signround-rogue-ca")
+    make_leaf("rogue-client", "signround-rogue-client", "rogue-ca", "client_ext")
+    return {name: path(name) for name in ("ca.pem", "server.pem", "server.key", "client.pem",
+                                          "client.key", "rogue-client.pem", "rogue-client.key")}
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class ServerTestCase(unittest.TestCase):
+    """A real signround-server for the class, on loopback ports in a scratch
+    directory: a subclass's start() prepares its inputs and calls start_server()."""
+
+    TMP_PREFIX = "signround-py-"
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="signround-py-")
+        cls.tmp = tempfile.mkdtemp(prefix=cls.TMP_PREFIX)
         try:
             cls.start()
         except BaseException:
@@ -111,31 +170,28 @@ class PythonClientTest(unittest.TestCase):
             raise
 
     @classmethod
-    def start(cls):
-        cls.pb2, pb2_grpc = generate_stubs(ARGS.proto_dir, os.path.join(cls.tmp, "gen"))
+    def make_model(cls):
+        """A 2-layer test checkpoint in TMP/model."""
         cls.model = os.path.join(cls.tmp, "model")
         subprocess.run([ARGS.worker_bin, "make-test-model", "--out", cls.model, "--hidden", "64",
                         "--intermediate", "128", "--layers", "2", "--heads", "2",
                         "--kv-heads", "1", "--vocab", "128"], check=True,
                        stdout=subprocess.DEVNULL)
-        cls.calib = os.path.join(cls.tmp, "calib.jsonl")
-        rng = random.Random(7)
-        with open(cls.calib, "w") as f:
-            for _ in range(8):
-                f.write(json.dumps({"input_ids": [rng.randrange(128) for _ in range(32)]}) + "\n")
+
+    @classmethod
+    def start_server(cls, extra_args=()):
+        """Starts the server (its log in TMP/server.log) and reads its ready line."""
         cls.log_path = os.path.join(cls.tmp, "server.log")
         cls.log = open(cls.log_path, "w")
         cls.server = subprocess.Popen(
             [ARGS.server_bin, "--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0",
              f"--data-dir={os.path.join(cls.tmp, 'data')}", "--devices=cpu",
-             f"--worker-bin={ARGS.worker_bin}"],
+             f"--worker-bin={ARGS.worker_bin}", *extra_args],
             stdout=subprocess.PIPE, stderr=cls.log, text=True)
         line = read_ready_line(cls.server, 60)
         if line is None:
             raise RuntimeError("no ready line from signround-server; log:\n" + cls.log_tail())
         cls.ready = json.loads(line)
-        cls.channel = grpc.insecure_channel(cls.ready["grpc"])
-        cls.stub = pb2_grpc.QuantizationServiceStub(cls.channel)
 
     @classmethod
     def tearDownClass(cls):
@@ -157,6 +213,23 @@ class PythonClientTest(unittest.TestCase):
     def log_tail(cls, lines=30):
         with open(cls.log_path) as f:
             return "".join(f.readlines()[-lines:])
+
+
+class PythonClientTest(ServerTestCase):
+    """One server for every test: the tests share the tiny model and the finished job."""
+
+    @classmethod
+    def start(cls):
+        cls.pb2, pb2_grpc = generate_stubs(ARGS.proto_dir, os.path.join(cls.tmp, "gen"))
+        cls.make_model()
+        cls.calib = os.path.join(cls.tmp, "calib.jsonl")
+        rng = random.Random(7)
+        with open(cls.calib, "w") as f:
+            for _ in range(8):
+                f.write(json.dumps({"input_ids": [rng.randrange(128) for _ in range(32)]}) + "\n")
+        cls.start_server()
+        cls.channel = grpc.insecure_channel(cls.ready["grpc"])
+        cls.stub = pb2_grpc.QuantizationServiceStub(cls.channel)
 
     def spec(self, output, labels, key=""):
         """A 2-block SignRound job on the tiny model (4 iterations: under a second)."""
@@ -325,6 +398,122 @@ class PythonClientTest(unittest.TestCase):
         self.assertIn("grpc.health.v1.Health", names)
 
 
+@unittest.skipUnless(shutil.which("openssl"), "openssl missing (makes the test PKI)")
+class PythonTlsTokenTest(ServerTestCase):
+    """Issue 8 as a Python client sees it: a server with --tls-cert/--tls-key,
+    --tls-client-ca (mutual TLS) and --tokens-file (two submitter tenants and an admin);
+    the client sends its token as `authorization: Bearer TOKEN` metadata."""
+
+    TMP_PREFIX = "signround-py-tls-"
+
+    @classmethod
+    def start(cls):
+        cls.pb2, cls.pb2_grpc = generate_stubs(ARGS.proto_dir, os.path.join(cls.tmp, "gen"))
+        cls.pki = make_test_pki(os.path.join(cls.tmp, "pki"))
+        # Tokens: URL-safe base64 (RFC 6750 token68); the file holds only their digests.
+        cls.tokens = {name: secrets.token_urlsafe(32) for name in ("alice", "bob", "admin")}
+        entries = [("alice", "team-a", "submitter"), ("bob", "team-b", "submitter"),
+                   ("admin", "ops", "admin")]
+        tokens_file = os.path.join(cls.tmp, "tokens.json")
+        with open(tokens_file, "w") as f:
+            json.dump({"tokens": [{"sha256": hashlib.sha256(cls.tokens[n].encode()).hexdigest(),
+                                   "tenant": tenant, "role": role}
+                                  for n, tenant, role in entries],
+                       "tenants": {"team-a": {"s3_buckets": ["bucket-a"]}}}, f)
+        cls.make_model()
+        pki = cls.pki
+        cls.start_server([f"--tls-cert={pki['server.pem']}", f"--tls-key={pki['server.key']}",
+                          f"--tls-client-ca={pki['ca.pem']}", f"--tokens-file={tokens_file}"])
+        cls.channel = cls.tls_channel("client")
+        cls.stub = cls.pb2_grpc.QuantizationServiceStub(cls.channel)
+
+    @classmethod
+    def tls_channel(cls, client):
+        """A TLS channel to the server, verified against ca.pem, presenting `client`.pem
+        (None: no client certificate)."""
+        pki = cls.pki
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=read_bytes(pki["ca.pem"]),
+            private_key=read_bytes(pki[client + ".key"]) if client else None,
+            certificate_chain=read_bytes(pki[client + ".pem"]) if client else None)
+        return grpc.secure_channel(cls.ready["grpc"], credentials)
+
+    def auth(self, who):
+        return [("authorization", "Bearer " + self.tokens[who])]
+
+    def assert_code(self, code, call, *args, **kwargs):
+        with self.assertRaises(grpc.RpcError) as caught:
+            call(*args, timeout=30, **kwargs)
+        self.assertEqual(caught.exception.code(), code, caught.exception.details())
+        return caught.exception
+
+    def rtn_spec(self, output):
+        return self.pb2.JobSpec(model_uri="file://" + self.model,
+                                output_uri="file://" + os.path.join(self.tmp, output),
+                                group_size=32, recipe=self.pb2.RECIPE_RTN,
+                                labels={"suite": "python-tls"})
+
+    def test_ready_line_says_tls(self):
+        self.assertIs(self.ready.get("tls"), True, self.ready)
+
+    def test_tenants_see_only_their_jobs(self):
+        pb2, stub = self.pb2, self.stub
+        submitted = stub.SubmitJob(pb2.SubmitJobRequest(spec=self.rtn_spec("out-alice")),
+                                   metadata=self.auth("alice"), timeout=30)
+        self.assertTrue(submitted.created)
+        job_id = submitted.job.id
+        get = pb2.GetJobRequest(job_id=job_id)
+
+        # Another tenant's job does not exist for bob: NOT_FOUND, not PERMISSION_DENIED.
+        self.assert_code(grpc.StatusCode.NOT_FOUND, stub.GetJob, get, metadata=self.auth("bob"))
+        self.assert_code(grpc.StatusCode.NOT_FOUND, stub.CancelJob,
+                         pb2.CancelJobRequest(job_id=job_id), metadata=self.auth("bob"))
+        bobs = stub.ListJobs(pb2.ListJobsRequest(), metadata=self.auth("bob"), timeout=30)
+        self.assertNotIn(job_id, [j.id for j in bobs.jobs])
+
+        # No token, an unknown one, or one without the scheme: UNAUTHENTICATED, never echoed.
+        self.assert_code(grpc.StatusCode.UNAUTHENTICATED, stub.GetJob, get)
+        self.assert_code(grpc.StatusCode.UNAUTHENTICATED, stub.SubmitJob,
+                         pb2.SubmitJobRequest(spec=self.rtn_spec("out-anon")))
+        unknown = secrets.token_urlsafe(32)
+        refused = self.assert_code(grpc.StatusCode.UNAUTHENTICATED, stub.GetJob, get,
+                                   metadata=[("authorization", "Bearer " + unknown)])
+        self.assertNotIn(unknown, refused.details() or "")
+        self.assert_code(grpc.StatusCode.UNAUTHENTICATED, stub.GetJob, get,
+                         metadata=[("authorization", self.tokens["alice"])])
+
+        # The owner watches it to the end (a stream with the token); the admin sees it too.
+        events = list(stub.WatchJob(pb2.WatchJobRequest(job_id=job_id),
+                                    metadata=self.auth("alice"), timeout=120))
+        self.assertEqual(events[-1].state_change.to, pb2.JOB_STATE_SUCCEEDED, self.log_tail())
+        self.assert_code(grpc.StatusCode.UNAUTHENTICATED,
+                         lambda request, **kw: list(stub.WatchJob(request, **kw)),
+                         pb2.WatchJobRequest(job_id=job_id))
+        mine = stub.GetJob(get, metadata=self.auth("alice"), timeout=30)
+        self.assertEqual(mine.state, pb2.JOB_STATE_SUCCEEDED)
+        seen = stub.GetJob(get, metadata=self.auth("admin"), timeout=30)
+        self.assertEqual(seen.id, job_id)
+        self.assertEqual(seen.state, pb2.JOB_STATE_SUCCEEDED)
+        listed = stub.ListJobs(pb2.ListJobsRequest(labels={"suite": "python-tls"}),
+                               metadata=self.auth("admin"), timeout=30)
+        self.assertIn(job_id, [j.id for j in listed.jobs])
+
+    def test_client_certificate_required(self):
+        """Without a client certificate, with one from another CA, or in plaintext: the
+        connection fails (UNAVAILABLE) whatever the token."""
+        get = self.pb2.GetJobRequest(job_id="j-ffffffffffffffff")
+        channels = [self.tls_channel(None), self.tls_channel("rogue-client"),
+                    grpc.insecure_channel(self.ready["grpc"])]
+        for channel in channels:
+            with channel:
+                stub = self.pb2_grpc.QuantizationServiceStub(channel)
+                self.assert_code(grpc.StatusCode.UNAVAILABLE, stub.GetJob, get,
+                                 metadata=self.auth("admin"))
+        # The good client gets past TLS and authentication to the service's own answer.
+        self.assert_code(grpc.StatusCode.NOT_FOUND, self.stub.GetJob, get,
+                         metadata=self.auth("admin"))
+
+
 def main():
     global ARGS
     parser = argparse.ArgumentParser()
@@ -335,10 +524,11 @@ def main():
     for name in ("server_bin", "worker_bin", "proto_dir"):
         setattr(ARGS, name, os.path.abspath(getattr(ARGS, name)))
     result = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2).result
-    stop_code = getattr(PythonClientTest, "stop_code", None)
-    if stop_code not in (None, 0):
-        print(f"FAIL: signround-server exited {stop_code} on SIGTERM")
-        return 1
+    for test_class in (PythonClientTest, PythonTlsTokenTest):
+        stop_code = getattr(test_class, "stop_code", None)
+        if stop_code not in (None, 0):
+            print(f"FAIL: signround-server ({test_class.__name__}) exited {stop_code} on SIGTERM")
+            return 1
     return 0 if result.wasSuccessful() else 1
 
 

@@ -22,6 +22,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "tests/e2e/service_e2e_fixture.h"
 #include "tests/e2e/service_e2e_util.h"
 #include "tests/testing/postgres_server.h"
@@ -57,7 +58,9 @@ class ScaleOutTest : public ServiceE2ETest, public ::testing::WithParamInterface
     ASSERT_TRUE(started.ok()) << started;
     absl::StatusOr<std::string> url = postgres_.CreateDatabase("scaleout");
     ASSERT_TRUE(url.ok()) << url.status();
-    store_ = *url;
+    // The server refuses a password in --store (argv is public): it goes in PGPASSWORD.
+    store_ = absl::StrReplaceAll(*url, {{":" + postgres_.password() + "@", "@"}});
+    env_ = {{"PGPASSWORD", postgres_.password()}};
   }
 
   // A process with device slots: --role=worker on Postgres, --role=all on SQLite.
@@ -66,11 +69,13 @@ class ScaleOutTest : public ServiceE2ETest, public ::testing::WithParamInterface
     const std::string role = GetParam() == Store::kPostgres ? "worker" : "all";
     return StartServer(name, {"--role=" + role, "--store=" + store_, "--worker-name=" + name,
                               "--lease-seconds=2", "--worker-threads=1",
-                              "--drain-seconds=" + drain_seconds});
+                              "--drain-seconds=" + drain_seconds},
+                       env_);
   }
 
   testing::PostgresTestServer postgres_;
   std::string store_;
+  std::map<std::string, std::string> env_;  // PGPASSWORD on Postgres
 };
 
 // The worker among `workers` whose signround-worker child runs job `id` (-1: none).
@@ -90,7 +95,7 @@ TEST_P(ScaleOutTest, TenJobsOverTwoWorkersSurviveAWorkerKill9) {
   ASSERT_TRUE(workers[0] && workers[1]);
   std::unique_ptr<ServerProcess> api;
   if (GetParam() == Store::kPostgres) {
-    api = StartServer("api", {"--role=api", "--store=" + store_, "--lease-seconds=2"});
+    api = StartServer("api", {"--role=api", "--store=" + store_, "--lease-seconds=2"}, env_);
     ASSERT_TRUE(api);
     EXPECT_TRUE(workers[0]->grpc_address().empty()) << "a worker serves no gRPC";
   }
@@ -176,7 +181,7 @@ TEST_P(ScaleOutTest, DrainedWorkerFinishesItsBlockAndReleasesTheJob) {
   ASSERT_TRUE(w1);
   std::unique_ptr<ServerProcess> api;
   if (GetParam() == Store::kPostgres) {
-    api = StartServer("api", {"--role=api", "--store=" + store_, "--lease-seconds=2"});
+    api = StartServer("api", {"--role=api", "--store=" + store_, "--lease-seconds=2"}, env_);
     ASSERT_TRUE(api);
   }
   const std::string out = dir_.File("out-long");

@@ -26,7 +26,11 @@ bool Alive(pid_t pid) { return ::kill(pid, 0) == 0; }
 std::vector<pid_t> WorkerPids(const ServerProcess& server) {
   std::vector<pid_t> workers;
   for (pid_t pid : server.ChildPids()) {
-    if (absl::StrContains(CmdLine(pid), "signround-worker")) workers.push_back(pid);
+    // argv[0], not anywhere: a child forked but not yet exec'd still has the
+    // server's command line, which names the worker in --worker-bin.
+    const std::string cmd = CmdLine(pid);
+    const std::string argv0 = cmd.substr(0, cmd.find(' '));
+    if (absl::EndsWith(argv0, "signround-worker")) workers.push_back(pid);
   }
   return workers;
 }

@@ -90,9 +90,16 @@ std::vector<std::string> JobFlags::Args() const {
 
 // --- Api ----------------------------------------------------------------------
 
-Api::Api(const std::string& address)
+Api::Api(const std::string& address, const std::string& token)
     : stub_(v1::QuantizationService::NewStub(
-          grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {}
+          grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))),
+      token_(token) {}
+
+void Api::Prepare(grpc::ClientContext* ctx, double timeout_seconds) const {
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000)));
+  if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
+}
 
 bool Api::IsEnded(const v1::Job& job) {
   return job.state() == v1::JOB_STATE_SUCCEEDED || job.state() == v1::JOB_STATE_FAILED ||
@@ -101,7 +108,7 @@ bool Api::IsEnded(const v1::Job& job) {
 
 absl::StatusOr<v1::Job> Api::Get(const std::string& id) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  Prepare(&ctx, 10);
   v1::GetJobRequest req;
   req.set_job_id(id);
   v1::Job job;
@@ -115,7 +122,7 @@ absl::StatusOr<std::vector<v1::Job>> Api::List() {
   std::string token;
   for (int page = 0; page < 1000; ++page) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    Prepare(&ctx, 10);
     v1::ListJobsRequest req;
     req.set_page_size(2);  // pages of 2: the page tokens are exercised too
     req.set_page_token(token);
@@ -132,8 +139,7 @@ absl::StatusOr<std::vector<v1::Job>> Api::List() {
 absl::StatusOr<std::vector<v1::JobEvent>> Api::Events(const std::string& id,
                                                       double timeout_seconds) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000)));
+  Prepare(&ctx, timeout_seconds);
   v1::WatchJobRequest req;
   req.set_job_id(id);
   std::unique_ptr<grpc::ClientReader<v1::JobEvent>> reader = stub_->WatchJob(&ctx, req);

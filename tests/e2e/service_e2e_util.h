@@ -40,7 +40,8 @@ struct JobFlags {
 // A gRPC client of the server for the tests' own checks.
 class Api {
  public:
-  explicit Api(const std::string& address);
+  // `token` not empty: sent as a bearer token on every call.
+  explicit Api(const std::string& address, const std::string& token = "");
 
   absl::StatusOr<v1::Job> Get(const std::string& id);
   // Every job, following page tokens.
@@ -60,7 +61,10 @@ class Api {
   static bool IsEnded(const v1::Job& job);
 
  private:
+  void Prepare(grpc::ClientContext* ctx, double timeout_seconds) const;
+
   std::unique_ptr<v1::QuantizationService::Stub> stub_;
+  std::string token_;
 };
 
 // The CLI's --json output: a Job (or {"job": Job, ...} of submit), and event lines.

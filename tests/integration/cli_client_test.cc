@@ -1,19 +1,23 @@
 // Drives the real `signround` binary (SIGNROUND_CLI_BIN): usage errors, an
 // unreachable server, and every command against an in-test fake
 // QuantizationService that returns canned answers and records the requests.
+#include <grpcpp/support/server_interceptor.h>
 #include <gtest/gtest.h>
 
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "nlohmann/json.hpp"
 #include "tests/testing/cli/canned_jobs.h"
 #include "tests/testing/cli/cli_process.h"
 #include "tests/testing/cli/fake_service.h"
-#include "nlohmann/json.hpp"
+#include "tests/testing/spawn.h"
 #include "tests/testing/test_files.h"
+#include "tests/testing/tls_pki.h"
 
 namespace signround::cli {
 namespace {
@@ -26,9 +30,13 @@ using testing::ProcessOptions;
 using testing::ProcessResult;
 using testing::RunningJob;
 
-// Runs the CLI with SIGNROUND_SERVER removed from its environment.
+// Runs the CLI with SIGNROUND_SERVER, SIGNROUND_TOKEN and SIGNROUND_TLS_* removed
+// from its environment (options.env may set them again).
 ProcessResult Cli(const std::vector<std::string>& args, ProcessOptions options = {}) {
-  options.unset.push_back("SIGNROUND_SERVER");
+  for (const char* name : {"SIGNROUND_SERVER", "SIGNROUND_TOKEN", "SIGNROUND_TLS_CA",
+                           "SIGNROUND_TLS_CERT", "SIGNROUND_TLS_KEY"}) {
+    options.unset.push_back(name);
+  }
   return testing::RunProcess(SIGNROUND_CLI_BIN, args, options);
 }
 
@@ -522,6 +530,368 @@ TEST_F(CliTest, WatchOnATerminalDrawsAProgressBar) {
   EXPECT_NE(r.out.find("\r\033[Kseq 5 state RUNNING -> UPLOADING\r\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("seq 6 artifact auto_round"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.substr(r.out.size() - 2), "\r\n") << "the bar ends its line";
+}
+
+// --- TLS and bearer tokens ---
+
+// Records the `authorization` metadata of every call the server receives.
+class AuthRecorder {
+ public:
+  struct Call {
+    std::string method;               // "/signround.v1.QuantizationService/GetJob"
+    std::vector<std::string> values;  // its authorization values
+  };
+  void Add(Call call) {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.push_back(std::move(call));
+  }
+  std::vector<Call> calls() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+  void Clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.clear();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<Call> calls_;
+};
+
+class RecordingInterceptor : public grpc::experimental::Interceptor {
+ public:
+  RecordingInterceptor(grpc::experimental::ServerRpcInfo* info, AuthRecorder* recorder)
+      : method_(info->method()), recorder_(recorder) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
+      AuthRecorder::Call call{method_, {}};
+      auto range = methods->GetRecvInitialMetadata()->equal_range("authorization");
+      for (auto it = range.first; it != range.second; ++it) {
+        call.values.emplace_back(it->second.data(), it->second.size());
+      }
+      recorder_->Add(std::move(call));
+    }
+    methods->Proceed();
+  }
+
+ private:
+  std::string method_;
+  AuthRecorder* recorder_;
+};
+
+class RecordingFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit RecordingFactory(AuthRecorder* recorder) : recorder_(recorder) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new RecordingInterceptor(info, recorder_);
+  }
+
+ private:
+  AuthRecorder* recorder_;
+};
+
+// The fake service on 127.0.0.1 behind `credentials` (plaintext or TLS), with
+// every call's authorization metadata recorded.
+class RecordingServer {
+ public:
+  RecordingServer(FakeService* service, AuthRecorder* recorder,
+                  std::shared_ptr<grpc::ServerCredentials> credentials) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", std::move(credentials), &port_);
+    builder.RegisterService(service);
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(std::make_unique<RecordingFactory>(recorder));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+    server_ = builder.BuildAndStart();
+  }
+  ~RecordingServer() {
+    if (server_ == nullptr) return;
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+    server_->Wait();
+  }
+  bool ok() const { return server_ != nullptr && port_ > 0; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// Server credentials from the test PKI; `require_client_cert`: mutual TLS
+// (client certificates required and verified against ca.pem).
+std::shared_ptr<grpc::ServerCredentials> TlsServerCredentials(
+    const signround::testing::TestPki& pki, bool require_client_cert) {
+  grpc::SslServerCredentialsOptions options(
+      require_client_cert ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                          : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  options.pem_root_certs =
+      require_client_cert ? signround::testing::ReadFileOrEmpty(pki.ca_cert) : std::string();
+  options.pem_key_cert_pairs.push_back({signround::testing::ReadFileOrEmpty(pki.server_key),
+                                        signround::testing::ReadFileOrEmpty(pki.server_cert)});
+  return grpc::SslServerCredentials(options);
+}
+
+void ExpectNotIn(const ProcessResult& r, const std::string& secret) {
+  EXPECT_EQ(r.err.find(secret), std::string::npos) << "the token leaked into stderr: " << r.err;
+  EXPECT_EQ(r.out.find(secret), std::string::npos) << "the token leaked into stdout: " << r.out;
+}
+
+TEST(CliSecurityUsage, TlsFlagErrorsAreUsageErrors) {
+  signround::testing::TempDir dir;
+  const std::string at = "127.0.0.1:1";  // never contacted: exit 2, not 3
+  const std::string pem = dir.File("cert.pem");
+  signround::testing::WriteFile(pem,
+                                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+  ExpectUsageError(Cli({"--server", at, "--tls-cert", pem, "get", "j-1"}), "--tls-key");
+  ExpectUsageError(Cli({"--server", at, "--tls-key", pem, "get", "j-1"}), "--tls-cert");
+  ProcessOptions env;
+  env.env = {"SIGNROUND_TLS_CERT=" + pem};
+  ExpectUsageError(Cli({"--server", at, "get", "j-1"}, env), "$SIGNROUND_TLS_CERT needs");
+
+  const std::string missing = dir.File("no-such-ca.pem");
+  ProcessResult no_ca = Cli({"--server", at, "--tls-ca", missing, "get", "j-1"});
+  ExpectUsageError(no_ca, "--tls-ca: " + missing);
+  ExpectUsageError(Cli({"--server", at, "--tls-ca", dir.path(), "get", "j-1"}),
+                   "--tls-ca: " + dir.path() + ": not a regular file");
+  const std::string not_pem = dir.File("not.pem");
+  signround::testing::WriteFile(not_pem, "hello\n");
+  ExpectUsageError(Cli({"--server", at, "--tls-ca", not_pem, "get", "j-1"}),
+                   "--tls-ca: " + not_pem + ": no PEM certificate");
+  ExpectUsageError(Cli({"--server", at, "--tls-cert", pem, "--tls-key", pem, "get", "j-1"}),
+                   "--tls-key: " + pem + ": no PEM private key");
+  ExpectUsageError(Cli({"--server", at, "--tls-cert", pem, "--tls-key", missing, "get", "j-1"}),
+                   "--tls-key: " + missing);
+  env.env = {"SIGNROUND_TLS_CA=" + missing};
+  ExpectUsageError(Cli({"--server", at, "get", "j-1"}, env), "$SIGNROUND_TLS_CA: " + missing);
+  ExpectUsageError(Cli({"--server", at, "--tls-server-name", "x", "get", "j-1"}),
+                   "--tls-server-name needs TLS");
+  ExpectUsageError(Cli({"--server", at, "--tls", "--tls-server-name", "", "get", "j-1"}),
+                   "--tls-server-name");
+  // No --token flag: command lines are visible to everyone.
+  ExpectUsageError(Cli({"--server", at, "--token", "abc", "get", "j-1"}), "--token");
+
+  ProcessResult help = Cli({"--help"});
+  for (const char* want :
+       {"--tls-ca", "--tls-cert", "--tls-key", "--tls-server-name", "--token-file",
+        "SIGNROUND_TOKEN", "\n  6   UNAUTHENTICATED", "\n  7   RESOURCE_EXHAUSTED"}) {
+    EXPECT_NE(help.out.find(want), std::string::npos) << want << " in\n" << help.out;
+  }
+}
+
+TEST(CliSecurityUsage, BadTokensAreRefusedWithoutEchoingThem) {
+  signround::testing::TempDir dir;
+  const std::string at = "127.0.0.1:1";
+  const std::string missing = dir.File("no-such-token");
+  ExpectUsageError(Cli({"--server", at, "--token-file", missing, "get", "j-1"}),
+                   "--token-file: " + missing);
+  const std::string empty = dir.File("empty-token");
+  signround::testing::WriteFile(empty, " \n\t\n");
+  ExpectUsageError(Cli({"--server", at, "--token-file", empty, "get", "j-1"}),
+                   "--token-file: " + empty + ": empty");
+  ExpectUsageError(Cli({"--server", at, "--token-file", dir.path(), "get", "j-1"}),
+                   "--token-file: " + dir.path());
+
+  const std::vector<std::string> bad = {"s3cr3t token-with-space",    "s3cr3t\"quote",
+                                        "s3cr3t=in-the-middle",       "s3cr3t\xc3\xa9-utf8",
+                                        "=s3cr3t-only-padding-first", "s3cr3t\nsecond-line",
+                                        std::string(4097, 'k')};
+  for (const std::string& token : bad) {
+    SCOPED_TRACE(token.substr(0, 40));
+    const std::string file = dir.File("bad-token");
+    signround::testing::WriteFile(file, token + "\n");
+    ProcessResult from_file = Cli({"--server", at, "--token-file", file, "get", "j-1"});
+    ExpectUsageError(from_file, "--token-file: " + file);
+    ExpectNotIn(from_file, token);
+    ExpectNotIn(from_file, "s3cr3t");
+    ProcessOptions env;
+    env.env = {"SIGNROUND_TOKEN=" + token};
+    ProcessResult from_env = Cli({"--server", at, "get", "j-1"}, env);
+    ExpectUsageError(from_env, "$SIGNROUND_TOKEN");
+    ExpectNotIn(from_env, "s3cr3t");
+    ExpectNotIn(from_env, token);
+  }
+}
+
+TEST_F(CliTest, TokenIsSentOnEveryRpc) {
+  AuthRecorder recorder;
+  RecordingServer server(&service_, &recorder, grpc::InsecureServerCredentials());
+  ASSERT_TRUE(server.ok());
+  signround::testing::TempDir dir;
+  const std::string token = "tok-123_ab.c~+/AZaz09==";
+  const std::string token_file = dir.File("token");
+  signround::testing::WriteFile(token_file, "  " + token + "\n\n");  // whitespace trimmed
+  service_.jobs["j-1"] = RunningJob("j-1");
+  service_.jobs["j-1"].set_state(v1::JOB_STATE_SUCCEEDED);
+  service_.events = JobEvents(v1::JOB_STATE_SUCCEEDED);
+  service_.pages.resize(1);
+  const std::vector<std::vector<std::string>> commands = {
+      {"submit", "--model", "m", "--out", "o", "--watch"},  // SubmitJob, WatchJob
+      {"get", "j-1"},
+      {"list"},
+      {"cancel", "j-1"},
+      {"watch", "j-1", "--from", "99"}};  // WatchJob, then GetJob for the state
+  const std::string bearer = "Bearer " + token;
+  for (bool from_env : {false, true}) {
+    recorder.Clear();
+    for (std::vector<std::string> args : commands) {
+      ProcessOptions options;
+      if (from_env) {
+        options.env = {"SIGNROUND_TOKEN=" + token};
+      } else {
+        args.insert(args.begin(), {"--token-file", token_file});
+      }
+      args.insert(args.begin(), {"--server", server.address()});
+      ProcessResult r = Cli(args, options);
+      EXPECT_EQ(r.exit_code, 0) << args[2] << ": " << r.err;
+      ExpectNotIn(r, token);
+    }
+    std::vector<std::string> methods;
+    for (const AuthRecorder::Call& call : recorder.calls()) {
+      methods.push_back(call.method.substr(call.method.rfind('/') + 1));
+      EXPECT_EQ(call.values, std::vector<std::string>{bearer}) << call.method;
+    }
+    EXPECT_EQ(methods, (std::vector<std::string>{"SubmitJob", "WatchJob", "GetJob", "ListJobs",
+                                                 "CancelJob", "WatchJob", "GetJob"}));
+  }
+  // --token-file wins over $SIGNROUND_TOKEN; without either, no authorization at all.
+  recorder.Clear();
+  ProcessOptions other;
+  other.env = {"SIGNROUND_TOKEN=other-token"};
+  EXPECT_EQ(Cli({"--server", server.address(), "--token-file", token_file, "get", "j-1"}, other)
+                .exit_code,
+            0);
+  EXPECT_EQ(Cli({"--server", server.address(), "get", "j-1"}).exit_code, 0);
+  const std::vector<AuthRecorder::Call> calls = recorder.calls();
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].values, std::vector<std::string>{bearer});
+  EXPECT_TRUE(calls[1].values.empty());
+}
+
+TEST_F(CliTest, AuthAndLimitErrorsMapToExitCodes) {
+  service_.submit_status =
+      grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing or unknown bearer token");
+  ProcessResult unauthenticated = CliAt(*server_, {"submit", "--model", "m", "--out", "o"});
+  EXPECT_EQ(unauthenticated.exit_code, 6);
+  EXPECT_EQ(unauthenticated.err,
+            "signround: SubmitJob failed: UNAUTHENTICATED: missing or unknown bearer token\n");
+  EXPECT_EQ(unauthenticated.out, "");
+
+  service_.jobs["j-1"] = RunningJob("j-1");
+  service_.cancel_status =
+      grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "role submitter may not cancel");
+  ProcessResult denied = CliAt(*server_, {"cancel", "j-1"});
+  EXPECT_EQ(denied.exit_code, 6);
+  EXPECT_EQ(denied.err,
+            "signround: CancelJob failed: PERMISSION_DENIED: role submitter may not cancel\n");
+
+  service_.submit_status =
+      grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "tenant team-a has 8 active jobs");
+  ProcessResult limited = CliAt(*server_, {"submit", "--model", "m", "--out", "o"});
+  EXPECT_EQ(limited.exit_code, 7);
+  EXPECT_EQ(limited.err,
+            "signround: SubmitJob failed: RESOURCE_EXHAUSTED: tenant team-a has 8 active jobs\n");
+}
+
+class CliTlsTest : public CliTest {
+ protected:
+  void SetUp() override {
+    CliTest::SetUp();
+    absl::StatusOr<signround::testing::TestPki> pki = signround::testing::MakeTestPki(dir_.path());
+    if (absl::IsNotFound(pki.status())) GTEST_SKIP() << pki.status();
+    ASSERT_TRUE(pki.ok()) << pki.status();
+    pki_ = *std::move(pki);
+    service_.jobs["j-1"] = RunningJob("j-1");
+  }
+  // `get j-1` at `server` with `flags` before the command.
+  ProcessResult Get(const RecordingServer& server, std::vector<std::string> flags,
+                    ProcessOptions options = {}) {
+    std::vector<std::string> args = {"--server", server.address(), "--timeout", "5"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    args.insert(args.end(), {"get", "j-1"});
+    return Cli(args, options);
+  }
+  void ExpectTlsFailure(const ProcessResult& r, const std::string& hint) {
+    EXPECT_EQ(r.exit_code, 3) << r.err;
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err.rfind("signround: GetJob failed: UNAVAILABLE: ", 0), 0u) << r.err;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line only: " << r.err;
+    EXPECT_NE(r.err.find(hint), std::string::npos) << r.err;
+  }
+  signround::testing::TempDir dir_;
+  signround::testing::TestPki pki_;
+  AuthRecorder recorder_;
+};
+
+TEST_F(CliTlsTest, ServerTls) {
+  RecordingServer server(&service_, &recorder_, TlsServerCredentials(pki_, false));
+  ASSERT_TRUE(server.ok());
+  // The server's certificate names IP:127.0.0.1 and DNS:localhost.
+  ProcessResult ok = Get(server, {"--tls-ca", pki_.ca_cert});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("id:          j-1"), std::string::npos) << ok.out;
+  ProcessResult named = Get(server, {"--tls-ca", pki_.ca_cert, "--tls-server-name", "localhost"});
+  EXPECT_EQ(named.exit_code, 0) << named.err;
+  ProcessOptions env;
+  env.env = {"SIGNROUND_TLS_CA=" + pki_.ca_cert};
+  ProcessResult via_env = Get(server, {}, env);
+  EXPECT_EQ(via_env.exit_code, 0) << via_env.err;
+
+  const std::string hint = "(TLS: check --tls-ca";
+  ExpectTlsFailure(Get(server, {"--tls-ca", pki_.rogue_ca_cert}), hint);
+  ExpectTlsFailure(Get(server, {"--tls-ca", pki_.ca_cert, "--tls-server-name", "elsewhere"}), hint);
+  ExpectTlsFailure(Get(server, {"--tls"}), hint);  // a private CA is not among the system's
+  ExpectTlsFailure(Get(server, {}), "(if the server uses TLS: --tls or --tls-ca)");
+  // Nothing listening is not a TLS matter: no hint then. (watch with TLS on
+  // cannot tell: it only learns that the channel never connected.)
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--tls-ca", pki_.ca_cert, "get", "j-1"},
+        std::vector<std::string>{"watch", "j-1"}, std::vector<std::string>{"get", "j-1"}}) {
+    std::vector<std::string> at = {"--server", "127.0.0.1:1", "--timeout", "1"};
+    at.insert(at.end(), args.begin(), args.end());
+    ProcessResult refused = Cli(at);
+    EXPECT_EQ(refused.exit_code, 3) << refused.err;
+    EXPECT_EQ(refused.err.find("TLS"), std::string::npos) << refused.err;
+  }
+
+  // A stream over TLS, with a token.
+  service_.events = JobEvents(v1::JOB_STATE_SUCCEEDED);
+  ProcessOptions token;
+  token.env = {"SIGNROUND_TOKEN=tls-token"};
+  recorder_.Clear();
+  ProcessResult watch =
+      Cli({"--server", server.address(), "--tls-ca", pki_.ca_cert, "watch", "j-1"}, token);
+  EXPECT_EQ(watch.exit_code, 0) << watch.err;
+  EXPECT_EQ(PrintedSequences(watch.out), Range(1, 7)) << watch.out;
+  ASSERT_EQ(recorder_.calls().size(), 1u);
+  EXPECT_EQ(recorder_.calls()[0].values, std::vector<std::string>{"Bearer tls-token"});
+}
+
+TEST_F(CliTlsTest, MutualTls) {
+  RecordingServer server(&service_, &recorder_, TlsServerCredentials(pki_, true));
+  ASSERT_TRUE(server.ok());
+  ProcessResult ok = Get(server, {"--tls-ca", pki_.ca_cert, "--tls-cert", pki_.client_cert,
+                                  "--tls-key", pki_.client_key});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  ProcessOptions env;
+  env.env = {"SIGNROUND_TLS_CA=" + pki_.ca_cert, "SIGNROUND_TLS_CERT=" + pki_.client_cert,
+             "SIGNROUND_TLS_KEY=" + pki_.client_key};
+  ProcessResult via_env = Get(server, {}, env);
+  EXPECT_EQ(via_env.exit_code, 0) << via_env.err;
+
+  const std::string hint = "(TLS: check --tls-ca";
+  ExpectTlsFailure(Get(server, {"--tls-ca", pki_.ca_cert}), hint);  // no client certificate
+  ExpectTlsFailure(Get(server, {"--tls-ca", pki_.ca_cert, "--tls-cert", pki_.rogue_client_cert,
+                                "--tls-key", pki_.rogue_client_key}),
+                   hint);
+  // watch waits for the connection first: the same hint after --timeout.
+  ProcessResult watch = Cli(
+      {"--server", server.address(), "--timeout", "2", "--tls-ca", pki_.ca_cert, "watch", "j-1"});
+  EXPECT_EQ(watch.exit_code, 3) << watch.err;
+  EXPECT_NE(watch.err.find(hint), std::string::npos) << watch.err;
+  EXPECT_TRUE(service_.gets().size() == 2u) << "only the two good clients got through";
 }
 
 }  // namespace

@@ -2,20 +2,29 @@
 // loopback, which checks SigV4 like AWS): round trips of 1 KiB and 200 MiB
 // (multipart), directories up and down through `signround-worker cp`, list
 // paging, a wrong secret, a missing key, and 200 MiB transfers through a proxy
-// that fails 20% of requests.
+// that fails 20% of requests. Without it: S3 error bodies and answers that quote
+// the request's signing material (no secret reaches a status or a log line).
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <filesystem>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "src/common/splitmix64.h"
 #include "src/storage/file_store.h"
 #include "src/storage/s3_store.h"
+#include "src/storage/s3_xml.h"
 #include "src/storage/transfer.h"
 #include "tests/testing/fault_proxy.h"
 #include "tests/testing/s3_server.h"
@@ -245,6 +254,179 @@ TEST_F(S3StoreTest, CpCopiesDirectoriesBothWays) {
       testing::RunWorkerWithEnv({"cp", src + "/config.json", "s3://signround-test/x"},
                                 {"HOME=" + dir_.path(), "AWS_ENDPOINT_URL=" + e.url});
   testing::ExpectOneLineError(no_creds, "no AWS credentials");
+}
+
+// --- secrets in S3 answers ------------------------------------------------------------
+
+// Swift's SignatureDoesNotMatch body (s3api, as AWS's): everything of the request's signing
+// is quoted back. Only Code and Message are read; a Message that quotes signing material
+// itself loses it.
+TEST(S3ErrorTest, OnlyCodeAndMessageAreReadAndSigningMaterialIsRedacted) {
+  const std::string signature(64, 'f');
+  const std::string token = "TokenTokenToken123";
+  const std::string body =
+      "<?xml version='1.0' encoding='UTF-8'?>\n<Error><Code>SignatureDoesNotMatch</Code>"
+      "<Message>The request signature we calculated does not match the signature you "
+      "provided. Check your key and signing method.</Message><AWSAccessKeyId>test:tester"
+      "</AWSAccessKeyId><StringToSign>AWS4-HMAC-SHA256\n20240101T000000Z\n20240101/us-east-1/"
+      "s3/aws4_request\n" +
+      std::string(64, 'a') + "</StringToSign><SignatureProvided>" + signature +
+      "</SignatureProvided><StringToSignBytes>41 57 53</StringToSignBytes><CanonicalRequest>"
+      "GET\n/e2e\nlist-type=2\nhost:127.0.0.1:1\nx-amz-security-token:" +
+      token +
+      "\n&lt;Message&gt;x&lt;/Message&gt;</CanonicalRequest><RequestId>tx1</RequestId>"
+      "</Error>";
+  S3Error e = ParseS3Error(body);
+  EXPECT_EQ(e.code, "SignatureDoesNotMatch");
+  EXPECT_EQ(e.message,
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your key and signing method.");
+  // No Message element: nothing is taken from elsewhere (the escaped one above is text).
+  std::string no_message = body;
+  no_message.erase(no_message.find("<Message>"),
+                   no_message.find("</Message>") + 10 - no_message.find("<Message>"));
+  EXPECT_EQ(ParseS3Error(no_message).message, "");
+  // A server that quotes the Authorization header or a presigned URL in its Message.
+  e = ParseS3Error(
+      "<Error><Code>IncompleteSignature</Code><Message>Authorization=AWS4-HMAC-SHA256 "
+      "Credential=AKID/20240101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=" +
+      signature + " url ?X-Amz-Security-Token=" + token + "&amp;X-Amz-Signature=" + signature +
+      "</Message></Error>");
+  EXPECT_EQ(e.message,
+            "Authorization=AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/s3/aws4_request, "
+            "SignedHeaders=host, Signature=<redacted> url ?X-Amz-Security-Token=<redacted>&"
+            "X-Amz-Signature=<redacted>");
+  EXPECT_EQ(ParseS3Error("<Error><Code>" + std::string(100, 'C') + "</Code></Error>").code.size(),
+            64u);
+}
+
+// A loopback HTTP server that answers every request with `status` and an S3 error whose
+// Message quotes the request's Authorization and X-Amz-Security-Token headers and whatever
+// `also_quoted` holds: a server (or proxy) that echoes what it was sent.
+class EchoingS3Server {
+ public:
+  EchoingS3Server(int status, std::string also_quoted)
+      : status_(status), also_quoted_(std::move(also_quoted)) {}
+  ~EchoingS3Server() {
+    ::shutdown(fd_, SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    ::close(fd_);
+  }
+  bool Start() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        ::listen(fd_, 8) != 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len)) {
+      return false;
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] {
+      for (int c; (c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC)) >= 0;) Answer(c);
+    });
+    return true;
+  }
+  std::string endpoint() const { return absl::StrCat("http://127.0.0.1:", port_); }
+  // The request heads received so far.
+  std::vector<std::string> heads() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return heads_;
+  }
+
+ private:
+  static std::string Header(const std::string& head, const std::string& lower_name) {
+    std::string lower = head;
+    for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    const size_t at = lower.find("\r\n" + lower_name + ":");
+    if (at == std::string::npos) return "";
+    const size_t from = at + 3 + lower_name.size();
+    return head.substr(from, head.find("\r\n", from) - from);
+  }
+  void Answer(int c) {
+    std::string in;
+    char buf[4096];
+    while (in.find("\r\n\r\n") == std::string::npos) {
+      const ssize_t n = ::read(c, buf, sizeof(buf));
+      if (n <= 0) break;
+      in.append(buf, static_cast<size_t>(n));
+    }
+    const std::string head = in.substr(0, in.find("\r\n\r\n"));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      heads_.push_back(head);
+    }
+    const std::string body =
+        "<Error><Code>" + std::string(status_ == 503 ? "SlowDown" : "AccessDenied") +
+        "</Code><Message>" +
+        XmlEscape("you sent Authorization: " + Header(head, "authorization") +
+                  "; x-amz-security-token: " + Header(head, "x-amz-security-token") + "; " +
+                  also_quoted_) +
+        "</Message></Error>";
+    const std::string out =
+        absl::StrCat("HTTP/1.1 ", status_, " Oops\r\nContent-Length: ", body.size(),
+                     "\r\nConnection: close\r\n\r\n", body);
+    ssize_t ignored = ::send(c, out.data(), out.size(), MSG_NOSIGNAL);
+    (void)ignored;
+    ::shutdown(c, SHUT_WR);
+    while (::read(c, buf, sizeof(buf)) > 0) {
+    }
+    ::close(c);
+  }
+
+  const int status_;
+  const std::string also_quoted_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<std::string> heads_;
+};
+
+// Whatever an S3 answer quotes (the signature, the token, even the secret key), the
+// store's statuses and retry log lines carry none of it.
+TEST(S3StoreSecretsTest, AnswersQuotingTheRequestLeakNoSecret) {
+  const std::string secret = "StoreSecretKey0123456789";
+  const std::string token = "StoreSessionToken0123456789";
+  for (int status : {503, 403}) {
+    SCOPED_TRACE(status);
+    EchoingS3Server server(status, "key " + secret);
+    ASSERT_TRUE(server.Start());
+    S3Options o;
+    o.endpoint = server.endpoint();
+    o.credentials = {"AKIDSTORE", secret, token};
+    o.retry.max_attempts = 3;
+    o.retry.base = std::chrono::milliseconds(1);
+    std::vector<std::string> log;
+    o.log = [&](const std::string& line) { log.push_back(line); };
+    S3Store store("bucket", o);
+    absl::StatusOr<ObjectList> listed = store.List("p/", "", 10);
+    ASSERT_FALSE(listed.ok());
+    const std::string message(listed.status().message());
+    EXPECT_EQ(listed.status().code(),
+              status == 503 ? absl::StatusCode::kUnavailable : absl::StatusCode::kPermissionDenied)
+        << message;
+    EXPECT_TRUE(absl::StrContains(message, "Signature=<redacted>")) << message;
+    EXPECT_EQ(log.size(), status == 503 ? 2u : 0u);
+    std::vector<std::string> signatures;
+    for (const std::string& head : server.heads()) {
+      const size_t at = head.find("Signature=");
+      ASSERT_NE(at, std::string::npos) << head;
+      signatures.push_back(head.substr(at + 10, 64));
+    }
+    ASSERT_EQ(signatures.size(), status == 503 ? 3u : 1u);
+    std::vector<std::string> texts = log;
+    texts.push_back(message);
+    for (const std::string& text : texts) {
+      EXPECT_TRUE(absl::StrContains(text, status == 503 ? "503 SlowDown" : "403 AccessDenied"))
+          << text;
+      for (const std::string& hidden : signatures) EXPECT_FALSE(absl::StrContains(text, hidden));
+      EXPECT_FALSE(absl::StrContains(text, secret)) << text;
+      EXPECT_FALSE(absl::StrContains(text, token)) << text;
+      EXPECT_TRUE(absl::StrContains(text, "AKIDSTORE")) << "the key id is not a secret: " << text;
+    }
+  }
 }
 
 // The file:// backend: atomic writes, listing, hostile keys.

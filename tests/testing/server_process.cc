@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -130,6 +131,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
       if (grpc && ready.value("metrics", "") != "") {
         if (ready["grpc"].is_string()) server->grpc_address_ = ready["grpc"].get<std::string>();
         server->metrics_address_ = ready["metrics"].get<std::string>();
+        server->tls_ = ready.value("tls", nlohmann::json(false)) == nlohmann::json(true);
         return server;
       }
       return absl::InternalError(
@@ -204,6 +206,11 @@ std::vector<pid_t> ServerProcess::ChildPids() const {
 
 CliResult RunCli(const std::string& server_address, const std::vector<std::string>& args,
                  double timeout_seconds) {
+  return RunCli(server_address, CliAuth(), args, timeout_seconds);
+}
+
+CliResult RunCli(const std::string& server_address, const CliAuth& auth,
+                 const std::vector<std::string>& args, double timeout_seconds) {
   CliResult result;
   const char* base = std::getenv("TMPDIR");
   std::string dir_tmpl = std::string(base && *base ? base : "/tmp") + "/signround-cli-XXXXXX";
@@ -213,11 +220,19 @@ CliResult RunCli(const std::string& server_address, const std::vector<std::strin
   }
   SpawnOptions spawn;
   spawn.argv = {SIGNROUND_CLI_BIN, "--server", server_address};
+  spawn.argv.insert(spawn.argv.end(), auth.global_args.begin(), auth.global_args.end());
   spawn.argv.insert(spawn.argv.end(), args.begin(), args.end());
   for (char** e = environ; *e != nullptr; ++e) {
-    // Only the address given here: never one from the environment.
-    if (absl::string_view(*e).substr(0, 17) != "SIGNROUND_SERVER=") spawn.env.push_back(*e);
+    // Only the address and credentials given here: never ones from the environment.
+    const absl::string_view entry(*e);
+    const absl::string_view name = entry.substr(0, entry.find('='));
+    if (name == "SIGNROUND_SERVER" || name == "SIGNROUND_TOKEN" ||
+        absl::StartsWith(name, "SIGNROUND_TLS_") || auth.env.count(std::string(name)) > 0) {
+      continue;
+    }
+    spawn.env.push_back(*e);
   }
+  for (const auto& [name, value] : auth.env) spawn.env.push_back(name + "=" + value);
   spawn.stdout_path = dir_tmpl + "/out";
   spawn.stderr_path = dir_tmpl + "/err";
   pid_t pid = SpawnProcess(spawn);

@@ -1,8 +1,10 @@
 // Runs the real signround-server binary for service tests: its own data
 // directory, free loopback ports (--listen 127.0.0.1:0 --metrics-listen
 // 127.0.0.1:0), its log in a file; waits for the ready line on stdout:
-//   {"role":"all","grpc":"127.0.0.1:PORT","metrics":"127.0.0.1:PORT","data_dir":"..."}
-// ("grpc": null for --role=worker, whose grpc_address() is then empty)
+//   {"role":"all","grpc":"127.0.0.1:PORT","metrics":"127.0.0.1:PORT","data_dir":"...",
+//    "tls":false}
+// ("grpc": null for --role=worker, whose grpc_address() is then empty; "tls"
+// true with --tls-cert/--tls-key, absent from older servers: false)
 // and runs the real `signround` CLI against it. Binary paths come from the
 // SIGNROUND_SERVER_BIN / SIGNROUND_CLI_BIN / SIGNROUND_WORKER_BIN definitions
 // of the signround_service_testing library.
@@ -38,6 +40,8 @@ class ServerProcess {
 
   const std::string& grpc_address() const { return grpc_address_; }
   const std::string& metrics_address() const { return metrics_address_; }
+  // Whether the gRPC listener speaks TLS (the ready line's "tls").
+  bool tls() const { return tls_; }
   pid_t pid() const { return pid_; }
   const std::string& log_path() const { return log_path_; }
   std::string LogTail(int lines = 40) const;
@@ -54,6 +58,7 @@ class ServerProcess {
   ServerProcess() = default;
   pid_t pid_ = -1;
   std::string grpc_address_, metrics_address_, log_path_;
+  bool tls_ = false;
 };
 
 struct CliResult {
@@ -62,9 +67,22 @@ struct CliResult {
   std::string err;     // stderr
 };
 
+// How the CLI authenticates: global flags placed before the command (e.g.
+// {"--tls-ca", pki.ca_cert, "--token-file", path}) and environment variables
+// (e.g. {{"SIGNROUND_TOKEN", token}}).
+struct CliAuth {
+  std::vector<std::string> global_args;
+  std::map<std::string, std::string> env;
+};
+
 // Runs `signround --server ADDRESS ARGS...` to completion (no shell).
 CliResult RunCli(const std::string& server_address, const std::vector<std::string>& args,
                  double timeout_seconds = 300);
+// Runs `signround --server ADDRESS AUTH.global_args... ARGS...` with AUTH.env
+// added. The test's own SIGNROUND_SERVER, SIGNROUND_TOKEN and SIGNROUND_TLS_*
+// are never passed on (in either overload): only what `auth` says.
+CliResult RunCli(const std::string& server_address, const CliAuth& auth,
+                 const std::vector<std::string>& args, double timeout_seconds = 300);
 
 // GET http://ADDRESS/PATH on loopback; the status code and body.
 absl::StatusOr<std::pair<int, std::string>> HttpGet(const std::string& address,

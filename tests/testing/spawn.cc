@@ -37,8 +37,16 @@ pid_t SpawnProcess(SpawnOptions options) {
 }
 
 std::string ReadFileOrEmpty(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  // read(2), not ifstream: libstdc++'s filebuf throws when a read fails, as one
+  // of /proc/PID/... does when the process exits meanwhile.
+  std::string out;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
 }
 
 }  // namespace signround::testing

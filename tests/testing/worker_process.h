@@ -15,14 +15,12 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/spawn.h"
 #include "tests/testing/test_files.h"
 
 namespace signround::testing {
 
-inline std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+inline std::string ReadAll(const std::string& path) { return ReadFileOrEmpty(path); }
 
 // A worker process with stdout on a pipe and stderr in a file.
 class Worker {

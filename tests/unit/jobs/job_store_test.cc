@@ -589,5 +589,81 @@ TEST(JobStoreOpenTest, NewerSchemaOrForeignDatabaseIsRefused) {
   EXPECT_FALSE(store.ok());
 }
 
+// Tenants (schema version 3): each job has its owner, List filters by it, an
+// idempotency key is the tenant's own, and the queue limit counts per tenant.
+TEST_P(JobStoreTest, JobsBelongToTheirTenant) {
+  JobSpec spec;
+  spec.model_uri = "file:///m";
+  spec.output_uri = "file:///o";
+  auto a1 = store_->Create(spec, "{}", ++clock_, {"team-a"});
+  auto b1 = store_->Create(spec, "{}", ++clock_, {"team-b"});
+  auto a2 = store_->Create(spec, "{}", ++clock_, {"team-a"});
+  ASSERT_TRUE(a1.ok() && b1.ok() && a2.ok());
+  EXPECT_EQ(MustGet(a1->job.id).tenant, "team-a");
+  EXPECT_EQ(MustGet(b1->job.id).tenant, "team-b");
+  EXPECT_EQ(MustGet(NewJob()).tenant, "");
+
+  ListQuery q;
+  q.tenant = "team-a";
+  auto page = store_->List(q);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->jobs.size(), 2u);
+  EXPECT_EQ(page->jobs[0].id, a2->job.id);
+  EXPECT_EQ(page->jobs[1].id, a1->job.id);
+  q.tenant = "team-c";
+  EXPECT_TRUE(store_->List(q)->jobs.empty());
+  q.tenant.reset();
+  EXPECT_EQ(store_->List(q)->jobs.size(), 4u);
+  Reopen();
+  EXPECT_EQ(MustGet(b1->job.id).tenant, "team-b") << "stored, not cached";
+}
+
+TEST_P(JobStoreTest, IdempotencyKeysAreScopedToTheTenant) {
+  JobSpec spec;
+  spec.model_uri = "file:///m";
+  spec.output_uri = "file:///o";
+  spec.idempotency_key = "nightly-2026-11-22";
+  auto a = store_->Create(spec, "{}", ++clock_, {"team-a"});
+  auto b = store_->Create(spec, "{}", ++clock_, {"team-b"});
+  auto none = store_->Create(spec, "{}", ++clock_);
+  auto a_again = store_->Create(spec, "{}", ++clock_, {"team-a"});
+  ASSERT_TRUE(a.ok() && b.ok() && none.ok() && a_again.ok());
+  EXPECT_TRUE(a->created);
+  EXPECT_TRUE(b->created) << "another tenant's key must not return team-a's job";
+  EXPECT_NE(b->job.id, a->job.id);
+  EXPECT_TRUE(none->created);
+  EXPECT_FALSE(a_again->created);
+  EXPECT_EQ(a_again->job.id, a->job.id);
+  EXPECT_EQ(a_again->job.spec.idempotency_key, spec.idempotency_key) << "the key as given";
+}
+
+TEST_P(JobStoreTest, QueueLimitCountsTheTenantsQueuedJobs) {
+  JobSpec spec;
+  spec.model_uri = "file:///m";
+  spec.output_uri = "file:///o";
+  CreateOptions a{"team-a", 2};
+  auto first = store_->Create(spec, "{}", ++clock_, a);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(store_->Create(spec, "{}", ++clock_, a).ok());
+  auto third = store_->Create(spec, "{}", ++clock_, a);
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(third.status().message().find("tenant 'team-a' has 2 queued jobs"), std::string::npos)
+      << third.status();
+  EXPECT_TRUE(store_->Create(spec, "{}", ++clock_, {"team-b", 2}).ok()) << "per tenant";
+  // A new idempotency key is a new job: refused while full.
+  spec.idempotency_key = "k1";
+  EXPECT_EQ(store_->Create(spec, "{}", ++clock_, a).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  // A started job no longer counts.
+  MustAppend(first->job.id, StateChange{JobState::kQueued, JobState::kRunning, "claimed"}, "cpu");
+  auto created = store_->Create(spec, "{}", ++clock_, a);
+  ASSERT_TRUE(created.ok()) << created.status();
+  // Full again, but a replayed key is not a new job: it is answered.
+  auto replay = store_->Create(spec, "{}", ++clock_, a);
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_FALSE(replay->created);
+}
+
 }  // namespace
 }  // namespace signround::jobs

@@ -656,5 +656,74 @@ TEST(SigV4, InvalidInputsAndSecretsStayOut) {
             "SigV4: PresignUrl takes the Host header from the endpoint; the request has one");
 }
 
+// What a server may quote back (an Authorization header, a presigned URL, the canonical
+// request with the token, Swift's and AWS's error-body elements) loses its signatures, token
+// and secret; plain text and the not-secret parts (access key id, scope) stay.
+TEST(SigV4, RedactSigV4SecretsRemovesSignaturesTokensAndTheSecret) {
+  const std::string secret = "SECRETsecretSECRET0123456789abcdefghijkl";
+  const std::string token = "TOKENtokenTOKEN0123456789/+=";
+  const AwsCredentials credentials = {"AKIDEXAMPLE", secret, token};
+  SigV4Request request{"GET", "/b/k", {}, {{"Host", "h"}}, kEmptyPayloadSha256};
+  absl::StatusOr<SigV4Result> sig =
+      SignRequestHeaders(credentials, S3Options(), request, S3ExampleTime());
+  ASSERT_TRUE(sig.ok()) << sig.status();
+  std::string authorization;
+  for (const HttpHeader& h : sig->headers) {
+    if (h.name == "Authorization") authorization = h.value;
+  }
+  request.headers.clear();
+  absl::StatusOr<std::string> url =
+      PresignUrl(credentials, S3Options(), "https://h", request, S3ExampleTime(), 60);
+  ASSERT_TRUE(url.ok()) << url.status();
+  absl::StatusOr<SigV4Result> query = SignRequestQuery(
+      credentials, S3Options(), {"GET", "/b/k", {}, {{"Host", "h"}}}, S3ExampleTime(), 60);
+  ASSERT_TRUE(query.ok());
+
+  const std::vector<std::string> texts = {
+      "Authorization: " + authorization,
+      "GET " + *url + " HTTP/1.1",
+      sig->canonical_request,  // holds "x-amz-security-token:TOKEN"
+      "<Error><Code>SignatureDoesNotMatch</Code><Message>m</Message><AWSAccessKeyId>AKIDEXAMPLE"
+      "</AWSAccessKeyId><StringToSign>" +
+          sig->string_to_sign + "</StringToSign><SignatureProvided>" + sig->signature +
+          "</SignatureProvided><StringToSignBytes>41 57</StringToSignBytes><CanonicalRequest>" +
+          sig->canonical_request + "</CanonicalRequest></Error>",
+      "<Error><Code>ExpiredToken</Code><Token-0>" + token + "</Token-0></Error>",
+      "signature=\"" + sig->signature + "\" and X-Amz-Security-Token : '" + token + "'",
+      "the server said: key " + secret + " token " + token,
+  };
+  for (const std::string& text : texts) {
+    const std::string out = RedactSigV4Secrets(text, credentials);
+    SCOPED_TRACE(out);
+    EXPECT_TRUE(absl::StrContains(out, "<redacted>"));
+    for (const std::string& hidden :
+         {secret, token, sig->signature, query->signature, sig->string_to_sign,
+          std::string("TOKENtokenTOKEN"), UriEncode(token, true)}) {
+      EXPECT_FALSE(absl::StrContains(out, hidden)) << hidden;
+    }
+  }
+  EXPECT_EQ(RedactSigV4Secrets("Authorization: " + authorization),
+            "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20130524/us-east-1/s3/"
+            "aws4_request, SignedHeaders=" +
+                std::string(absl::StrContains(authorization, "x-amz-security-token")
+                                ? "host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
+                                : "host;x-amz-content-sha256;x-amz-date") +
+                ", Signature=<redacted>");
+  // Without the credentials, the key=value forms and elements still go.
+  EXPECT_EQ(RedactSigV4Secrets("a?X-Amz-Signature=abc&X-Amz-Security-Token=t%2B&b=1"),
+            "a?X-Amz-Signature=<redacted>&X-Amz-Security-Token=<redacted>&b=1");
+  EXPECT_EQ(RedactSigV4Secrets("<SignatureProvided>abc"), "<SignatureProvided><redacted>");
+  // Plain text stays as it is, and so do words that only contain a key.
+  for (const char* plain :
+       {"The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method.",
+        "NoSignature=1 MySecurity-Token=2 Signatures: x", "SignatureDoesNotMatch", ""}) {
+    EXPECT_EQ(RedactSigV4Secrets(plain, credentials), plain);
+  }
+  // Secrets under 4 bytes are not searched for (they would mangle any text).
+  EXPECT_EQ(RedactSigV4Secrets("abc abc", {"AKID", "abc", "ab"}), "abc abc");
+  EXPECT_EQ(RedactSigV4Secrets("x abcd x", {"AKID", "abcd", ""}), "x <redacted> x");
+}
+
 }  // namespace
 }  // namespace signround

@@ -121,6 +121,32 @@ TEST_F(SafetensorsHeaderTest, NegativeOrOverflowingShape) {
             "tensor 'a': 'shape' is missing or not a list");
 }
 
+// Found by tests/fuzz/safetensors_header_fuzz: the message dumped the whole
+// shape, recursing once per nesting level (a stack overflow at ~100k levels).
+TEST_F(SafetensorsHeaderTest, HostileShapesAreShownShortWithoutRecursing) {
+  const int depth = 1000000;
+  const std::string nested = std::string(depth, '[') + std::string(depth, ']');
+  EXPECT_EQ(OpenErrorWithHeader(
+                R"({"a":{"dtype":"F32","shape":)" + nested + R"(,"data_offsets":[0,0]}})", ""),
+            "tensor 'a': shape [<array>] has a dimension that is not a non-negative integer");
+  EXPECT_EQ(OpenErrorWithHeader(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,)" + nested +
+                                    R"(],"data_offsets":[0,0]}})",
+                                ""),
+            "tensor 'a': shape [4294967296,4294967296,<array>] overflows");
+  std::string many = "[1";
+  for (int i = 0; i < 20; ++i) many += ",1";
+  EXPECT_EQ(OpenErrorWithHeader(R"({"a":{"dtype":"F32","shape":)" + many + R"(,{},")" +
+                                    std::string(40, 's') + R"("],"data_offsets":[0,0]}})",
+                                ""),
+            "tensor 'a': shape [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,... 23 dims] has a dimension that "
+            "is not a non-negative integer");
+  EXPECT_EQ(OpenErrorWithHeader(R"({"a":{"dtype":"F32","shape":[2,{"x":1},")" +
+                                    std::string(33, 's') + R"(","short"],"data_offsets":[0,0]}})",
+                                ""),
+            "tensor 'a': shape [2,<object>,<string>,\"short\"] has a dimension that is not a "
+            "non-negative integer");
+}
+
 TEST_F(SafetensorsHeaderTest, BadOffsets) {
   EXPECT_EQ(OpenErrorWithHeader(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[4,2]}})", "xxxx"),
             "tensor 'a': data_offsets [4, 2] end before they begin");
