@@ -99,7 +99,8 @@ absl::StatusOr<std::string> LoadToken(const PathOption& token_file) {
   }
   if (token.size() > auth::kMaxTokenBytes) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": the token is ", token.size(),
-                                                   " bytes, over the limit of ", auth::kMaxTokenBytes));
+                                                   " bytes, over the limit of ",
+                                                   auth::kMaxTokenBytes));
   }
   if (!auth::IsValidBearerToken(token)) {
     return absl::InvalidArgumentError(

@@ -35,8 +35,7 @@ QuantizationServiceImpl::QuantizationServiceImpl(jobs::JobService& core,
                                 {"method", "code"})),
       rpc_seconds_(registry.AddHistogram("signround_rpc_duration_seconds",
                                          "Seconds per unary gRPC call by method",
-                                         metrics::ExponentialBuckets(0.0001, 2, 18),
-                                         {"method"})) {}
+                                         metrics::ExponentialBuckets(0.0001, 2, 18), {"method"})) {}
 
 grpc::Status QuantizationServiceImpl::Finish(const char* method, const absl::Status& status) {
   grpc::Status out = ToGrpcStatus(status);

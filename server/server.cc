@@ -16,9 +16,9 @@
 #include "nlohmann/json.hpp"
 #include "server/quantization_service_impl.h"
 #include "spdlog/spdlog.h"
+#include "src/auth/authenticator.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
-#include "src/auth/authenticator.h"
 #include "src/metrics/http_endpoints.h"
 #include "src/storage/credentials.h"
 
@@ -172,7 +172,8 @@ absl::Status CheckStoreHasNoPassword(const std::string& store) {
   absl::string_view rest = absl::string_view(store).substr(store.find("://") + 3);
   absl::string_view authority = rest.substr(0, rest.find_first_of("/?"));
   const size_t at = authority.rfind('@');
-  if (at != absl::string_view::npos && authority.substr(0, at).find(':') != absl::string_view::npos) {
+  if (at != absl::string_view::npos &&
+      authority.substr(0, at).find(':') != absl::string_view::npos) {
     return absl::InvalidArgumentError(
         "--store: the URL holds a password, which anyone on this machine can read in the "
         "process list; give it in PGPASSWORD or ~/.pgpass instead");
@@ -262,8 +263,7 @@ absl::Status RunServer(ServerOptions o) {
                o.jobs.run_slots ? o.devices : "-", o.jobs.run_slots ? o.jobs.data_dir : "-");
 
   if (authenticator) {
-    spdlog::info("authentication: {} tokens from {}", authenticator->token_count(),
-                 o.tokens_file);
+    spdlog::info("authentication: {} tokens from {}", authenticator->token_count(), o.tokens_file);
   }
   int sig = 0;
   while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {

@@ -21,7 +21,7 @@ struct ServerOptions {
   std::string tls_cert, tls_key, tls_client_ca;
   std::string tokens_file;  // bearer tokens and tenants (src/auth); empty: no authentication
   std::vector<std::string> allowed_local_roots;  // empty: file:// anywhere
-  int max_request_bytes = 1 << 20;                // the largest request message gRPC accepts
+  int max_request_bytes = 1 << 20;               // the largest request message gRPC accepts
   jobs::JobServiceOptions jobs;       // data_dir, max_attempts, worker_bin, ...
 };
 

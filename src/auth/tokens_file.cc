@@ -19,8 +19,8 @@ absl::Status OnlyKeys(const json& obj, std::initializer_list<absl::string_view> 
     bool known = false;
     for (absl::string_view k : allowed) known = known || it.key() == k;
     if (!known) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": unknown key '",
-                                                     absl::CHexEscape(it.key().substr(0, 64)), "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": unknown key '", absl::CHexEscape(it.key().substr(0, 64)), "'"));
     }
   }
   return absl::OkStatus();
@@ -36,7 +36,8 @@ bool IsLowerHexDigest(absl::string_view s) {
 
 absl::StatusOr<std::set<std::string>> ParseTenantPolicy(const json& policy,
                                                         const std::string& where) {
-  if (!policy.is_object()) return absl::InvalidArgumentError(absl::StrCat(where, ": not an object"));
+  if (!policy.is_object())
+    return absl::InvalidArgumentError(absl::StrCat(where, ": not an object"));
   SR_RETURN_IF_ERROR(OnlyKeys(policy, {"s3_buckets"}, where));
   JsonFields fields(policy, where);
   SR_ASSIGN_OR_RETURN(std::vector<std::string> buckets, fields.OptionalStringList("s3_buckets"));
@@ -46,11 +47,12 @@ absl::StatusOr<std::set<std::string>> ParseTenantPolicy(const json& policy,
     // A bucket name has at most 63 characters of [a-z0-9.-]; the URI parser
     // checks the full rules on the jobs' URIs.
     bool ok = !b.empty() && b.size() <= 63;
-    for (char c : b) ok = ok && (absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '.' || c == '-');
+    for (char c : b)
+      ok = ok && (absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '.' || c == '-');
     if (!ok) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ".s3_buckets[", i, "]: '", absl::CHexEscape(b.substr(0, 64)),
-                       "' is not an S3 bucket name"));
+      return absl::InvalidArgumentError(absl::StrCat(where, ".s3_buckets[", i, "]: '",
+                                                     absl::CHexEscape(b.substr(0, 64)),
+                                                     "' is not an S3 bucket name"));
     }
     out.insert(b);
   }
@@ -102,7 +104,8 @@ absl::StatusOr<TokenTable> TokenTable::Parse(absl::string_view json_text, absl::
       return absl::InvalidArgumentError(absl::StrCat(where, ": 'tenants' is not an object"));
     }
     for (auto it = tenants.begin(); it != tenants.end(); ++it) {
-      const std::string entry = absl::StrCat(where, ": tenants.", absl::CHexEscape(it.key().substr(0, 64)));
+      const std::string entry =
+          absl::StrCat(where, ": tenants.", absl::CHexEscape(it.key().substr(0, 64)));
       if (!IsValidTenantName(it.key())) {
         return absl::InvalidArgumentError(
             absl::StrCat(entry, ": not a tenant name (1-63 of a-z 0-9 . _ -)"));
@@ -119,7 +122,8 @@ absl::StatusOr<TokenTable> TokenTable::Parse(absl::string_view json_text, absl::
   const json& tokens = root["tokens"];
   for (size_t i = 0; i < tokens.size(); ++i) {
     const std::string entry = absl::StrCat(where, ": tokens[", i, "]");
-    if (!tokens[i].is_object()) return absl::InvalidArgumentError(absl::StrCat(entry, ": not an object"));
+    if (!tokens[i].is_object())
+      return absl::InvalidArgumentError(absl::StrCat(entry, ": not an object"));
     SR_RETURN_IF_ERROR(OnlyKeys(tokens[i], {"sha256", "tenant", "role"}, entry));
     JsonFields fields(tokens[i], entry);
     SR_ASSIGN_OR_RETURN(std::string digest, fields.String("sha256"));

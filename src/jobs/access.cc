@@ -38,9 +38,8 @@ absl::Status JobService::CheckAccess(const JobSpec& spec, const Caller& caller) 
     if (!uri.ok() || uri->scheme != StorageUri::Scheme::kS3) continue;  // validated before
     if (caller.s3_buckets->count(uri->bucket) == 0) {
       return absl::PermissionDeniedError(absl::StrCat(
-          f.name, ": bucket '", uri->bucket, "' is not one tenant '", caller.tenant,
-          "' may use (", caller.s3_buckets->empty() ? "none" : absl::StrJoin(*caller.s3_buckets, ", "),
-          ")"));
+          f.name, ": bucket '", uri->bucket, "' is not one tenant '", caller.tenant, "' may use (",
+          caller.s3_buckets->empty() ? "none" : absl::StrJoin(*caller.s3_buckets, ", "), ")"));
     }
   }
   return absl::OkStatus();

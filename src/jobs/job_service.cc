@@ -286,7 +286,8 @@ absl::Status JobService::Watch(const std::string& id, int64_t from_sequence,
     if (options_.max_watches_per_tenant > 0 && open >= options_.max_watches_per_tenant) {
       return absl::ResourceExhaustedError(absl::StrCat(
           caller.tenant.empty() ? "this server" : absl::StrCat("tenant '", caller.tenant, "'"),
-          " has ", open, " watches open on this server, the most --max-watches-per-tenant "
+          " has ", open,
+          " watches open on this server, the most --max-watches-per-tenant "
           "allows; close one first"));
     }
     ++open;

@@ -31,7 +31,8 @@ absl::Status CheckQueueRoom(Database& db, const CreateOptions& options) {
   if (queued < options.max_queued) return absl::OkStatus();
   return absl::ResourceExhaustedError(absl::StrCat(
       options.tenant.empty() ? "this server" : absl::StrCat("tenant '", options.tenant, "'"),
-      " has ", queued, " queued jobs, the most --max-queued-jobs-per-tenant allows; submit "
+      " has ", queued,
+      " queued jobs, the most --max-queued-jobs-per-tenant allows; submit "
       "again once some have started, or cancel some"));
 }
 
@@ -71,9 +72,9 @@ absl::StatusOr<CreateResult> JobStore::Create(const JobSpec& spec,
     if (IsPostgres(db)) SR_RETURN_IF_ERROR(db.Exec("SELECT pg_advisory_xact_lock(83678237790002)"));
     result.created = true;
     if (!spec.idempotency_key.empty()) {
-      SR_ASSIGN_OR_RETURN(std::optional<std::string> earlier,
-                          FindByIdempotencyKey(
-                              db, ScopedIdempotencyKey(options.tenant, spec.idempotency_key)));
+      SR_ASSIGN_OR_RETURN(
+          std::optional<std::string> earlier,
+          FindByIdempotencyKey(db, ScopedIdempotencyKey(options.tenant, spec.idempotency_key)));
       if (earlier) {
         result.created = false;
         SR_ASSIGN_OR_RETURN(result.job, LoadJob(db, *earlier));

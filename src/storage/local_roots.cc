@@ -75,8 +75,9 @@ absl::StatusOr<LocalRoots> LocalRoots::Create(const std::vector<std::string>& ro
     std::string real = absl::StartsWith(root, "/") ? RealPath(root) : "";
     struct stat st {};
     if (real.empty() || ::stat(real.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--allowed-local-roots: '", absl::CHexEscape(root), "' is not an existing absolute directory"));
+      return absl::InvalidArgumentError(absl::StrCat("--allowed-local-roots: '",
+                                                     absl::CHexEscape(root),
+                                                     "' is not an existing absolute directory"));
     }
     out.roots_.push_back(std::move(real));
   }

@@ -60,9 +60,9 @@ class SecurityE2ETest : public ServiceE2ETest {
     ASSERT_TRUE(pki.ok()) << pki.status();
     pki_ = *pki;
     tokens_ = dir_.File("tokens.json");
-    WriteTokens(tokens_, {{kAlice, "team-a", "submitter"},
-                          {kBob, "team-b", "submitter"},
-                          {kOps, "ops", "admin"}});
+    WriteTokens(
+        tokens_,
+        {{kAlice, "team-a", "submitter"}, {kBob, "team-b", "submitter"}, {kOps, "ops", "admin"}});
   }
 
   // The CLI with the CA, a client certificate and `token` ("" for none).
@@ -146,8 +146,7 @@ TEST_F(SecurityE2ETest, TlsTokensTenantsAndLocalRoots) {
   // the handshake fails before any RPC.
   for (const CliAuth& auth : {As(kAlice, /*client_cert=*/false),
                               CliAuth{{"--tls-ca", pki_.ca_cert, "--tls-cert",
-                                       pki_.rogue_client_cert, "--tls-key",
-                                       pki_.rogue_client_key},
+                                       pki_.rogue_client_cert, "--tls-key", pki_.rogue_client_key},
                                       {{"SIGNROUND_TOKEN", kAlice}}},
                               CliAuth{{}, {{"SIGNROUND_TOKEN", kAlice}}}}) {
     CliResult refused = RunCli(server_->grpc_address(), auth, {"--timeout", "5", "list"}, 60);
@@ -157,8 +156,8 @@ TEST_F(SecurityE2ETest, TlsTokensTenantsAndLocalRoots) {
   // Team A's job; team B cannot see, watch or cancel it.
   const std::string job = SubmitAs(kAlice, flags, &r);
   ASSERT_FALSE(job.empty()) << Describe(r);
-  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
-           {"get", job}, {"cancel", job}, {"watch", job}}) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"get", job}, {"cancel", job}, {"watch", job}}) {
     CliResult other = Cli(kBob, args);
     ExpectFailure(other, "NOT_FOUND", 4);
     EXPECT_NE(other.err.find("job '" + job + "' not found"), std::string::npos)
@@ -218,9 +217,9 @@ TEST_F(SecurityE2ETest, TlsTokensTenantsAndLocalRoots) {
 
   // SIGHUP re-reads the tokens file: Carol is let in, Bob is let go.
   EXPECT_EQ(Cli(kCarol, {"list"}).exit_code, 6);
-  WriteTokens(tokens_, {{kAlice, "team-a", "submitter"},
-                        {kCarol, "team-c", "submitter"},
-                        {kOps, "ops", "admin"}});
+  WriteTokens(
+      tokens_,
+      {{kAlice, "team-a", "submitter"}, {kCarol, "team-c", "submitter"}, {kOps, "ops", "admin"}});
   ASSERT_EQ(::kill(server_->pid(), SIGHUP), 0);
   int carol = -1;
   for (int i = 0; i < 100 && carol != 0; ++i) {
@@ -261,12 +260,11 @@ TEST_F(SecurityE2ETest, SymlinkSwappedAfterSubmissionFailsTheAttempt) {
   JobFlags flags = SmallJob(allowed + "/out");
   flags.model = "file://" + allowed + "/current";
   flags.calib = "file://" + allowed + "/calib.jsonl";
-  CliResult r = RunCli(server_->grpc_address(), CliAuth{{}, {{"SIGNROUND_TOKEN", kAlice}}},
-                       [&] {
-                         std::vector<std::string> args = {"--json", "submit"};
-                         for (const std::string& a : flags.Args()) args.push_back(a);
-                         return args;
-                       }());
+  CliResult r = RunCli(server_->grpc_address(), CliAuth{{}, {{"SIGNROUND_TOKEN", kAlice}}}, [&] {
+    std::vector<std::string> args = {"--json", "submit"};
+    for (const std::string& a : flags.Args()) args.push_back(a);
+    return args;
+  }());
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   absl::StatusOr<v1::Job> job = ParseJobJson(r.out);
   ASSERT_TRUE(job.ok()) << job.status();
@@ -302,7 +300,8 @@ class RawClient {
     if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
   }
 
-  grpc::Status Submit(const std::string& token, const v1::JobSpec& spec, std::string* id = nullptr) {
+  grpc::Status Submit(const std::string& token, const v1::JobSpec& spec,
+                      std::string* id = nullptr) {
     grpc::ClientContext ctx;
     Prepare(&ctx, token);
     v1::SubmitJobRequest req;

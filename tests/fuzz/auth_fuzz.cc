@@ -42,7 +42,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   std::vector<absl::string_view> values = absl::StrSplit(text, '\n');
   if (text.empty()) values.clear();
-  absl::StatusOr<signround::auth::Principal> p = signround::auth::Authenticate(FixedTable(), values);
+  absl::StatusOr<signround::auth::Principal> p =
+      signround::auth::Authenticate(FixedTable(), values);
   if (p.ok()) {
     FUZZ_CHECK(p->tenant == "team-a");
     return 0;

@@ -16,10 +16,13 @@ constexpr char kOps[] = "ops-token-abcdefghij";
 
 std::string TokensJson(const std::string& extra_token = "") {
   std::string json = R"({"tokens": [
-    {"sha256": ")" + Sha256Hex(kAlice) + R"(", "tenant": "team-a", "role": "submitter"},
-    {"sha256": ")" + Sha256Hex(kOps) + R"(", "tenant": "ops", "role": "admin"})";
+    {"sha256": ")" + Sha256Hex(kAlice) +
+                     R"(", "tenant": "team-a", "role": "submitter"},
+    {"sha256": ")" + Sha256Hex(kOps) +
+                     R"(", "tenant": "ops", "role": "admin"})";
   if (!extra_token.empty()) {
-    json += R"(, {"sha256": ")" + Sha256Hex(extra_token) + R"(", "tenant": "team-b", "role": "submitter"})";
+    json += R"(, {"sha256": ")" + Sha256Hex(extra_token) +
+            R"(", "tenant": "team-b", "role": "submitter"})";
   }
   json += R"(], "tenants": {"team-a": {"s3_buckets": ["bucket-a", "shared.models"]}}})";
   return json;
@@ -57,7 +60,8 @@ TEST(TokenTableTest, RefusesHostileFilesNamingTheEntry) {
       {R"({"tokens": [], "extra": 1})", "unknown key 'extra'"},
       {R"({"tokens": [{"sha256": "abc", "tenant": "a", "role": "admin"}]})",
        "tokens[0]: key 'sha256' is not 64 lowercase hex"},
-      {R"({"tokens": [{"sha256": ")" + std::string(64, 'A') + R"(", "tenant": "a", "role": "admin"}]})",
+      {R"({"tokens": [{"sha256": ")" + std::string(64, 'A') +
+           R"(", "tenant": "a", "role": "admin"}]})",
        "not 64 lowercase hex"},
       {R"({"tokens": [{"sha256": ")" + digest + R"(", "tenant": "Team A", "role": "admin"}]})",
        "key 'tenant' is not a tenant name"},
@@ -66,7 +70,8 @@ TEST(TokenTableTest, RefusesHostileFilesNamingTheEntry) {
       {R"({"tokens": [{"sha256": ")" + digest + R"(", "tenant": "a", "role": "admin", "x": 1}]})",
        "tokens[0]: unknown key 'x'"},
       {R"({"tokens": [{"sha256": ")" + digest + R"(", "tenant": "a", "role": "admin"},
-                      {"sha256": ")" + digest + R"(", "tenant": "b", "role": "admin"}]})",
+                      {"sha256": ")" +
+           digest + R"(", "tenant": "b", "role": "admin"}]})",
        "tokens[1]: the same sha256"},
       {R"({"tokens": [], "tenants": {"a": {"s3_buckets": ["Bad_Bucket"]}}})",
        "tenants.a.s3_buckets[0]: 'Bad_Bucket' is not an S3 bucket name"},
@@ -99,9 +104,7 @@ TEST(TokenTableTest, BearerTokenSyntax) {
 
 class AuthenticatorTest : public ::testing::Test {
  protected:
-  void Write(const std::string& text) {
-    std::ofstream(path_, std::ios::trunc) << text;
-  }
+  void Write(const std::string& text) { std::ofstream(path_, std::ios::trunc) << text; }
   testing::TempDir dir_;
   std::string path_ = dir_.File("tokens.json");
 };
@@ -119,8 +122,7 @@ TEST_F(AuthenticatorTest, AuthenticatesBearerMetadataWithoutEchoingTokens) {
 
   const std::string wrong = "Bearer wrong-secret-value-42";
   const std::string basic = std::string("Basic ") + kAlice;
-  for (const std::vector<absl::string_view>& values :
-       std::vector<std::vector<absl::string_view>>{
+  for (const std::vector<absl::string_view>& values : std::vector<std::vector<absl::string_view>>{
            {}, {wrong}, {basic}, {"Bearer"}, {"Bearer "}, {bearer, bearer}}) {
     absl::StatusOr<Principal> r = (*a)->Authenticate(values);
     ASSERT_FALSE(r.ok());

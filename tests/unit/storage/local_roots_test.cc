@@ -58,7 +58,8 @@ TEST_F(LocalRootsTest, DotDotAndSymlinksOutsideAreDenied) {
   EXPECT_EQ(Code(base_ + "/root/escape/not-yet/out"), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(Code(base_ + "/root/missing/../../outside"), absl::StatusCode::kPermissionDenied)
       << "'..' after a missing directory";
-  EXPECT_EQ(Code(base_ + "/rootX"), absl::StatusCode::kPermissionDenied) << "a prefix is not a root";
+  EXPECT_EQ(Code(base_ + "/rootX"), absl::StatusCode::kPermissionDenied)
+      << "a prefix is not a root";
   EXPECT_EQ(Code("/"), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(Code("relative/path"), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(Code(base_ + "/root/models" + std::string("\0/../../x", 9)),
