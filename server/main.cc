@@ -86,6 +86,11 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", o.tls_key, "PEM private key of --tls-cert");
   app.add_option("--tls-client-ca", o.tls_client_ca,
                  "PEM CA: clients must present a certificate it signed (mutual TLS)");
+  app.add_option("--tls-reload-seconds", o.tls_reload_seconds,
+                 "How often the --tls-* files are re-read: a rotated certificate, key or client "
+                 "CA is served without a restart")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
   app.add_option("--tokens-file", o.tokens_file,
                  "Bearer tokens (SHA-256 digests) with their tenant and role, and each tenant's "
                  "S3 buckets (JSON, see the README); re-read on SIGHUP. Unset: no authentication");

@@ -3,6 +3,9 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -93,7 +96,9 @@ absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path) {
 
 // Insecure credentials, or TLS from --tls-cert / --tls-key (and mTLS with
 // --tls-client-ca); INVALID_ARGUMENT naming the flag for a missing half or an
-// unreadable file. The key's content is never part of a message.
+// unreadable file. The key's content is never part of a message. The files
+// are watched: a rotated certificate, key or client CA is served within
+// --tls-reload-seconds, without a restart.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const ServerOptions& o) {
   if (o.tls_cert.empty() != o.tls_key.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key: give both or neither");
@@ -104,16 +109,23 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const
     }
     return grpc::InsecureServerCredentials();
   }
-  grpc::SslServerCredentialsOptions ssl;
-  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-  SR_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem("--tls-cert", o.tls_cert));
-  SR_ASSIGN_OR_RETURN(pair.private_key, ReadPem("--tls-key", o.tls_key));
-  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  // Read once here for errors that name the flag; the provider reads them itself.
+  SR_RETURN_IF_ERROR(ReadPem("--tls-cert", o.tls_cert).status());
+  SR_RETURN_IF_ERROR(ReadPem("--tls-key", o.tls_key).status());
   if (!o.tls_client_ca.empty()) {
-    SR_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem("--tls-client-ca", o.tls_client_ca));
-    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    SR_RETURN_IF_ERROR(ReadPem("--tls-client-ca", o.tls_client_ca).status());
   }
-  return grpc::SslServerCredentials(ssl);
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      o.tls_key, o.tls_cert, o.tls_client_ca, static_cast<unsigned int>(o.tls_reload_seconds));
+  grpc::experimental::TlsServerCredentialsOptions tls(provider);
+  tls.watch_identity_key_cert_pairs();
+  if (o.tls_client_ca.empty()) {
+    tls.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    tls.watch_root_certs();
+    tls.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(tls);
 }
 
 bool IsLoopback(const std::string& listen) {

@@ -19,6 +19,7 @@ struct ServerOptions {
   // TLS on the gRPC listener (PEM files); with tls_client_ca, clients must
   // present a certificate signed by it (mTLS).
   std::string tls_cert, tls_key, tls_client_ca;
+  int tls_reload_seconds = 60;  // how often the TLS files are checked for rotation
   std::string tokens_file;  // bearer tokens and tenants (src/auth); empty: no authentication
   std::vector<std::string> allowed_local_roots;  // empty: file:// anywhere
   int max_request_bytes = 1 << 20;               // the largest request message gRPC accepts

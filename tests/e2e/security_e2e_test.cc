@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -235,6 +236,39 @@ TEST_F(SecurityE2ETest, TlsTokensTenantsAndLocalRoots) {
   ASSERT_EQ(::kill(server_->pid(), SIGHUP), 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_EQ(Cli(kCarol, {"list"}).exit_code, 0) << server_->LogTail();
+  EXPECT_TRUE(server_->Stop().ok()) << server_->LogTail();
+}
+
+// The TLS files are watched: a client CA bundle that gains a CA while the
+// server runs lets that CA's clients in within --tls-reload-seconds, with no
+// restart (certificate and key rotate the same way).
+TEST_F(SecurityE2ETest, RotatedTlsFilesAreServedWithoutRestart) {
+  const std::string client_ca = dir_.File("client-ca.pem");
+  fs::copy_file(pki_.ca_cert, client_ca);
+  server_ = StartServer("data", {"--tls-cert=" + pki_.server_cert, "--tls-key=" + pki_.server_key,
+                                 "--tls-client-ca=" + client_ca, "--tls-reload-seconds=1",
+                                 "--tokens-file=" + tokens_});
+  ASSERT_TRUE(server_);
+  const CliAuth rogue{{"--tls-ca", pki_.ca_cert, "--tls-cert", pki_.rogue_client_cert,
+                       "--tls-key", pki_.rogue_client_key},
+                      {{"SIGNROUND_TOKEN", kAlice}}};
+  CliResult before = RunCli(server_->grpc_address(), rogue, {"--timeout", "5", "list"}, 60);
+  EXPECT_EQ(before.exit_code, 3) << Describe(before);
+
+  std::ifstream ca(pki_.ca_cert), rogue_ca(pki_.rogue_ca_cert);
+  std::stringstream bundle;
+  bundle << ca.rdbuf() << rogue_ca.rdbuf();
+  {
+    std::ofstream(client_ca + ".tmp") << bundle.str();
+  }
+  fs::rename(client_ca + ".tmp", client_ca);
+  int code = -1;
+  for (int i = 0; i < 50 && code != 0; ++i) {
+    code = RunCli(server_->grpc_address(), rogue, {"--timeout", "5", "list"}, 60).exit_code;
+    if (code != 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(code, 0) << server_->LogTail();
+  EXPECT_EQ(Cli(kAlice, {"list"}).exit_code, 0) << "the first CA's clients still get in";
   EXPECT_TRUE(server_->Stop().ok()) << server_->LogTail();
 }
 
