@@ -16,7 +16,6 @@
 namespace signround::cli {
 namespace {
 
-constexpr uint64_t kMaxPemBytes = 1 << 20;
 constexpr uint64_t kMaxTokenFileBytes = 64 << 10;
 
 // The channel's own reconnect backoff, matching watch's (0.2 s doubling to 5 s):
@@ -55,23 +54,6 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const Secu
   static const bool quiet = (QuietGrpcLogs(), true);
   (void)quiet;
   return grpc::CreateCustomChannel(target, ChannelCredentials(security), ChannelArgs(security));
-}
-
-// A PEM file's text: certificates (`key` false) or a private key. Errors name
-// the option and the path, never the content.
-absl::StatusOr<std::string> ReadPem(const PathOption& option, bool key) {
-  absl::StatusOr<std::string> text = ReadFileToString(option.path, kMaxPemBytes);
-  if (!text.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(option.name, ": ", text.status().message()));
-  }
-  const bool pem =
-      key ? absl::StrContains(*text, "-----BEGIN ") && absl::StrContains(*text, "PRIVATE KEY-----")
-          : absl::StrContains(*text, "-----BEGIN CERTIFICATE-----");
-  if (!pem) {
-    return absl::InvalidArgumentError(absl::StrCat(option.name, ": ", option.path, ": no PEM ",
-                                                   key ? "private key" : "certificate", " in it"));
-  }
-  return text;
 }
 
 // The token from --token-file, else $SIGNROUND_TOKEN; "" for none. Errors
@@ -143,14 +125,17 @@ absl::StatusOr<Security> LoadSecurity(const GlobalOptions& options) {
   }
   security.server_name = options.tls_server_name;
   if (!options.tls_ca.path.empty()) {
-    absl::StatusOr<std::string> ca = ReadPem(options.tls_ca, /*key=*/false);
+    absl::StatusOr<std::string> ca =
+        ReadPemFile(options.tls_ca.name, options.tls_ca.path, PemKind::kCertificates);
     if (!ca.ok()) return ca.status();
     security.root_certs_pem = *std::move(ca);
   }
   if (has_cert) {
-    absl::StatusOr<std::string> cert = ReadPem(options.tls_cert, /*key=*/false);
+    absl::StatusOr<std::string> cert =
+        ReadPemFile(options.tls_cert.name, options.tls_cert.path, PemKind::kCertificates);
     if (!cert.ok()) return cert.status();
-    absl::StatusOr<std::string> key = ReadPem(options.tls_key, /*key=*/true);
+    absl::StatusOr<std::string> key =
+        ReadPemFile(options.tls_key.name, options.tls_key.path, PemKind::kPrivateKey);
     if (!key.ok()) return key.status();
     security.cert_chain_pem = *std::move(cert);
     security.private_key_pem = *std::move(key);

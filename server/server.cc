@@ -22,6 +22,7 @@
 #include "src/auth/authenticator.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
+#include "src/jobs/postgres_db.h"
 #include "src/metrics/http_endpoints.h"
 #include "src/storage/credentials.h"
 
@@ -83,17 +84,6 @@ sigset_t BlockSignals() {
   return set;
 }
 
-absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path) {
-  absl::StatusOr<std::string> pem = ReadFileToString(path, 1 << 20);
-  if (!pem.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", pem.status().message()));
-  }
-  if (pem->find("-----BEGIN ") == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": '", path, "' is not a PEM file"));
-  }
-  return pem;
-}
-
 // Insecure credentials, or TLS from --tls-cert / --tls-key (and mTLS with
 // --tls-client-ca); INVALID_ARGUMENT naming the flag for a missing half or an
 // unreadable file. The key's content is never part of a message. The files
@@ -110,10 +100,11 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const
     return grpc::InsecureServerCredentials();
   }
   // Read once here for errors that name the flag; the provider reads them itself.
-  SR_RETURN_IF_ERROR(ReadPem("--tls-cert", o.tls_cert).status());
-  SR_RETURN_IF_ERROR(ReadPem("--tls-key", o.tls_key).status());
+  SR_RETURN_IF_ERROR(ReadPemFile("--tls-cert", o.tls_cert, PemKind::kCertificates).status());
+  SR_RETURN_IF_ERROR(ReadPemFile("--tls-key", o.tls_key, PemKind::kPrivateKey).status());
   if (!o.tls_client_ca.empty()) {
-    SR_RETURN_IF_ERROR(ReadPem("--tls-client-ca", o.tls_client_ca).status());
+    SR_RETURN_IF_ERROR(
+        ReadPemFile("--tls-client-ca", o.tls_client_ca, PemKind::kCertificates).status());
   }
   auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
       o.tls_key, o.tls_cert, o.tls_client_ca, static_cast<unsigned int>(o.tls_reload_seconds));
@@ -178,23 +169,12 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpc(
 // A password in --store's URL would sit in the process's argv (ps, /proc) for
 // anyone on the machine to read.
 absl::Status CheckStoreHasNoPassword(const std::string& store) {
-  if (!absl::StartsWith(store, "postgres://") && !absl::StartsWith(store, "postgresql://")) {
-    return absl::OkStatus();
-  }
-  absl::string_view rest = absl::string_view(store).substr(store.find("://") + 3);
-  absl::string_view authority = rest.substr(0, rest.find_first_of("/?"));
-  const size_t at = authority.rfind('@');
-  if (at != absl::string_view::npos &&
-      authority.substr(0, at).find(':') != absl::string_view::npos) {
-    return absl::InvalidArgumentError(
-        "--store: the URL holds a password, which anyone on this machine can read in the "
-        "process list; give it in PGPASSWORD or ~/.pgpass instead");
-  }
-  if (absl::StrContains(rest, "password=")) {
-    return absl::InvalidArgumentError(
-        "--store: the URL holds a password parameter; give it in PGPASSWORD or ~/.pgpass");
-  }
-  return absl::OkStatus();
+  const bool postgres =
+      absl::StartsWith(store, "postgres://") || absl::StartsWith(store, "postgresql://");
+  if (!postgres || !jobs::PostgresUrlHasPassword(store)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      "--store: the URL holds a password, which anyone on this machine can read in the "
+      "process list; give it in PGPASSWORD or ~/.pgpass instead");
 }
 
 absl::Status CheckRole(ServerOptions& o) {

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace signround {
@@ -116,6 +117,22 @@ absl::Status AtomicFileWriter::Commit(
   if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) return ErrnoStatus(errno, path_);
   committed_ = true;
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadPemFile(absl::string_view option, const std::string& path,
+                                        PemKind kind) {
+  absl::StatusOr<std::string> text = ReadFileToString(path, 1 << 20);
+  if (!text.ok())
+    return absl::InvalidArgumentError(absl::StrCat(option, ": ", text.status().message()));
+  const bool key = kind == PemKind::kPrivateKey;
+  const bool pem =
+      key ? absl::StrContains(*text, "-----BEGIN ") && absl::StrContains(*text, "PRIVATE KEY-----")
+          : absl::StrContains(*text, "-----BEGIN CERTIFICATE-----");
+  if (!pem) {
+    return absl::InvalidArgumentError(absl::StrCat(option, ": ", path, ": no PEM ",
+                                                   key ? "private key" : "certificate", " in it"));
+  }
+  return text;
 }
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {

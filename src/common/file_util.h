@@ -18,6 +18,14 @@ absl::StatusOr<int> OpenRegularFile(const std::string& path, uint64_t* size);
 // Reads a whole regular file, refusing files larger than `max_bytes`.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes);
 
+// The text of a PEM file (at most 1 MiB) that holds certificates or a private
+// key, for TLS options. INVALID_ARGUMENT starting with `option` (the flag) and
+// naming the path when it cannot be read or holds no such PEM block; the
+// content is never part of a message.
+enum class PemKind { kCertificates, kPrivateKey };
+absl::StatusOr<std::string> ReadPemFile(absl::string_view option, const std::string& path,
+                                        PemKind kind);
+
 // Writes `contents` to `path` atomically: a temporary file beside it, fsync, rename.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -131,17 +132,19 @@ std::string Where(const PGconn* conn) {
                       str(PQdb(conn)));
 }
 
-// The password as written in the URL's user info (still percent-encoded), or "".
-std::string RawUrlPassword(absl::string_view url) {
+// The password as written in the URL's user info (still percent-encoded; "" for
+// "user:@"), or nullopt when the user info has none.
+std::optional<std::string> RawUrlPassword(absl::string_view url) {
   size_t scheme = url.find("://");
-  if (scheme == absl::string_view::npos) return "";
+  if (scheme == absl::string_view::npos) return std::nullopt;
   absl::string_view rest = url.substr(scheme + 3);
   absl::string_view authority = rest.substr(0, rest.find_first_of("/?"));
   size_t at = authority.rfind('@');
-  if (at == absl::string_view::npos) return "";
+  if (at == absl::string_view::npos) return std::nullopt;
   absl::string_view user_info = authority.substr(0, at);
   size_t colon = user_info.find(':');
-  return colon == absl::string_view::npos ? "" : std::string(user_info.substr(colon + 1));
+  if (colon == absl::string_view::npos) return std::nullopt;
+  return std::string(user_info.substr(colon + 1));
 }
 
 // The code for a connection that failed: libpq gives no SQLSTATE for it, so this reads its
@@ -440,12 +443,25 @@ absl::Status PgDatabase::Transaction(bool /*write*/, const std::function<absl::S
 
 }  // namespace
 
+bool PostgresUrlHasPassword(const std::string& url) {
+  if (RawUrlPassword(url)) return true;
+  PQconninfoOption* options = PQconninfoParse(url.c_str(), nullptr);
+  if (options == nullptr) return absl::StrContains(url, "password=");  // unparsable: be safe
+  bool found = false;
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    const absl::string_view keyword = o->keyword;
+    if (o->val != nullptr && (keyword == "password" || keyword == "sslpassword")) found = true;
+  }
+  PQconninfoFree(options);
+  return found;
+}
+
 absl::StatusOr<std::unique_ptr<sql::Database>> OpenPostgres(const std::string& url) {
   if (!absl::StartsWith(url, "postgres://") && !absl::StartsWith(url, "postgresql://")) {
     return absl::InvalidArgumentError(
         "postgres: the store URL must start with postgres:// or postgresql://");
   }
-  std::vector<std::string> secrets = {url, RawUrlPassword(url)};
+  std::vector<std::string> secrets = {url, RawUrlPassword(url).value_or("")};
   char* parse_error = nullptr;
   PQconninfoOption* options = PQconninfoParse(url.c_str(), &parse_error);
   if (options == nullptr) {

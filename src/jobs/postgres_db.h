@@ -40,6 +40,10 @@ namespace signround::jobs {
 // many connections; UNAVAILABLE when it cannot be reached (or is starting up / shutting down).
 absl::StatusOr<std::unique_ptr<sql::Database>> OpenPostgres(const std::string& url);
 
+// Whether `url` itself holds a password: in its user info ("user:PASSWORD@", even an
+// empty one) or as a password / sslpassword parameter.
+bool PostgresUrlHasPassword(const std::string& url);
+
 namespace postgres_internal {
 
 // The status code for a SQLSTATE: 40001/40P01 ABORTED; 23505 ALREADY_EXISTS, other 23xxx

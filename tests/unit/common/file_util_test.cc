@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "absl/strings/match.h"
 #include "tests/testing/test_files.h"
 
 namespace signround {
@@ -46,6 +47,30 @@ TEST(FileUtil, PlainFileNames) {
   EXPECT_TRUE(IsPlainFileName("model-00001-of-00002.safetensors"));
   for (const char* bad : {"", ".", "..", "../x", "a/b", "/abs"})
     EXPECT_FALSE(IsPlainFileName(bad)) << bad;
+}
+
+TEST(ReadPemFileTest, NamesTheOptionAndPathNeverTheContent) {
+  testing::TempDir dir;
+  const std::string cert = dir.File("cert.pem"), key = dir.File("key.pem");
+  const std::string other = dir.File("other.txt");
+  ASSERT_TRUE(WriteFileAtomically(cert, "-----BEGIN CERTIFICATE-----\nMIIB\n").ok());
+  ASSERT_TRUE(WriteFileAtomically(key, "-----BEGIN EC PRIVATE KEY-----\nMHc\n").ok());
+  ASSERT_TRUE(WriteFileAtomically(other, "hunter2-not-a-pem").ok());
+  EXPECT_TRUE(ReadPemFile("--tls-cert", cert, PemKind::kCertificates).ok());
+  EXPECT_TRUE(ReadPemFile("--tls-key", key, PemKind::kPrivateKey).ok());
+  absl::StatusOr<std::string> swapped = ReadPemFile("--tls-cert", key, PemKind::kCertificates);
+  ASSERT_FALSE(swapped.ok());
+  EXPECT_EQ(swapped.status().message(), "--tls-cert: " + key + ": no PEM certificate in it");
+  absl::StatusOr<std::string> bad = ReadPemFile("--tls-key", other, PemKind::kPrivateKey);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status().message().find("hunter2"), std::string::npos) << bad.status();
+  absl::StatusOr<std::string> missing =
+      ReadPemFile("--tls-client-ca", dir.File("none.pem"), PemKind::kCertificates);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(missing.status().message(), "--tls-client-ca: "))
+      << missing.status();
 }
 
 }  // namespace

@@ -104,6 +104,20 @@ TEST(PostgresInternalTest, ScrubRemovesSecretsAndJoinsLines) {
   EXPECT_EQ(postgres_internal::ScrubMessage("bad port", {"p"}), "bad port");
 }
 
+// signround-server refuses a --store URL that holds a password (argv is public).
+TEST(PostgresUrlHasPasswordTest, UserInfoAndParameters) {
+  EXPECT_TRUE(PostgresUrlHasPassword("postgres://u:secret@db:5432/jobs"));
+  EXPECT_TRUE(PostgresUrlHasPassword("postgresql://u:@db/jobs")) << "even an empty one";
+  EXPECT_TRUE(PostgresUrlHasPassword("postgres://u@db/jobs?password=secret"));
+  EXPECT_TRUE(PostgresUrlHasPassword("postgres://u@db/jobs?sslmode=require&sslpassword=k"));
+  EXPECT_TRUE(PostgresUrlHasPassword("postgres://u@db/jobs?password=x&bogus_param=1"))
+      << "a URL libpq cannot parse is judged by its text";
+  EXPECT_FALSE(PostgresUrlHasPassword("postgres://u@db:5432/jobs"));
+  EXPECT_FALSE(PostgresUrlHasPassword("postgres://db/jobs?sslmode=require"));
+  EXPECT_FALSE(PostgresUrlHasPassword("postgres://u@db/p:w@x"))
+      << "a ':' after the authority is not user info";
+}
+
 TEST(OpenPostgresTest, RejectsOtherSchemesWithoutEchoingTheUrl) {
   absl::StatusOr<std::unique_ptr<sql::Database>> db =
       OpenPostgres("mysql://user:hunter2@localhost/db");
