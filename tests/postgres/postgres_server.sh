@@ -158,6 +158,7 @@ start_once() {
 }
 
 start() {
+  cd "$STATE"  # the server user may not be allowed into our working directory
   BIN=$(find_bin_dir)
   local tool
   for tool in initdb postgres pg_isready; do
@@ -182,7 +183,7 @@ start() {
   for attempt in 1 2 3; do
     if [ "$reuse" = 1 ] || init_cluster; then
       if start_once; then
-        start_watchdog
+        start_watchdog "${POSTGRES_SERVER_WATCH_PID:-}" "${POSTGRES_SERVER_WATCH_CLEANUP:-0}"
         cat "$STATE/env"
         return 0
       fi
@@ -203,28 +204,4 @@ start() {
   exit 1
 }
 
-start_watchdog() {
-  [ -n "${POSTGRES_SERVER_WATCH_PID:-}" ] || return 0
-  # shellcheck disable=SC2016  # expanded by the watchdog's own shell
-  spawn watchdog bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done
-    "$2" stop "$3"
-    if [ "$4" = 1 ]; then rm -rf "$3"; fi' watchdog "$POSTGRES_SERVER_WATCH_PID" "$SELF" \
-    "$STATE" "${POSTGRES_SERVER_WATCH_CLEANUP:-0}"
-}
-
-[ "$#" -eq 2 ] || usage
-SELF=$(realpath "$0")
-case "$1" in
-  start)
-    mkdir -p "$2"
-    STATE=$(realpath "$2")
-    cd "$STATE"  # the server user may not be allowed into our working directory
-    start
-    ;;
-  stop)
-    [ -d "$2" ] || exit 0
-    STATE=$(realpath "$2")
-    stop_all
-    ;;
-  *) usage ;;
-esac
+server_script_main "$@"

@@ -326,13 +326,7 @@ start() {
   for attempt in 1 2 3; do
     rm -rf "${STATE:?}/etc" "$STATE/srv" "$STATE/log" "$STATE/run" "$STATE/env"
     if start_once; then
-      if [ -n "${SWIFT_SERVER_WATCH_PID:-}" ]; then
-        # shellcheck disable=SC2016  # expanded by the watchdog's own shell
-        spawn watchdog bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done
-          "$2" stop "$3"
-          if [ "$4" = 1 ]; then rm -rf "$3"; fi' watchdog "$SWIFT_SERVER_WATCH_PID" "$SELF" \
-          "$STATE" "${SWIFT_SERVER_WATCH_CLEANUP:-0}"
-      fi
+      start_watchdog "${SWIFT_SERVER_WATCH_PID:-}" "${SWIFT_SERVER_WATCH_CLEANUP:-0}"
       cat "$STATE/env"
       return 0
     fi
@@ -351,18 +345,4 @@ start() {
   exit 1
 }
 
-[ "$#" -eq 2 ] || usage
-SELF=$(realpath "$0")
-case "$1" in
-  start)
-    mkdir -p "$2"
-    STATE=$(realpath "$2")
-    start
-    ;;
-  stop)
-    [ -d "$2" ] || exit 0
-    STATE=$(realpath "$2")
-    stop_all
-    ;;
-  *) usage ;;
-esac
+server_script_main "$@"

@@ -1,6 +1,8 @@
+# shellcheck shell=bash
 # Shell helpers shared by the test server scripts (tests/s3/swift_server.sh,
-# tests/postgres/postgres_server.sh): pid files that survive pid reuse, and
-# background servers with their logs and the logs' tails. Sourced; expects $STATE (the state dir,
+# tests/postgres/postgres_server.sh): pid files that survive pid reuse, background
+# servers with their logs and the logs' tails, the watchdog, and the scripts'
+# `start|stop STATE_DIR` command line. Sourced; expects $STATE (the state dir,
 # with log/ and run/).
 
 # "PID STARTTIME" of a process, STARTTIME from /proc/PID/stat (guards against reused pids).
@@ -40,4 +42,35 @@ log_tails() {
     echo "--- last lines of $f:"
     tail -n 15 "$f"
   done
+}
+
+# With a pid $1 to watch: a background watchdog that runs `SCRIPT stop STATE` once that
+# process is gone, and then deletes STATE when $2 is 1 (a test killed by a timeout or a
+# crash leaves nothing running).
+start_watchdog() {
+  [ -n "${1:-}" ] || return 0
+  # shellcheck disable=SC2016  # expanded by the watchdog's own shell
+  spawn watchdog bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done
+    "$2" stop "$3"
+    if [ "$4" = 1 ]; then rm -rf "$3"; fi' watchdog "$1" "$SELF" "$STATE" "${2:-0}"
+}
+
+# The scripts' command line, `start STATE_DIR` or `stop STATE_DIR`: sets SELF and STATE and
+# calls the script's start / stop_all (usage otherwise).
+server_script_main() {
+  [ "$#" -eq 2 ] || usage
+  SELF=$(realpath "$0")
+  case "$1" in
+    start)
+      mkdir -p "$2"
+      STATE=$(realpath "$2")
+      start
+      ;;
+    stop)
+      [ -d "$2" ] || exit 0
+      STATE=$(realpath "$2")
+      stop_all
+      ;;
+    *) usage ;;
+  esac
 }
