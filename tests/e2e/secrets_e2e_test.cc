@@ -59,6 +59,7 @@
 #include "tests/e2e/service_e2e_util.h"
 #include "tests/testing/s3_server.h"
 #include "tests/testing/server_process.h"
+#include "tests/testing/spawn.h"
 #include "tests/testing/test_files.h"
 #include "tests/testing/worker_process.h"
 
@@ -350,27 +351,6 @@ class RecordingProxy {
 
 // --- worker processes --------------------------------------------------------------------
 
-// The bytes of a file (under /proc, or one that may be removed), or nullopt when it cannot
-// be read whole (its process or job went away meanwhile: iostreams would throw).
-std::optional<std::string> ReadWhole(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      return std::nullopt;
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
-
 // Watches a server's signround-worker children while it runs and keeps each one's argv and
 // environment (/proc/PID/cmdline and environ, NULs as newlines), and the worker.stderr files
 // of the jobs' directories under `jobs_dir` (the server removes them when a job ends).
@@ -410,7 +390,7 @@ class WorkerWatcher {
       if (name.find_first_not_of("0123456789") != std::string::npos) continue;
       const pid_t pid = std::stoi(name);
       if (seen_.count(pid) != 0) continue;
-      std::optional<std::string> stat = ReadWhole("/proc/" + name + "/stat");
+      std::optional<std::string> stat = testing::ReadWholeFile("/proc/" + name + "/stat");
       if (!stat) continue;
       // "PID (comm) S PPID ...": the fields after the last ')'.
       const size_t close = stat->rfind(')');
@@ -419,12 +399,12 @@ class WorkerWatcher {
           std::sscanf(stat->c_str() + close + 1, " %*c %d", &ppid) != 1 || ppid != server_pid_) {
         continue;
       }
-      std::optional<std::string> argv = ReadWhole("/proc/" + name + "/cmdline");
+      std::optional<std::string> argv = testing::ReadWholeFile("/proc/" + name + "/cmdline");
       // Forked but not exec'd yet: the server's own argv (and environment) still.
       if (!argv || !absl::EndsWith(argv->substr(0, argv->find('\0')), "/signround-worker")) {
         continue;
       }
-      std::optional<std::string> env = ReadWhole("/proc/" + name + "/environ");
+      std::optional<std::string> env = testing::ReadWholeFile("/proc/" + name + "/environ");
       if (!env) continue;
       std::replace(argv->begin(), argv->end(), '\0', '\n');
       std::replace(env->begin(), env->end(), '\0', '\n');
@@ -439,7 +419,7 @@ class WorkerWatcher {
     std::error_code ec;
     for (fs::directory_iterator it(jobs_dir_, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string path = it->path().string() + "/worker.stderr";
-      std::optional<std::string> text = ReadWhole(path);  // gone with its job: nullopt
+      std::optional<std::string> text = testing::ReadWholeFile(path);  // gone with its job: nullopt
       if (!text) continue;
       std::string& kept = stderr_[path];
       if (text->size() >= kept.size()) kept = *std::move(text);

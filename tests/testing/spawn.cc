@@ -4,8 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <iterator>
+#include <cerrno>
 
 namespace signround::testing {
 
@@ -36,17 +35,25 @@ pid_t SpawnProcess(SpawnOptions options) {
   return pid;
 }
 
-std::string ReadFileOrEmpty(const std::string& path) {
-  // read(2), not ifstream: libstdc++'s filebuf throws when a read fails, as one
-  // of /proc/PID/... does when the process exits meanwhile.
-  std::string out;
+std::optional<std::string> ReadWholeFile(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return out;
+  if (fd < 0) return std::nullopt;
+  std::string out;
   char buf[65536];
-  ssize_t n;
-  while ((n = ::read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
   ::close(fd);
   return out;
 }
+
+std::string ReadFileOrEmpty(const std::string& path) { return ReadWholeFile(path).value_or(""); }
 
 }  // namespace signround::testing

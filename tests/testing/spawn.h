@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,10 @@ struct SpawnOptions {
 // An exec failure shows as the child's exit code 127.
 pid_t SpawnProcess(SpawnOptions options);
 
-// The file's bytes, or "" when it cannot be read.
+// The file's bytes, or nullopt when it cannot be read whole (also a /proc file
+// whose process exits meanwhile: read(2), not iostreams, which throw then).
+std::optional<std::string> ReadWholeFile(const std::string& path);
+// The file's bytes, or "" when it cannot be read whole.
 std::string ReadFileOrEmpty(const std::string& path);
 
 }  // namespace signround::testing
