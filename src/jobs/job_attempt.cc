@@ -11,7 +11,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
-#include "absl/time/clock.h"
 #include "spdlog/spdlog.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
@@ -131,7 +130,7 @@ void JobService::RunAttempt(const Job& job, const std::string& device) {
     }
     metrics_.slot_busy.With({device}).Set(0);
     metrics_.job_seconds.With({std::string(JobStateName(end.to))})
-        .Observe((absl::ToUnixMillis(absl::Now()) - job.create_time_ms) / 1000.0);
+        .Observe((NowMs() - job.create_time_ms) / 1000.0);
   }
   if (error) Record(job.id, *error, "", owner).IgnoreError();
   Record(job.id, end, "", owner).IgnoreError();

@@ -23,8 +23,6 @@
 namespace signround::jobs {
 namespace {
 
-int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
-
 bool EndsJob(const JobEvent& e) {
   const auto* change = std::get_if<StateChange>(&e.payload);
   return change != nullptr && IsTerminal(change->to);
@@ -186,6 +184,8 @@ absl::StatusOr<JobEvent> JobService::Record(const std::string& id, const EventPa
   }
   return e;
 }
+
+int64_t JobService::NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
 absl::StatusOr<CreateResult> JobService::Submit(const JobSpec& spec, const Caller& caller) {
   SR_RETURN_IF_ERROR(CheckLocalRoots(spec));  // first: a '..' path outside is PERMISSION_DENIED

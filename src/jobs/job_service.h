@@ -143,6 +143,7 @@ class JobService {
   bool LeaseLost(const std::string& id);
   void WakeSlots();
   bool Stopping() const { return stopping_.load(); }
+  static int64_t NowMs();  // Unix epoch milliseconds, the store's clock
   std::string JobDir(const std::string& id) const;
 
   JobServiceOptions options_;

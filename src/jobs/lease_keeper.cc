@@ -5,17 +5,10 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "spdlog/spdlog.h"
 #include "src/jobs/job_service.h"
 
 namespace signround::jobs {
-namespace {
-
-int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
-
-}  // namespace
-
 void JobService::LeaseKeeperLoop() {
   const auto period = std::max(options_.lease / 3, std::chrono::milliseconds(100));
   while (!Stopping()) {
