@@ -211,7 +211,7 @@ namespace {
 // Another tenant's job is reported exactly as an unknown id is.
 absl::Status CheckVisible(const Job& job, const Caller& caller) {
   if (caller.admin || job.tenant == caller.tenant) return absl::OkStatus();
-  return absl::NotFoundError(absl::StrCat("job '", job.id, "' not found"));
+  return JobNotFoundError(job.id);
 }
 
 }  // namespace

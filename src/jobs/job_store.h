@@ -73,6 +73,11 @@ struct ClaimRequest {
   int64_t now_ms = 0;
 };
 
+// NOT_FOUND "job '<id>' not found", the answer for an unknown id (the id
+// escaped and shortened). The job service gives the same answer for another
+// tenant's job, so that the two cannot be told apart.
+absl::Status JobNotFoundError(absl::string_view id);
+
 class JobStore {
  public:
   // Opens (creating when absent) the SQLite database at `path`; INTERNAL or

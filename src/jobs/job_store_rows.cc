@@ -138,7 +138,7 @@ absl::StatusOr<Job> LoadJob(Database& db, const std::string& id, bool for_update
                                               for_update ? ForUpdate(db) : "")));
   stmt.Text(id);
   SR_ASSIGN_OR_RETURN(bool found, stmt.Step());
-  if (!found) return absl::NotFoundError(absl::StrCat("job ", Quoted(id), " not found"));
+  if (!found) return JobNotFoundError(id);
   return ReadJob(stmt);
 }
 
@@ -146,7 +146,7 @@ absl::Status CheckExists(Database& db, const std::string& id) {
   SR_ASSIGN_OR_RETURN(Statement stmt, db.Prepare("SELECT 1 FROM jobs WHERE id = ?"));
   stmt.Text(id);
   SR_ASSIGN_OR_RETURN(bool found, stmt.Step());
-  if (!found) return absl::NotFoundError(absl::StrCat("job ", Quoted(id), " not found"));
+  if (!found) return JobNotFoundError(id);
   return absl::OkStatus();
 }
 
@@ -275,3 +275,11 @@ absl::StatusOr<JobEvent> ReadEvent(const Statement& row, const std::string& job_
 }
 
 }  // namespace signround::jobs::store_internal
+
+namespace signround::jobs {
+
+absl::Status JobNotFoundError(absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat("job ", store_internal::Quoted(id), " not found"));
+}
+
+}  // namespace signround::jobs
