@@ -7,6 +7,7 @@
 #include "src/common/json_util.h"
 #include "src/common/status_macros.h"
 #include "src/storage/sigv4.h"
+#include "src/storage/storage_uri.h"
 
 namespace signround::auth {
 namespace {
@@ -44,15 +45,11 @@ absl::StatusOr<std::set<std::string>> ParseTenantPolicy(const json& policy,
   std::set<std::string> out;
   for (size_t i = 0; i < buckets.size(); ++i) {
     const std::string& b = buckets[i];
-    // A bucket name has at most 63 characters of [a-z0-9.-]; the URI parser
-    // checks the full rules on the jobs' URIs.
-    bool ok = !b.empty() && b.size() <= 63;
-    for (char c : b)
-      ok = ok && (absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '.' || c == '-');
-    if (!ok) {
+    if (absl::Status valid = ValidateS3BucketName(b); !valid.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(where, ".s3_buckets[", i, "]: '",
                                                      absl::CHexEscape(b.substr(0, 64)),
-                                                     "' is not an S3 bucket name"));
+                                                     "' is not an S3 bucket name: ",
+                                                     valid.message()));
     }
     out.insert(b);
   }
