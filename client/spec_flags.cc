@@ -147,6 +147,14 @@ void AddSpecFlags(CLI::App* cmd, SpecFlags* f) {
   cmd->add_option("--label", f->labels, "Label key=value (repeatable)")->allow_extra_args(false);
   cmd->add_option("--idempotency-key", f->idempotency_key,
                   "Submissions with the same key return the same job");
+  cmd->add_flag("--allow-split-fused", f->allow_split_fused,
+                "Write auto_round/auto_gptq even when fused layers (q/k/v, gate/up) have "
+                "different schemes (report.json warns)");
+  cmd->add_flag("--allow-gguf-without-vocab", f->allow_gguf_without_vocab,
+                "Write GGUF from a checkpoint without a tokenizer (report.json warns)");
+  cmd->add_option("--packed-dtype", f->packed_dtype,
+                  "torch_dtype of packed auto_round/auto_gptq configs: float16 (default) or "
+                  "bfloat16");
 }
 
 absl::StatusOr<v1::JobSpec> BuildJobSpec(const SpecFlags& f) {
@@ -169,6 +177,9 @@ absl::StatusOr<v1::JobSpec> BuildJobSpec(const SpecFlags& f) {
   SR_ASSIGN_OR_RETURN(auto labels, ParseLabels(f.labels, "--label"));
   spec.mutable_labels()->insert(labels.begin(), labels.end());
   spec.set_idempotency_key(f.idempotency_key);
+  spec.set_allow_split_fused(f.allow_split_fused);
+  spec.set_allow_gguf_without_vocab(f.allow_gguf_without_vocab);
+  spec.set_packed_dtype(f.packed_dtype);
   return spec;
 }
 

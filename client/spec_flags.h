@@ -38,6 +38,9 @@ struct SpecFlags {
   std::optional<std::string> priority;
   std::vector<std::string> labels;  // key=value
   std::string idempotency_key;
+  bool allow_split_fused = false;
+  bool allow_gguf_without_vocab = false;
+  std::string packed_dtype;  // "" when not given (the server's default, float16)
 };
 
 // Adds the JobSpec flags to `cmd`, storing into `flags` (which must outlive it).

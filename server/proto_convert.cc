@@ -69,6 +69,9 @@ jobs::JobSpec FromProto(const pb::JobSpec& p) {
   s.priority = p.priority();
   s.labels.insert(p.labels().begin(), p.labels().end());
   s.idempotency_key = p.idempotency_key();
+  s.allow_split_fused = p.allow_split_fused();
+  s.allow_gguf_without_vocab = p.allow_gguf_without_vocab();
+  s.packed_dtype = p.packed_dtype();
   return s;
 }
 
@@ -128,6 +131,9 @@ void ToProto(const jobs::JobSpec& s, pb::JobSpec* p) {
   p->set_priority(s.priority);
   p->mutable_labels()->insert(s.labels.begin(), s.labels.end());
   p->set_idempotency_key(s.idempotency_key);
+  p->set_allow_split_fused(s.allow_split_fused);
+  p->set_allow_gguf_without_vocab(s.allow_gguf_without_vocab);
+  p->set_packed_dtype(s.packed_dtype);
 }
 
 void ToProto(const jobs::Job& j, pb::Job* p) {

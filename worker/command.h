@@ -7,6 +7,10 @@
 
 namespace signround::worker {
 
+// quantize: the tuning finished and report.json is written, but at least one
+// export format failed (report.json's "failed_outputs"); the others are written.
+inline constexpr int kExitSomeFormatsFailed = 3;
+
 // Prints "signround-worker: error: <message>" on one line to stderr and returns
 // the process exit code for `status` (2 for bad input, 1 otherwise).
 int ReportError(const absl::Status& status);

@@ -33,8 +33,14 @@ bool PrintJsonEvent(const ProgressEvent& e) {
 // A progress bar on stderr: redrawn in place on a terminal, one line per block otherwise.
 bool PrintBar(const ProgressEvent& e) {
   if (e.kind == "export") {
-    std::fprintf(stderr, "exported %s to %s/\n", e.detail["format"].get<std::string>().c_str(),
-                 e.detail["dir"].get<std::string>().c_str());
+    const std::string format = e.detail.value("format", "");
+    if (e.detail.contains("error")) {
+      std::fprintf(stderr, "export %s failed: %s\n", format.c_str(),
+                   e.detail.value("error", "").c_str());
+    } else {
+      std::fprintf(stderr, "exported %s to %s/\n", format.c_str(),
+                   e.detail.value("dir", "").c_str());
+    }
     return true;
   }
   if (e.kind != "block") return true;
@@ -103,6 +109,16 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeCommandOptions& o) {
                   absl::StrCat("Comma-separated export formats, one subdirectory each: ",
                                kExportFormatNames))
       ->capture_default_str();
+  cmd->add_option("--packed-dtype", j.packed_dtype,
+                  "torch_dtype of the auto_round / auto_gptq config.json: float16 (vLLM's GPTQ "
+                  "kernels need it) or bfloat16")
+      ->capture_default_str();
+  cmd->add_flag("--allow-split-fused", j.waivers.allow_split_fused,
+                "Write auto_round / auto_gptq even when q/k/v or gate/up have different schemes "
+                "(vLLM fuses them and refuses such a checkpoint); report.json warns");
+  cmd->add_flag("--allow-gguf-without-vocab", j.waivers.allow_gguf_without_vocab,
+                "Write GGUF from a checkpoint without tokenizer.model / tokenizer.json (llama.cpp "
+                "cannot tokenize text with it); report.json warns");
   cmd->add_option("--max-shard-size", o.max_shard_size,
                   "Largest safetensors shard (5GB = 5e9 bytes, 2GiB = 2^31)")
       ->capture_default_str();
@@ -144,6 +160,9 @@ int RunQuantizeCommand(QuantizeCommandOptions o) {
   ProgressFn progress = o.progress == "json" ? ProgressFn(PrintJsonEvent) : ProgressFn(PrintBar);
   absl::StatusOr<json> report = RunQuantize(o.job, progress);
   if (!report.ok()) return ReportError(report.status());
+  for (const std::string& warning : report->value("warnings", std::vector<std::string>())) {
+    std::fprintf(stderr, "signround-worker: warning: %s\n", warning.c_str());
+  }
   if (o.progress == "json") {
     PrintJsonEvent({"done",
                     static_cast<int64_t>((*report)["blocks"].size()),
@@ -159,7 +178,14 @@ int RunQuantizeCommand(QuantizeCommandOptions o) {
                  (*report)["perplexity"]["quantized"].get<double>());
   }
   std::fprintf(stderr, "\n");
-  return 0;
+  const json failed = report->value("failed_outputs", json::object());
+  if (failed.empty()) return 0;
+  // The other formats and report.json are written, the tuned blocks kept for a rerun.
+  for (const auto& [format, message] : failed.items()) {
+    std::fprintf(stderr, "signround-worker: error: format %s failed: %s\n", format.c_str(),
+                 message.get<std::string>().c_str());
+  }
+  return kExitSomeFormatsFailed;
 }
 
 }  // namespace signround::worker

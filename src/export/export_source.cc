@@ -51,11 +51,16 @@ absl::StatusOr<ExportSource> ExportSource::Open(const Checkpoint& ckpt,
     SR_ASSIGN_OR_RETURN(s.entries[0], FindStored(*file, n + ".codes", DType::kU8, {l.out, l.in}));
     SR_ASSIGN_OR_RETURN(s.entries[1],
                         FindStored(*file, n + ".scales", DType::kF16, {l.out, l.groups()}));
-    SR_ASSIGN_OR_RETURN(s.entries[2],
-                        FindStored(*file, n + ".zeros", DType::kU8, {l.out, l.groups()}));
+    if (l.scheme.float_min) {
+      SR_ASSIGN_OR_RETURN(s.entries[2],
+                          FindStored(*file, n + ".mins", DType::kF16, {l.out, l.groups()}));
+    } else {
+      SR_ASSIGN_OR_RETURN(s.entries[2],
+                          FindStored(*file, n + ".zeros", DType::kU8, {l.out, l.groups()}));
+    }
     l.codes = file->Bytes(*s.entries[0]);
     l.scales = file->Bytes(*s.entries[1]);
-    l.zeros = file->Bytes(*s.entries[2]);
+    (l.scheme.float_min ? l.mins : l.zeros) = file->Bytes(*s.entries[2]);
     source.layers_.emplace(n, std::move(s));
   }
   return source;

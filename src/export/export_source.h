@@ -25,6 +25,9 @@ struct ExportOptions {
   // the tuning hyper-parameters in quantization_config, informationally.
   nlohmann::json settings = nlohmann::json::object();
   uint64_t max_shard_bytes = 5'000'000'000;  // safetensors shards
+  // The dtype the packed formats' config.json declares ("float16" or "bfloat16";
+  // see ValidatePackedTorchDtype): what vLLM and transformers compute in.
+  std::string packed_torch_dtype = "float16";
 };
 
 class ExportSource {

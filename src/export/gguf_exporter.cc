@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <map>
 #include <utility>
@@ -61,10 +62,6 @@ absl::string_view FormatNeeds(GgufFormat f) {
 // "2-bit symmetric group 128".
 std::string DescribeScheme(const QuantScheme& s) {
   return absl::StrCat(s.bits, "-bit ", s.sym ? "symmetric" : "asymmetric", " group ", s.group_size);
-}
-
-bool SameScheme(const QuantScheme& a, const QuantScheme& b) {
-  return a.bits == b.bits && a.group_size == b.group_size && a.sym == b.sym;
 }
 
 // The GGUF architecture: "llama" (llama, mistral) or "qwen2"; "" otherwise.
@@ -198,10 +195,41 @@ absl::StatusOr<std::vector<TensorJob>> PlanTensors(const ExportSource& source, b
   return jobs;
 }
 
+// general.size_label as llama.cpp's converter writes it for a dense model: the
+// parameter count (every element of every tensor in the file) scaled to K, M, B or
+// T and printed with at least two significant digits ("260K", "15M", "6.7B"), as
+// gguf-py's model_weight_count_rounded_notation(count, min_digits=2) does.
+std::string SizeLabel(uint64_t params) {
+  const double n = static_cast<double>(params);
+  double scaled = n * 1e-3;
+  const char* suffix = "K";
+  if (n >= 1e12) {
+    scaled = n * 1e-12, suffix = "T";
+  } else if (n >= 1e9) {
+    scaled = n * 1e-9, suffix = "B";
+  } else if (n >= 1e6) {
+    scaled = n * 1e-6, suffix = "M";
+  }
+  // Decimals: 2 minus the digits of the scaled count rounded half to even (0 has none).
+  const int64_t whole = static_cast<int64_t>(std::nearbyint(scaled));
+  const int digits = whole == 0 ? 0 : static_cast<int>(std::to_string(whole).size());
+  const int decimals = std::max(2 - digits, 0);
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f%s", decimals, scaled, suffix);
+  return buf;
+}
+
 absl::StatusOr<GgufMetadata> BuildMetadata(const ExportSource& source, GgufFormat format,
                                            const std::string& arch) {
   const ModelConfig& c = source.config();
   GgufMetadata m;
+  SR_ASSIGN_OR_RETURN(std::vector<TensorJob> tensors, PlanTensors(source, arch == "llama"));
+  uint64_t params = 0;
+  for (const TensorJob& t : tensors) {
+    uint64_t numel = 1;
+    for (int64_t d : t.info.shape) numel *= static_cast<uint64_t>(d);
+    params += numel;
+  }
   absl::Status status;
   auto u32 = [&](absl::string_view key, int64_t v) {
     if (v < 0 || v > std::numeric_limits<uint32_t>::max()) {
@@ -211,7 +239,9 @@ absl::StatusOr<GgufMetadata> BuildMetadata(const ExportSource& source, GgufForma
     m.AddU32(absl::StrCat(arch, ".", key), static_cast<uint32_t>(v));
   };
   m.AddString("general.architecture", arch);
+  m.AddString("general.type", "model");
   m.AddString("general.name", ModelName(source.checkpoint().dir()));
+  m.AddString("general.size_label", SizeLabel(params));
   m.AddU32("general.quantization_version", 2);
   m.AddU32("general.file_type", FileType(format));
   u32("context_length", c.max_position_embeddings);

@@ -40,7 +40,7 @@ absl::Status EncodeIntegerRow(const IntegerLayer& l, int64_t n, GgmlType type, s
   const int sym_zero = 1 << (l.scheme.bits - 1);
   for (int64_t g = 0; g < l.in / kBlock; ++g) {
     const uint16_t d = l.scale_bits(n, g);
-    const int zp = l.zero(n, g);
+    const int zp = l.scheme.float_min ? 0 : l.zero(n, g);
     const unsigned char* code =
         reinterpret_cast<const unsigned char*>(l.codes.data()) + n * l.in + g * kBlock;
     for (int j = 0; j < kBlock; ++j) {
@@ -54,8 +54,10 @@ absl::Status EncodeIntegerRow(const IntegerLayer& l, int64_t n, GgmlType type, s
     AppendU16(out, d);
     switch (type) {
       case GgmlType::kQ4_1:
-        // Exact in fp32: zp < 16 times an 11-bit mantissa; one rounding to fp16.
-        AppendU16(out, FloatToF16(-static_cast<float>(zp) * F16ToFloat(d)));
+        // A float_min layer's m as tuned; an integer zero point as m = -zp * d (exact in fp32:
+        // zp < 16 times an 11-bit mantissa; one rounding to fp16).
+        AppendU16(out, l.scheme.float_min ? l.min_bits(n, g)
+                                          : FloatToF16(-static_cast<float>(zp) * F16ToFloat(d)));
         [[fallthrough]];
       case GgmlType::kQ4_0:
         for (int j = 0; j < kBlock / 2; ++j) {

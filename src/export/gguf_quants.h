@@ -24,7 +24,8 @@ namespace signround {
 std::optional<GgmlType> GgmlTypeForScheme(const QuantScheme& scheme);
 
 // Appends output row `n` of `layer` as blocks of `type` (which must be
-// GgmlTypeForScheme(layer.scheme)). Q4_1 stores m = fp16(-zp * scale). INTERNAL
+// GgmlTypeForScheme(layer.scheme)). Q4_1 stores a float_min layer's m as it is,
+// else m = fp16(-zp * scale) (inexact by that rounding). INTERNAL
 // when the codes do not fit the scheme (the work directory is ours).
 absl::Status EncodeIntegerRow(const IntegerLayer& layer, int64_t n, GgmlType type,
                               std::string* out);

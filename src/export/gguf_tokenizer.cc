@@ -253,6 +253,7 @@ absl::StatusOr<GgufVocab> ParseSentencePieceModel(absl::string_view bytes, absl:
                                                   int64_t vocab_size) {
   GgufVocab v;
   v.model = "llama";
+  v.pre = "default";  // what llama.cpp's converter writes for every SentencePiece vocabulary
   SpecialIds ids;
   WireReader r(bytes, 0, label);
   while (!r.done()) {

@@ -29,7 +29,9 @@ enum GgufTokenType : int32_t {
 
 struct GgufVocab {
   std::string model;  // tokenizer.ggml.model: "llama" or "gpt2"
-  std::string pre;    // tokenizer.ggml.pre (BPE only); empty when not recognised
+  // tokenizer.ggml.pre: "default" for SentencePiece (as llama.cpp's converter writes);
+  // for BPE the recognised pre-tokenizer, empty when not recognised
+  std::string pre;
   std::vector<std::string> tokens;
   std::vector<float> scores;  // SentencePiece only
   std::vector<int32_t> token_types;

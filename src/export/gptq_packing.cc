@@ -13,6 +13,10 @@ absl::StatusOr<GptqTensors> PackLinear(const IntegerLayer& layer, ZeroPointForma
   p.out = layer.out;
   p.groups = layer.groups();
   const int64_t K = p.in, N = p.out, G = p.groups;
+  if (layer.scheme.float_min) {  // refused before tuning (CheckExportFormats)
+    return absl::InternalError(absl::StrCat(
+        layer.name, ": a real-valued minimum per group cannot be packed with integer zero points"));
+  }
   if (K % 32 != 0 || N % 32 != 0) {
     return absl::InternalError(absl::StrCat(layer.name, ": [", N, ", ", K,
                                             "] is not a multiple of 32 in both dimensions"));

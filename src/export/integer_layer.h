@@ -20,8 +20,12 @@ struct IntegerLayer {
   absl::string_view codes;
   // F16 bits [out, groups], little-endian; may be negative.
   absl::string_view scales;
-  // U8 [out, groups]: 2^(bits-1) for sym, the tuned zero point for asym.
+  // U8 [out, groups]: 2^(bits-1) for sym, the tuned zero point for asym; empty for
+  // scheme.float_min.
   absl::string_view zeros;
+  // F16 bits [out, groups]: the real-valued minimums m of a scheme.float_min layer
+  // (W^ = scale * code + m); empty otherwise.
+  absl::string_view mins;
 
   // Elements per group along `in` (`in` itself for group_size -1).
   int64_t group() const { return scheme.group_size > 0 ? scheme.group_size : in; }
@@ -29,13 +33,15 @@ struct IntegerLayer {
 
   uint8_t code(int64_t n, int64_t k) const { return static_cast<uint8_t>(codes[n * in + k]); }
   uint8_t zero(int64_t n, int64_t g) const { return static_cast<uint8_t>(zeros[n * groups() + g]); }
-  uint16_t scale_bits(int64_t n, int64_t g) const;
-};
+  uint16_t scale_bits(int64_t n, int64_t g) const { return F16At(scales, n, g); }
+  uint16_t min_bits(int64_t n, int64_t g) const { return F16At(mins, n, g); }
 
-inline uint16_t IntegerLayer::scale_bits(int64_t n, int64_t g) const {
-  const unsigned char* p =
-      reinterpret_cast<const unsigned char*>(scales.data()) + 2 * (n * groups() + g);
-  return static_cast<uint16_t>(p[0] | (p[1] << 8));
-}
+ private:
+  uint16_t F16At(absl::string_view bytes, int64_t n, int64_t g) const {
+    const unsigned char* p =
+        reinterpret_cast<const unsigned char*>(bytes.data()) + 2 * (n * groups() + g);
+    return static_cast<uint16_t>(p[0] | (p[1] << 8));
+  }
+};
 
 }  // namespace signround

@@ -99,37 +99,21 @@ std::vector<TensorSpec> PackedSpecs(const ExportSource& source, bool g_idx) {
   return specs;
 }
 
-// v1 cannot store a zero point of 0: find one before writing anything.
-absl::Status CheckZeroPoints(const ExportSource& source, ZeroPointFormat zeros,
-                             PackedFormat format) {
-  if (zeros != ZeroPointFormat::kV1) return absl::OkStatus();
-  for (const LayerPlan& p : source.plans()) {
-    const IntegerLayer* layer = p.quantized && !p.scheme.sym ? source.Layer(p.layer.name) : nullptr;
-    if (layer == nullptr) continue;
-    const size_t at = layer->zeros.find('\0');
-    if (at == absl::string_view::npos) continue;
-    return absl::FailedPreconditionError(
-        absl::StrCat(format == PackedFormat::kAutoGptq ? "auto_gptq" : "auto_round", ": layer ",
-                     layer->name, " (asymmetric) has zero point 0 at row ", at / layer->groups(),
-                     ", group ", at % layer->groups(),
-                     ", which GPTQ's v1 zero points (stored as zp - 1) cannot represent; "
-                     "use --format auto_round, which stores v2 zero points for asymmetric jobs"));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::Status ExportPacked(const ExportSource& source, PackedFormat format,
                           const ExportOptions& options, const std::string& dir) {
+  SR_RETURN_IF_ERROR(ValidatePackedTorchDtype(options.packed_torch_dtype));
   const ZeroPointFormat zeros = ZeroPointsFor(format, source.plans());
-  SR_RETURN_IF_ERROR(CheckZeroPoints(source, zeros, format));
   const bool g_idx = format == PackedFormat::kAutoGptq;
 
   const std::string config_path = JoinPath(source.checkpoint().dir(), "config.json");
   SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_path, kMaxConfigBytes));
   SR_ASSIGN_OR_RETURN(nlohmann::ordered_json config, ParseOrderedJsonObject(text, config_path));
   nlohmann::ordered_json quantization = MakeQuantizationConfig(format, options, source.plans());
+  // The scales' dtype, not the original's: vLLM computes a float32 model in bf16, and
+  // its GPTQ kernel (asymmetric, 2- and 3-bit layers) takes fp16 only.
+  SetConfigTorchDtype(config, options.packed_torch_dtype);
   config["quantization_config"] = quantization;
 
   TensorSource tensors(source, zeros, g_idx);
@@ -137,8 +121,13 @@ absl::Status ExportPacked(const ExportSource& source, PackedFormat format,
       dir, PackedSpecs(source, g_idx), [&](const TensorSpec& spec) { return tensors.Bytes(spec); },
       options.max_shard_bytes));
   SR_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, "config.json"), config.dump(2) + "\n"));
+  const std::string quantization_text = quantization.dump(2) + "\n";
   SR_RETURN_IF_ERROR(
-      WriteFileAtomically(JoinPath(dir, "quantization_config.json"), quantization.dump(2) + "\n"));
+      WriteFileAtomically(JoinPath(dir, "quantization_config.json"), quantization_text));
+  if (format == PackedFormat::kAutoGptq) {  // GPTQModel reads this one before config.json
+    SR_RETURN_IF_ERROR(
+        WriteFileAtomically(JoinPath(dir, "quantize_config.json"), quantization_text));
+  }
   return CopyTokenizerFiles(source.checkpoint().dir(), dir);
 }
 

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 
 namespace signround {
@@ -11,6 +12,11 @@ using ojson = nlohmann::ordered_json;
 
 // The auto-round release whose checkpoint layout these exports follow.
 constexpr char kAutoRoundVersion[] = "0.12.3";
+
+// Our version as GPTQModel's meta.quantizer records producers ("name:version";
+// GPTQModel compares the version only for its own name). Keep in step with
+// project(signround VERSION ...) in the top-level CMakeLists.txt.
+constexpr char kQuantizer[] = "signround:0.1.0";
 
 // "model.layers.0.mlp.up_proj" as an anchored regex for GPTQModel's `dynamic`
 // (matched from the start of the name).
@@ -49,8 +55,7 @@ void AddTuningSettings(const nlohmann::json& settings, ojson& out) {
 
 }  // namespace
 
-ZeroPointFormat ZeroPointsFor(PackedFormat format, const std::vector<LayerPlan>& plans) {
-  if (format == PackedFormat::kAutoGptq) return ZeroPointFormat::kV1;
+ZeroPointFormat ZeroPointsFor(PackedFormat /*format*/, const std::vector<LayerPlan>& plans) {
   for (const LayerPlan& p : plans) {
     if (p.quantized && !p.scheme.sym) return ZeroPointFormat::kV2;
   }
@@ -92,7 +97,10 @@ ojson MakeQuantizationConfig(PackedFormat format, const ExportOptions& options,
   c["true_sequential"] = false;
   c["damp_percent"] = 0.01;
   c["lm_head"] = false;
-  c["checkpoint_format"] = "gptq";
+  // vLLM's gptq path and GPTQModel read v2 zero points as stored; GPTQModel refuses
+  // sym=false in "gptq" (v1) unless its own meta.quantizer says it wrote the file.
+  c["checkpoint_format"] =
+      ZeroPointsFor(format, plans) == ZeroPointFormat::kV1 ? "gptq" : "gptq_v2";
   ojson dynamic = ojson::object();
   for (const LayerPlan& p : plans) {
     if (!p.quantized) {
@@ -103,7 +111,24 @@ ojson MakeQuantizationConfig(PackedFormat format, const ExportOptions& options,
     }
   }
   if (!dynamic.empty()) c["dynamic"] = dynamic;
+  c["meta"] = {{"quantizer", ojson::array({kQuantizer})}};
   return c;
+}
+
+absl::Status ValidatePackedTorchDtype(absl::string_view dtype) {
+  if (dtype == "float16" || dtype == "bfloat16") return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("packed dtype '", dtype, "' is not one of float16, bfloat16"));
+}
+
+void SetConfigTorchDtype(ojson& config, const std::string& dtype) {
+  bool set = false;
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    if (!config.contains(key)) continue;
+    config[key] = dtype;
+    set = true;
+  }
+  if (!set) config["torch_dtype"] = dtype;
 }
 
 }  // namespace signround

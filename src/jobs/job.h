@@ -64,6 +64,10 @@ struct JobSpec {
   int priority = 0;
   std::map<std::string, std::string> labels;
   std::string idempotency_key;
+  // Waivers of the worker's refusals (--allow-split-fused, --allow-gguf-without-vocab).
+  bool allow_split_fused = false;
+  bool allow_gguf_without_vocab = false;
+  std::string packed_dtype;  // "", "float16", "bfloat16" (any case); "": float16
 };
 
 // One file at the output URI.

@@ -72,15 +72,21 @@ void JobService::RunAttempt(const Job& job, const std::string& device) {
   };
   absl::Status status;
   bool permanent = false;
+  bool some_formats_failed = false;
   absl::StatusOr<std::vector<std::string>> argv = PrepareWorker(job, device, job_dir);
   if (!argv.ok()) {
     status = argv.status();
     permanent = IsPermanent(status);
   } else if (!interrupted()) {
-    status = RunWorker(job, *argv, device, job_dir, &permanent);
-    if (status.ok() && !interrupted()) {
-      status = Upload(job, JoinPath(job_dir, "out"));
-      permanent = IsPermanent(status);
+    status = RunWorker(job, *argv, device, job_dir, &permanent, &some_formats_failed);
+    // What the worker wrote is uploaded even when some formats failed (report.json says
+    // which); the job then fails with the worker's error.
+    if ((status.ok() || some_formats_failed) && !interrupted()) {
+      absl::Status uploaded = Upload(job, JoinPath(job_dir, "out"));
+      if (status.ok() || !uploaded.ok()) {
+        status = uploaded;
+        permanent = IsPermanent(status);
+      }
     }
   }
   if (LeaseLost(job.id)) {
@@ -113,9 +119,11 @@ void JobService::RunAttempt(const Job& job, const std::string& device) {
                  std::string(status.message()));
     error = JobError{std::string(status.message()), retry};
     end.to = retry ? JobState::kQueued : JobState::kFailed;
-    end.reason = retry ? absl::StrCat("retrying (attempt ", job.attempts, " of ",
-                                      options_.max_attempts, " failed)")
-                       : (permanent ? "bad input" : "no attempts left");
+    end.reason = retry                 ? absl::StrCat("retrying (attempt ", job.attempts, " of ",
+                                                      options_.max_attempts, " failed)")
+                 : !permanent          ? "no attempts left"
+                 : some_formats_failed ? "some export formats failed"
+                                       : "bad input";
   }
   static const char* const kOutcomeNames[] = {"succeeded", "retry",       "failed",
                                               "cancelled", "interrupted", "lost"};
@@ -186,7 +194,7 @@ absl::StatusOr<std::vector<std::string>> JobService::PrepareWorker(const Job& jo
 
 absl::Status JobService::RunWorker(const Job& job, const std::vector<std::string>& argv,
                                    const std::string& device, const std::string& job_dir,
-                                   bool* permanent) {
+                                   bool* permanent, bool* some_formats_failed) {
   ChildOptions child;
   child.argv = argv;
   child.cwd = job_dir;
@@ -239,9 +247,14 @@ absl::Status JobService::RunWorker(const Job& job, const std::vector<std::string
   if (exit.success()) return absl::OkStatus();
   std::string last = LastLineOfFile(child.stderr_path);
   last = std::string(absl::StripPrefix(last, "signround-worker: error: "));
-  // Exit code 2: the worker refused its input; another attempt would too.
-  *permanent = exit.exited && exit.code == 2;
-  return absl::Status(*permanent ? absl::StatusCode::kInvalidArgument : absl::StatusCode::kInternal,
+  // Exit code 2: the worker refused its input; another attempt would too. Exit code 3
+  // (worker/command.h): tuning finished, but some export formats failed (the same again).
+  *some_formats_failed = exit.exited && exit.code == 3;
+  *permanent = exit.exited && (exit.code == 2 || exit.code == 3);
+  const absl::StatusCode code = *some_formats_failed ? absl::StatusCode::kFailedPrecondition
+                                : *permanent         ? absl::StatusCode::kInvalidArgument
+                                                     : absl::StatusCode::kInternal;
+  return absl::Status(code,
                       absl::StrCat("worker ", exit.Describe(), last.empty() ? "" : ": ", last));
 }
 

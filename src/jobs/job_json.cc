@@ -223,7 +223,10 @@ json JobSpecToJson(const JobSpec& spec) {
             {"device", spec.device},
             {"priority", spec.priority},
             {"labels", spec.labels},
-            {"idempotency_key", spec.idempotency_key}};
+            {"idempotency_key", spec.idempotency_key},
+            {"allow_split_fused", spec.allow_split_fused},
+            {"allow_gguf_without_vocab", spec.allow_gguf_without_vocab},
+            {"packed_dtype", spec.packed_dtype}};
   if (spec.sym) j["sym"] = *spec.sym;
   if (spec.iters) j["iters"] = *spec.iters;
   if (spec.seed) j["seed"] = *spec.seed;
@@ -260,6 +263,10 @@ absl::StatusOr<JobSpec> JobSpecFromJson(const json& j, absl::string_view where) 
   SR_RETURN_IF_ERROR(f.Int("priority", &s.priority));
   SR_RETURN_IF_ERROR(f.StrMap("labels", &s.labels));
   SR_RETURN_IF_ERROR(f.Str("idempotency_key", &s.idempotency_key));
+  // Absent in rows stored before these keys existed: the defaults.
+  SR_RETURN_IF_ERROR(f.Bool("allow_split_fused", &s.allow_split_fused));
+  SR_RETURN_IF_ERROR(f.Bool("allow_gguf_without_vocab", &s.allow_gguf_without_vocab));
+  SR_RETURN_IF_ERROR(f.Str("packed_dtype", &s.packed_dtype));
   return s;
 }
 

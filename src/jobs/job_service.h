@@ -124,8 +124,11 @@ class JobService {
   // job_attempt.cc: the steps of one attempt.
   absl::StatusOr<std::vector<std::string>> PrepareWorker(const Job& job, const std::string& device,
                                                          const std::string& job_dir);
+  // The worker's end: OK, or an error with `*permanent` set when another attempt would fail
+  // too, and `*some_formats_failed` when it finished with some formats written (exit code 3).
   absl::Status RunWorker(const Job& job, const std::vector<std::string>& argv,
-                         const std::string& device, const std::string& job_dir, bool* permanent);
+                         const std::string& device, const std::string& job_dir, bool* permanent,
+                         bool* some_formats_failed);
   absl::Status Upload(const Job& job, const std::string& out_dir);
 
   // Appends an event, wakes watchers; logs (but otherwise ignores) failures.
@@ -159,9 +162,9 @@ class JobService {
   std::condition_variable ended_cv_;  // an attempt finished
   std::map<std::string, std::shared_ptr<Attempt>> running_;
   std::map<std::string, int> watches_;  // open Watch calls per tenant
-  std::atomic<bool> draining_{false};  // no new claims
-  std::atomic<bool> stopping_{false};  // running attempts end now
-  std::string instance_;               // worker_name + "/" + a nonce: this process's leases
+  std::atomic<bool> draining_{false};   // no new claims
+  std::atomic<bool> stopping_{false};   // running attempts end now
+  std::string instance_;                // worker_name + "/" + a nonce: this process's leases
   std::vector<std::thread> slots_;
   std::thread lease_keeper_;
 };

@@ -83,6 +83,15 @@ absl::StatusOr<std::string> NormalizeFormat(absl::string_view field, const std::
   return Invalid(field, absl::StrCat(Quote(name), " is not one of ", absl::StrJoin(kNames, ", ")));
 }
 
+// "" is the default, float16; names are case-insensitive.
+absl::StatusOr<std::string> NormalizePackedDtype(const std::string& name) {
+  if (name.empty()) return std::string("float16");
+  const std::string lower = absl::AsciiStrToLower(name);
+  if (lower == "float16" || lower == "bfloat16") return lower;
+  return Invalid("spec.packed_dtype",
+                 absl::StrCat(Quote(name), " is not float16 or bfloat16 (\"\": float16)"));
+}
+
 // GGUF block types hold one scheme each, with groups of 32.
 absl::Status CheckFormatScheme(absl::string_view field, const std::string& format,
                                const EffectiveSettings& s) {
@@ -91,25 +100,46 @@ absl::Status CheckFormatScheme(absl::string_view field, const std::string& forma
     int bits;
     bool sym;
   };
-  static const Need kNeeds[] = {{"gguf:q4_0", 4, true}, {"gguf:q4_1", 4, false},
-                                {"gguf:q8_0", 8, true}};
+  static const Need kNeeds[] = {
+      {"gguf:q4_0", 4, true}, {"gguf:q4_1", 4, false}, {"gguf:q8_0", 8, true}};
   for (const Need& n : kNeeds) {
     if (format != n.format) continue;
     if (s.bits != n.bits || s.sym != n.sym || s.group_size != 32) {
-      return Invalid(field, absl::StrCat(format, " holds exactly bits ", n.bits, ", ",
-                                         n.sym ? "sym" : "asym", ", group_size 32; the job has bits ",
-                                         s.bits, ", ", s.sym ? "sym" : "asym", ", group_size ",
-                                         s.group_size));
+      return Invalid(
+          field, absl::StrCat(format, " holds exactly bits ", n.bits, ", ", n.sym ? "sym" : "asym",
+                              ", group_size 32; the job has bits ", s.bits, ", ",
+                              s.sym ? "sym" : "asym", ", group_size ", s.group_size));
     }
   }
   return absl::OkStatus();
 }
 
+// GGUF tunes its Q4_1 layers (4-bit asym group 32) with a real-valued minimum per group,
+// which the packed formats' integer zero points cannot hold (the worker refuses the same,
+// layer by layer, before tuning).
+absl::Status CheckFormatsTogether(const EffectiveSettings& s) {
+  if (s.bits != 4 || s.sym || s.group_size != 32) return absl::OkStatus();
+  auto index_of = [&s](auto pred) {
+    for (size_t i = 0; i < s.formats.size(); ++i) {
+      if (pred(s.formats[i])) return static_cast<int>(i);
+    }
+    return -1;
+  };
+  const int gguf = index_of([](const std::string& f) { return absl::StartsWith(f, "gguf:"); });
+  const int packed =
+      index_of([](const std::string& f) { return f == "auto_round" || f == "auto_gptq"; });
+  if (gguf < 0 || packed < 0) return absl::OkStatus();
+  return Invalid(absl::StrCat("spec.formats[", packed, "]"),
+                 absl::StrCat(s.formats[packed], " cannot be written with ", s.formats[gguf],
+                              " in one job: GGUF stores 4-bit asym group-32 layers (Q4_1) with "
+                              "a real-valued minimum per group, which integer zero points "
+                              "cannot hold; submit them as separate jobs"));
+}
+
 absl::Status ValidateOverrides(const JobSpec& spec) {
   if (spec.layer_overrides.size() > static_cast<size_t>(kMaxLayerOverrides)) {
-    return Invalid("spec.layer_overrides",
-                   absl::StrCat(spec.layer_overrides.size(), " entries; at most ",
-                                kMaxLayerOverrides));
+    return Invalid("spec.layer_overrides", absl::StrCat(spec.layer_overrides.size(),
+                                                        " entries; at most ", kMaxLayerOverrides));
   }
   for (size_t i = 0; i < spec.layer_overrides.size(); ++i) {
     const LayerOverrideSpec& o = spec.layer_overrides[i];
@@ -172,10 +202,19 @@ absl::Status ValidateMeta(const JobSpec& spec) {
 }  // namespace
 
 nlohmann::json EffectiveSettings::ToJson() const {
-  return {{"recipe", recipe}, {"formats", formats},     {"bits", bits},
-          {"group_size", group_size}, {"sym", sym},     {"iters", iters},
-          {"lr", lr},         {"minmax_lr", minmax_lr}, {"nsamples", nsamples},
-          {"seqlen", seqlen}, {"batch_size", batch_size}, {"seed", seed}};
+  return {{"recipe", recipe},
+          {"formats", formats},
+          {"bits", bits},
+          {"group_size", group_size},
+          {"sym", sym},
+          {"iters", iters},
+          {"lr", lr},
+          {"minmax_lr", minmax_lr},
+          {"nsamples", nsamples},
+          {"seqlen", seqlen},
+          {"batch_size", batch_size},
+          {"seed", seed},
+          {"packed_dtype", packed_dtype}};
 }
 
 bool DeviceAccepts(absl::string_view device, absl::string_view preference) {
@@ -201,8 +240,9 @@ absl::Status ValidateLabel(absl::string_view field, const std::string& key,
     return Invalid(where, "keys are 1-63 characters of a-z 0-9 . _ / -, starting with a-z or 0-9");
   }
   if (value.size() > kMaxLabelValueBytes || !IsValidUtf8(value) || HasControl(value)) {
-    return Invalid(where, absl::StrCat("values are valid UTF-8 without control characters, at most ",
-                                       kMaxLabelValueBytes, " bytes"));
+    return Invalid(where,
+                   absl::StrCat("values are valid UTF-8 without control characters, at most ",
+                                kMaxLabelValueBytes, " bytes"));
   }
   return absl::OkStatus();
 }
@@ -233,8 +273,8 @@ absl::StatusOr<EffectiveSettings> ResolveSettings(const JobSpec& spec) {
   } else if (s.recipe == "rtn") {
     s.iters = 0;
   } else if (s.recipe != "default") {
-    return Invalid("spec.recipe", absl::StrCat(Quote(s.recipe),
-                                               " is not one of default, best, light, rtn"));
+    return Invalid("spec.recipe",
+                   absl::StrCat(Quote(s.recipe), " is not one of default, best, light, rtn"));
   }
   if (spec.bits != 0) s.bits = spec.bits;
   if (spec.group_size != 0) s.group_size = spec.group_size;
@@ -255,6 +295,9 @@ absl::StatusOr<EffectiveSettings> ResolveSettings(const JobSpec& spec) {
     }
     s.formats.push_back(name);
   }
+  SR_ASSIGN_OR_RETURN(s.packed_dtype, NormalizePackedDtype(spec.packed_dtype));
+  s.allow_split_fused = spec.allow_split_fused;
+  s.allow_gguf_without_vocab = spec.allow_gguf_without_vocab;
   return s;
 }
 
@@ -277,9 +320,9 @@ absl::Status ValidateJobSpec(const JobSpec& spec, const std::vector<std::string>
   }
   SR_ASSIGN_OR_RETURN(EffectiveSettings s, ResolveSettings(spec));
   for (size_t i = 0; i < s.formats.size(); ++i) {
-    SR_RETURN_IF_ERROR(
-        CheckFormatScheme(absl::StrCat("spec.formats[", i, "]"), s.formats[i], s));
+    SR_RETURN_IF_ERROR(CheckFormatScheme(absl::StrCat("spec.formats[", i, "]"), s.formats[i], s));
   }
+  SR_RETURN_IF_ERROR(CheckFormatsTogether(s));
   if (spec.calibration_uri.empty()) {
     if (s.iters != 0) {
       return Invalid("spec.calibration_uri",

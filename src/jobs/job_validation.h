@@ -40,6 +40,12 @@ struct EffectiveSettings {
   int seqlen = 2048;
   int batch_size = 8;
   uint64_t seed = 42;
+  std::string packed_dtype = "float16";  // normalized: "float16" or "bfloat16"
+
+  // Not settings: the spec's waivers of the worker's refusals, passed through
+  // to its command line as given (and not part of ToJson).
+  bool allow_split_fused = false;
+  bool allow_gguf_without_vocab = false;
 
   nlohmann::json ToJson() const;
 };

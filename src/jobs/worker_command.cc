@@ -34,6 +34,10 @@ std::vector<std::string> WorkerArgv(const WorkerInputs& in, const EffectiveSetti
   add("--batch-size", absl::StrCat(s.batch_size));
   add("--seed", absl::StrCat(s.seed));
   add("--device", in.device);
+  // Only when asked for: the command line of a job without them stays as it was.
+  if (s.allow_split_fused) argv.push_back("--allow-split-fused");
+  if (s.allow_gguf_without_vocab) argv.push_back("--allow-gguf-without-vocab");
+  if (s.packed_dtype != EffectiveSettings().packed_dtype) add("--packed-dtype", s.packed_dtype);
   if (!in.layer_config_path.empty()) add("--layer-config", in.layer_config_path);
   if (in.threads > 0) add("--threads", absl::StrCat(in.threads));
   return argv;

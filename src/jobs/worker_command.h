@@ -14,18 +14,20 @@
 namespace signround::jobs {
 
 struct WorkerInputs {
-  std::string worker_bin;        // absolute path of signround-worker
-  std::string model_dir;         // local checkpoint directory
-  std::string calib_path;        // local JSONL; empty: none (RTN)
-  std::string model_name;        // the job's model URI (--model-name)
-  std::string calib_name;        // the job's calibration URI (--calib-name)
-  std::string out_dir;           // the attempt's output (and resume) directory
-  std::string layer_config_path; // empty: no overrides
-  std::string device;            // what the engine sees: "cpu" or "cuda:0"
-  int threads = 0;               // 0: LibTorch's default
+  std::string worker_bin;         // absolute path of signround-worker
+  std::string model_dir;          // local checkpoint directory
+  std::string calib_path;         // local JSONL; empty: none (RTN)
+  std::string model_name;         // the job's model URI (--model-name)
+  std::string calib_name;         // the job's calibration URI (--calib-name)
+  std::string out_dir;            // the attempt's output (and resume) directory
+  std::string layer_config_path;  // empty: no overrides
+  std::string device;             // what the engine sees: "cpu" or "cuda:0"
+  int threads = 0;                // 0: LibTorch's default
 };
 
-// argv (argv[0] = worker_bin) for a job with these effective settings.
+// argv (argv[0] = worker_bin) for a job with these effective settings. The
+// waivers (--allow-split-fused, --allow-gguf-without-vocab) and --packed-dtype
+// appear only when they differ from the worker's defaults.
 std::vector<std::string> WorkerArgv(const WorkerInputs& in, const EffectiveSettings& s);
 
 // The layer config file the worker reads (--layer-config) for `overrides`:

@@ -23,10 +23,12 @@ constexpr char kStatsKey[] = "signround.block";
 json StatsToJson(const StoredBlock& b) {
   json layers = json::array();
   for (const QuantizedLinear& l : b.layers) {
-    layers.push_back({{"name", l.name},
-                      {"bits", l.scheme.bits},
-                      {"group_size", l.scheme.group_size},
-                      {"sym", l.scheme.sym}});
+    json layer = {{"name", l.name},
+                  {"bits", l.scheme.bits},
+                  {"group_size", l.scheme.group_size},
+                  {"sym", l.scheme.sym}};
+    if (l.scheme.float_min) layer["float_min"] = true;
+    layers.push_back(std::move(layer));
   }
   json j = BlockStatsToJson(b.stats);
   j["layers"] = layers;
@@ -72,7 +74,11 @@ absl::Status BlockStore::Save(const StoredBlock& block, const std::string& prefi
     tensors.emplace_back(p + ".dequant", l.dequant.to(at::kCPU));
     tensors.emplace_back(p + ".codes", l.integer.codes.to(at::kCPU));
     tensors.emplace_back(p + ".scales", l.integer.scales.to(at::kCPU));
-    tensors.emplace_back(p + ".zeros", l.integer.zeros.to(at::kCPU));
+    if (l.scheme.float_min) {
+      tensors.emplace_back(p + ".mins", l.integer.mins.to(at::kCPU));
+    } else {
+      tensors.emplace_back(p + ".zeros", l.integer.zeros.to(at::kCPU));
+    }
   }
   return WriteTensors(BlockPath(block.stats.index), tensors,
                       {{kStatsKey, StatsToJson(block).dump()}});
@@ -97,12 +103,17 @@ absl::StatusOr<StoredBlock> BlockStore::Load(int64_t index, const std::string& p
     for (const json& l : stats.at("layers")) {
       QuantizedLinear q;
       q.name = l.at("name").get<std::string>();
-      q.scheme = {l.at("bits").get<int>(), l.at("group_size").get<int>(), l.at("sym").get<bool>()};
+      q.scheme = {l.at("bits").get<int>(), l.at("group_size").get<int>(), l.at("sym").get<bool>(),
+                  l.value("float_min", false)};
       std::string p = prefix + q.name;
       SR_ASSIGN_OR_RETURN(q.dequant, LoadTensor(file, p + ".dequant"));
       SR_ASSIGN_OR_RETURN(q.integer.codes, LoadTensor(file, p + ".codes"));
       SR_ASSIGN_OR_RETURN(q.integer.scales, LoadTensor(file, p + ".scales"));
-      SR_ASSIGN_OR_RETURN(q.integer.zeros, LoadTensor(file, p + ".zeros"));
+      if (q.scheme.float_min) {
+        SR_ASSIGN_OR_RETURN(q.integer.mins, LoadTensor(file, p + ".mins"));
+      } else {
+        SR_ASSIGN_OR_RETURN(q.integer.zeros, LoadTensor(file, p + ".zeros"));
+      }
       b.layers.push_back(std::move(q));
     }
   } catch (const json::exception& e) {

@@ -88,42 +88,55 @@ absl::Status WriteFakeQuantized(const Checkpoint& ckpt, const BlockStore& store,
   return CopyTokenizerFiles(ckpt.dir(), dir);
 }
 
-absl::StatusOr<nlohmann::json> WriteExports(const Checkpoint& ckpt, const BlockStore& store,
-                                            const std::vector<LayerPlan>& plans,
-                                            const std::vector<ExportFormat>& formats,
-                                            const ExportOptions& options,
-                                            const std::string& out_dir,
-                                            const std::function<void(const ExportFormat&)>& done) {
+namespace {
+
+absl::Status WriteExport(const Checkpoint& ckpt, const BlockStore& store,
+                         const ExportSource& source, const ExportFormat& f,
+                         const ExportOptions& options, const std::string& out_dir) {
+  SR_ASSIGN_OR_RETURN(StagingDir dir, StagingDir::Create(out_dir, f.dir_name));
+  switch (f.kind) {
+    case ExportFormat::Kind::kFake:
+      SR_RETURN_IF_ERROR(WriteFakeQuantized(ckpt, store, dir.path(), options.max_shard_bytes));
+      break;
+    case ExportFormat::Kind::kAutoRound:
+      SR_RETURN_IF_ERROR(ExportPacked(source, PackedFormat::kAutoRound, options, dir.path()));
+      break;
+    case ExportFormat::Kind::kAutoGptq:
+      SR_RETURN_IF_ERROR(ExportPacked(source, PackedFormat::kAutoGptq, options, dir.path()));
+      break;
+    case ExportFormat::Kind::kGguf: {
+      const GgufFormat gguf = *ParseGgufFormat(f.name);
+      const std::string file = GgufFileName(ModelName(ckpt.dir()), gguf);
+      SR_RETURN_IF_ERROR(ExportGguf(source, gguf, JoinPath(dir.path(), file)));
+      break;
+    }
+  }
+  return dir.Commit();
+}
+
+}  // namespace
+
+absl::StatusOr<ExportResults> WriteExports(
+    const Checkpoint& ckpt, const BlockStore& store, const std::vector<LayerPlan>& plans,
+    const std::vector<ExportFormat>& formats, const ExportOptions& options,
+    const std::string& out_dir,
+    const std::function<void(const ExportFormat&, const absl::Status&)>& done) {
   std::vector<std::string> block_files;
   for (int64_t i = 0; i < ckpt.config().num_hidden_layers; ++i) {
     block_files.push_back(store.BlockPath(i));
   }
   SR_ASSIGN_OR_RETURN(ExportSource source, ExportSource::Open(ckpt, plans, block_files));
-  nlohmann::json written = nlohmann::json::object();
+  ExportResults results;
   for (const ExportFormat& f : formats) {
-    SR_ASSIGN_OR_RETURN(StagingDir dir, StagingDir::Create(out_dir, f.dir_name));
-    switch (f.kind) {
-      case ExportFormat::Kind::kFake:
-        SR_RETURN_IF_ERROR(WriteFakeQuantized(ckpt, store, dir.path(), options.max_shard_bytes));
-        break;
-      case ExportFormat::Kind::kAutoRound:
-        SR_RETURN_IF_ERROR(ExportPacked(source, PackedFormat::kAutoRound, options, dir.path()));
-        break;
-      case ExportFormat::Kind::kAutoGptq:
-        SR_RETURN_IF_ERROR(ExportPacked(source, PackedFormat::kAutoGptq, options, dir.path()));
-        break;
-      case ExportFormat::Kind::kGguf: {
-        const GgufFormat gguf = *ParseGgufFormat(f.name);
-        const std::string file = GgufFileName(ModelName(ckpt.dir()), gguf);
-        SR_RETURN_IF_ERROR(ExportGguf(source, gguf, JoinPath(dir.path(), file)));
-        break;
-      }
+    absl::Status s = WriteExport(ckpt, store, source, f, options, out_dir);
+    if (s.ok()) {
+      results.written[f.name] = f.dir_name;
+    } else {
+      results.failed[f.name] = std::string(s.message());
     }
-    SR_RETURN_IF_ERROR(dir.Commit());
-    written[f.name] = f.dir_name;
-    if (done) done(f);
+    if (done) done(f, s);
   }
-  return written;
+  return results;
 }
 
 }  // namespace signround

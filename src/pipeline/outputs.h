@@ -23,13 +23,19 @@ namespace signround {
 absl::Status WriteFakeQuantized(const Checkpoint& ckpt, const BlockStore& store,
                                 const std::string& dir, uint64_t max_shard_bytes);
 
-// Writes every format into `out_dir`/<format.dir_name>; calls `done(format)`
-// after each. Returns {format name: subdirectory}.
-absl::StatusOr<nlohmann::json> WriteExports(const Checkpoint& ckpt, const BlockStore& store,
-                                            const std::vector<LayerPlan>& plans,
-                                            const std::vector<ExportFormat>& formats,
-                                            const ExportOptions& options,
-                                            const std::string& out_dir,
-                                            const std::function<void(const ExportFormat&)>& done);
+struct ExportResults {
+  nlohmann::json written = nlohmann::json::object();  // {format name: subdirectory}
+  nlohmann::json failed = nlohmann::json::object();   // {format name: error message}
+};
+
+// Writes every format into `out_dir`/<format.dir_name>; calls `done(format, status)`
+// after each. A format that fails leaves no directory and does not stop the others:
+// its error is in `failed`. An error that concerns every format (the work directory
+// cannot be read) is returned.
+absl::StatusOr<ExportResults> WriteExports(
+    const Checkpoint& ckpt, const BlockStore& store, const std::vector<LayerPlan>& plans,
+    const std::vector<ExportFormat>& formats, const ExportOptions& options,
+    const std::string& out_dir,
+    const std::function<void(const ExportFormat&, const absl::Status&)>& done);
 
 }  // namespace signround

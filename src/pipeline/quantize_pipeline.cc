@@ -1,6 +1,7 @@
 #include "src/pipeline/quantize_pipeline.h"
 
 #include <ATen/core/grad_mode.h>
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -13,6 +14,7 @@
 #include "src/data/token_tensor.h"
 #include "src/eval/perplexity.h"
 #include "src/export/export_format.h"
+#include "src/export/quantization_config.h"
 #include "src/model/checkpoint.h"
 #include "src/model/model_ends.h"
 #include "src/pipeline/outputs.h"
@@ -60,6 +62,7 @@ absl::Status ValidateOptions(const QuantizeOptions& o) {
   if (o.tune.lr < 0 || o.tune.minmax_lr < 0) return Invalid("learning rates must be positive");
   if (o.out_dir.empty()) return Invalid("an output directory is required");
   if (o.max_shard_bytes == 0) return Invalid("max_shard_size must be positive");
+  SR_RETURN_IF_ERROR(ValidatePackedTorchDtype(o.packed_dtype));
   std::error_code ec;
   if (fs::equivalent(o.model_dir, o.out_dir, ec)) {
     return Invalid("the output directory must differ from the model directory");
@@ -83,7 +86,7 @@ json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
   const std::string model = o.model_name.empty() ? o.model_dir : o.model_name;
   const std::string calib = o.calib_name.empty() ? o.calib_path : o.calib_name;
   if (!Calibrated(o)) {
-    return {{"model", model},  {"model_parameters", ckpt.parameter_count()},
+    return {{"model", model},        {"model_parameters", ckpt.parameter_count()},
             {"calib", nullptr},      {"calibrated", false},
             {"bits", o.scheme.bits}, {"group_size", o.scheme.group_size},
             {"sym", o.scheme.sym},   {"layer_config", overrides},
@@ -151,10 +154,12 @@ json LayersJson(const std::vector<LayerPlan>& plans) {
   json out = json::array();
   for (const LayerPlan& p : plans) {
     if (p.quantized) {
-      out.push_back({{"name", p.layer.name},
-                     {"bits", p.scheme.bits},
-                     {"group_size", p.scheme.group_size},
-                     {"sym", p.scheme.sym}});
+      json layer = {{"name", p.layer.name},
+                    {"bits", p.scheme.bits},
+                    {"group_size", p.scheme.group_size},
+                    {"sym", p.scheme.sym}};
+      if (p.scheme.float_min) layer["float_min"] = true;
+      out.push_back(std::move(layer));
     } else {
       out.push_back({{"name", p.layer.name}, {"bits", 16}, {"reason", p.reason}});
     }
@@ -351,7 +356,9 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   }
   SR_ASSIGN_OR_RETURN(const BlockImpl* impl, FindBlockImpl(ckpt.config().model_type));
   std::vector<LayerPlan> plans = PlanLayers(DecoderLinears(ckpt.config()), o.scheme, o.overrides);
-  SR_RETURN_IF_ERROR(CheckExportFormats(formats, ckpt.config(), plans));
+  UseFormatZeroPoints(formats, plans);
+  SR_ASSIGN_OR_RETURN(std::vector<std::string> warnings,
+                      CheckExportFormats(formats, ckpt.config(), o.model_dir, plans, o.waivers));
   at::Tensor ids;  // [nsamples, seqlen] token ids; undefined without calibration
   if (Calibrated(o)) {
     SR_ASSIGN_OR_RETURN(ids, LoadCalibration(o, ckpt.config()));
@@ -363,6 +370,11 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
     SR_RETURN_IF_ERROR(CheckTokenIds(eval_rows, ckpt.config().vocab_size, o.eval_path));
   }
   json settings = SettingsJson(o, ckpt);
+  // GGUF Q4_1 layers are tuned with a real-valued minimum: other blocks than an int job's.
+  if (std::any_of(plans.begin(), plans.end(),
+                  [](const LayerPlan& p) { return p.quantized && p.scheme.float_min; })) {
+    settings["float_min"] = true;
+  }
   SR_ASSIGN_OR_RETURN(BlockStore store,
                       BlockStore::Open(JoinPath(o.out_dir, kWorkDirName), settings.dump()));
   // An earlier run's report would make this run's unfinished outputs look complete.
@@ -374,20 +386,20 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
     progress(event);
   }
   SR_ASSIGN_OR_RETURN(json blocks, QuantizeBlocks(ctx, store, plans, ids));
-  ExportOptions export_options{o.scheme, settings, o.max_shard_bytes};
-  auto exported = [&](const ExportFormat& f) {
-    if (progress) {
-      progress({"export",
-                ckpt.config().num_hidden_layers,
-                {},
-                false,
-                {{"format", f.name}, {"dir", f.dir_name}}});
-    }
+  ExportOptions export_options{o.scheme, settings, o.max_shard_bytes, o.packed_dtype};
+  auto exported = [&](const ExportFormat& f, const absl::Status& status) {
+    if (!progress) return;
+    json detail = {{"format", f.name}, {"dir", f.dir_name}};
+    if (!status.ok()) detail = {{"format", f.name}, {"error", std::string(status.message())}};
+    progress({"export", ckpt.config().num_hidden_layers, {}, false, detail});
   };
-  SR_ASSIGN_OR_RETURN(
-      json outputs, WriteExports(ckpt, store, plans, formats, export_options, o.out_dir, exported));
-  json report = {{"model", settings["model"]}, {"config", settings}, {"calibration", CalibrationJson(o)},
-                 {"outputs", outputs},   {"blocks", blocks},   {"layers", LayersJson(plans)}};
+  SR_ASSIGN_OR_RETURN(ExportResults outputs, WriteExports(ckpt, store, plans, formats,
+                                                          export_options, o.out_dir, exported));
+  json report = {
+      {"model", settings["model"]}, {"config", settings}, {"calibration", CalibrationJson(o)},
+      {"outputs", outputs.written}, {"blocks", blocks},   {"layers", LayersJson(plans)}};
+  if (!outputs.failed.empty()) report["failed_outputs"] = outputs.failed;
+  if (!warnings.empty()) report["warnings"] = warnings;
   if (!o.eval_path.empty()) {
     SR_ASSIGN_OR_RETURN(report["perplexity"], Evaluate(ctx, store, eval_rows));
     if (progress)
@@ -397,7 +409,8 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   report["peak_rss_bytes"] = ReadProcessMemory().peak_rss_bytes;
   SR_RETURN_IF_ERROR(
       WriteFileAtomically(JoinPath(o.out_dir, "report.json"), report.dump(2) + "\n"));
-  SR_RETURN_IF_ERROR(store.Remove());
+  // Tuned blocks outlive a failed format: a rerun resumes them and redoes only the exports.
+  if (outputs.failed.empty()) SR_RETURN_IF_ERROR(store.Remove());
   return report;
 }
 

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "src/export/export_format.h"
 #include "src/pipeline/block_store.h"
 #include "src/quant/layer_plan.h"
 #include "src/quant/signround_tuner.h"
@@ -52,6 +53,11 @@ struct QuantizeOptions {
   int64_t eval_batch_size = 8;
   // Comma-separated export formats (kExportFormatNames).
   std::string formats = "auto_round";
+  // Formats a loader would refuse, written anyway with a warning in report.json.
+  ExportWaivers waivers;
+  // The torch_dtype that packed (auto_round, auto_gptq) config.json files declare:
+  // float16 (the scales' dtype; vLLM's GPTQ kernels take only fp16) or bfloat16.
+  std::string packed_dtype = "float16";
   uint64_t max_shard_bytes = 5'000'000'000;
 };
 
@@ -74,7 +80,10 @@ struct ProgressEvent {
 using ProgressFn = std::function<bool(const ProgressEvent&)>;
 
 // Runs the job; returns report.json's content. Bad input is INVALID_ARGUMENT
-// naming the file or setting.
+// naming the file or setting. An export format that fails after tuning does not
+// stop the others: report.json is still written, with the error under
+// "failed_outputs" ({format: message}), and the work directory's finished blocks
+// are kept so that a rerun with other formats resumes them.
 absl::StatusOr<nlohmann::json> RunQuantize(const QuantizeOptions& options,
                                            const ProgressFn& progress);
 

@@ -7,6 +7,11 @@
 
 namespace signround {
 
+bool SameScheme(const QuantScheme& a, const QuantScheme& b) {
+  return a.bits == b.bits && a.group_size == b.group_size && a.sym == b.sym &&
+         a.float_min == b.float_min;
+}
+
 absl::Status ValidateQuantScheme(const QuantScheme& s) {
   if (s.bits != 2 && s.bits != 3 && s.bits != 4 && s.bits != 8) {
     return absl::InvalidArgumentError(absl::StrCat("bits must be 2, 3, 4 or 8, got ", s.bits));
@@ -14,6 +19,9 @@ absl::Status ValidateQuantScheme(const QuantScheme& s) {
   if (s.group_size != -1 && s.group_size <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("group_size must be positive or -1 (per output channel), got ", s.group_size));
+  }
+  if (s.float_min && s.sym) {
+    return absl::InvalidArgumentError("a real-valued minimum needs an asymmetric scheme");
   }
   return absl::OkStatus();
 }

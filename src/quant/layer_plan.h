@@ -19,7 +19,16 @@ struct QuantScheme {
   int bits = 4;          // 2, 3, 4 or 8
   int group_size = 128;  // > 0, or -1 for one group per output row
   bool sym = true;
+  // Asymmetric only: the group's zero is a real-valued minimum m (fp16) instead of an
+  // integer zero point: W^ = s * q + m, q in [0, 2^bits - 1], from the group's own min and
+  // max (not clamped to include 0). What GGUF's Q4_1 stores (d = s, m); the quantize
+  // pipeline sets it on the layers of a GGUF job that Q4_1 holds. auto_round and
+  // auto_gptq cannot store it.
+  bool float_min = false;
 };
+
+// The same bits, group size, symmetry and zero representation.
+bool SameScheme(const QuantScheme& a, const QuantScheme& b);
 
 // INVALID_ARGUMENT naming the bad field when `scheme` is not supported.
 absl::Status ValidateQuantScheme(const QuantScheme& scheme);

@@ -236,6 +236,23 @@ at::Tensor ApplyQdq(const QdqConfig& cfg, const GroupedWeight& w, const at::Tens
   return LeanForward(cfg, w.groups, v, s, zp);
 }
 
+// The float_min scheme as composite ops (autograd saves what it needs): the group's own
+// extremes scaled by alpha and beta, s = fp16((wmax - wmin) / maxq) (at least thr),
+// m = fp16(wmin), q = clamp(round_ste((W - m) / s + V), 0, maxq), W^ = s * q + m. The stored
+// m and d = s give back W^ exactly as GGUF's Q4_1 dequantizes (q * d + m in fp32).
+QdqResult FloatMinQdq(const GroupedWeight& w, const QuantScheme& scheme, const RoundingParams& p) {
+  const double maxq = static_cast<double>((int64_t{1} << scheme.bits) - 1);
+  at::Tensor wmin = at::clamp(p.alpha, 0.0, 1.0) * w.gmin;
+  at::Tensor wmax = at::clamp(p.beta, 0.0, 1.0) * w.gmax;
+  QdqResult r;
+  r.scale = at::clamp_min(RoundToHalf((wmax - wmin) / maxq), ScaleThreshold());
+  r.zero = RoundToHalf(wmin);
+  r.q = at::clamp(RoundSte((w.groups - r.zero) / r.scale + p.v), 0.0, maxq);
+  r.dequant =
+      (r.scale * r.q + r.zero).reshape({w.out, w.num_groups() * w.group}).narrow(1, 0, w.in);
+  return r;
+}
+
 }  // namespace
 
 at::Tensor RoundSte(const at::Tensor& x) { return x + (at::round(x) - x).detach(); }
@@ -249,8 +266,10 @@ GroupedWeight GroupWeight(const at::Tensor& weight, int group_size) {
   int64_t padded = g.num_groups() * g.group;
   if (padded != g.in) w = at::constant_pad_nd(w, {0, padded - g.in}, 0.0);
   g.groups = w.reshape({g.out * g.num_groups(), g.group}).contiguous();
-  g.wmin0 = at::clamp_max(std::get<0>(g.groups.min(1, /*keepdim=*/true)), 0.0);
-  g.wmax0 = at::clamp_min(std::get<0>(g.groups.max(1, /*keepdim=*/true)), 0.0);
+  g.gmin = std::get<0>(g.groups.min(1, /*keepdim=*/true));
+  g.gmax = std::get<0>(g.groups.max(1, /*keepdim=*/true));
+  g.wmin0 = at::clamp_max(g.gmin, 0.0);
+  g.wmax0 = at::clamp_min(g.gmax, 0.0);
   return g;
 }
 
@@ -261,6 +280,11 @@ RoundingParams InitialRoundingParams(const GroupedWeight& w) {
 }
 
 QdqResult QuantDequant(const GroupedWeight& w, const QuantScheme& scheme, const RoundingParams& p) {
+  if (scheme.float_min) {
+    QdqResult r = FloatMinQdq(w, scheme, p);
+    r.q = r.q.detach();
+    return r;
+  }
   const QdqConfig cfg = MakeConfig(w, scheme, at::kFloat, at::kFloat);
   at::Tensor s, zp;
   std::tie(s, zp) = ScaleAndZero(w, scheme, p);
@@ -282,6 +306,10 @@ QdqResult QuantDequant(const GroupedWeight& w, const QuantScheme& scheme, const 
 at::Tensor QuantDequantWeight(const GroupedWeight& w, const QuantScheme& scheme,
                               const RoundingParams& p, at::ScalarType weight_dtype,
                               at::ScalarType out_dtype) {
+  if (scheme.float_min) {
+    // Composite ops: the float_min scheme has no lean autograd node yet (more memory).
+    return FloatMinQdq(w, scheme, p).dequant.to(weight_dtype).to(out_dtype).contiguous();
+  }
   at::Tensor s, zp;
   std::tie(s, zp) = ScaleAndZero(w, scheme, p);
   return ApplyQdq(MakeConfig(w, scheme, weight_dtype, out_dtype), w, p.v, s, zp);
@@ -289,6 +317,7 @@ at::Tensor QuantDequantWeight(const GroupedWeight& w, const QuantScheme& scheme,
 
 QdqResult QuantDequantReference(const GroupedWeight& w, const QuantScheme& scheme,
                                 const RoundingParams& p) {
+  if (scheme.float_min) return FloatMinQdq(w, scheme, p);
   QdqResult r;
   std::tie(r.scale, r.zero) = ScaleAndZero(w, scheme, p);
   const at::Tensor& s = r.scale;
@@ -314,7 +343,11 @@ IntegerWeight ToIntegerWeight(const GroupedWeight& w, const QuantScheme& scheme,
   IntegerWeight out;
   out.codes = codes.reshape({w.out, groups * w.group}).narrow(1, 0, w.in).to(at::kByte);
   out.scales = r.scale.reshape({w.out, groups}).to(at::kHalf);
-  out.zeros = r.zero.reshape({w.out, groups}).to(at::kByte);
+  if (scheme.float_min) {
+    out.mins = r.zero.reshape({w.out, groups}).to(at::kHalf);
+  } else {
+    out.zeros = r.zero.reshape({w.out, groups}).to(at::kByte);
+  }
   return out;
 }
 

@@ -15,6 +15,8 @@ struct GroupedWeight {
   at::Tensor groups;  // [out * G, g], fp32
   at::Tensor wmin0;   // [out * G, 1]: min(min(W_g), 0)
   at::Tensor wmax0;   // [out * G, 1]: max(max(W_g), 0)
+  at::Tensor gmin;    // [out * G, 1]: min(W_g), the float_min scheme's extremes
+  at::Tensor gmax;    // [out * G, 1]: max(W_g)
   int64_t out = 0;
   int64_t in = 0;
   int64_t group = 0;  // g: group_size, or `in` for -1 / in < group_size
@@ -38,7 +40,9 @@ struct QdqResult {
   at::Tensor dequant;  // W^, [out, in], fp32, padding dropped
   at::Tensor q;        // integer levels, [out * G, g] fp32: sym in [-nmax, nmax-1], asym [0, maxq]
   at::Tensor scale;    // [out * G, 1] fp32 holding fp16-representable values (may be < 0)
-  at::Tensor zero;     // [out * G, 1]: nmax for sym, the rounded zero point for asym
+  // [out * G, 1]: nmax for sym, the rounded zero point for asym, the fp16-representable
+  // minimum m for float_min (W^ = s * q + m)
+  at::Tensor zero;
 };
 
 // Scales are rounded to fp16 inside (the exported dtype); `thr` is 1e-5.
@@ -68,11 +72,13 @@ at::Tensor RoundSte(const at::Tensor& x);
 
 // Stored integer codes [out, in] (uint8, in [0, 2^bits - 1]), scales [out, G]
 // and zero points [out, G] (uint8), per FORMATS.md: sym code = q + nmax with
-// zero point nmax; asym code = q with its zero point.
+// zero point nmax; asym code = q with its zero point. A float_min scheme has
+// fp16 minimums [out, G] instead of zero points (code = q, W^ = s * q + m).
 struct IntegerWeight {
   at::Tensor codes;
   at::Tensor scales;  // fp16
-  at::Tensor zeros;
+  at::Tensor zeros;   // uint8; undefined for float_min
+  at::Tensor mins;    // fp16; float_min only
 };
 IntegerWeight ToIntegerWeight(const GroupedWeight& w, const QuantScheme& scheme,
                               const QdqResult& r);

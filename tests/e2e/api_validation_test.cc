@@ -169,6 +169,10 @@ std::vector<BadSpec> BadUriAndFormatSpecs() {
          s.mutable_sym()->set_value(false);
        },
        "spec.formats[0]"},
+      {"packed_dtype float32", [](v1::JobSpec& s) { s.set_packed_dtype("float32"); },
+       "spec.packed_dtype: 'float32' is not float16 or bfloat16"},
+      {"packed_dtype bf16", [](v1::JobSpec& s) { s.set_packed_dtype("bf16"); },
+       "spec.packed_dtype"},
   };
 }
 

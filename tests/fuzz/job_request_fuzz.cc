@@ -55,6 +55,9 @@ void Submit(const pb::SubmitJobRequest& request) {
     absl::StatusOr<jobs::EffectiveSettings> settings = jobs::ResolveSettings(spec);
     FUZZ_CHECK(settings.ok());
     FUZZ_CHECK(!settings->formats.empty());
+    FUZZ_CHECK(settings->packed_dtype == "float16" || settings->packed_dtype == "bfloat16");
+    FUZZ_CHECK(settings->allow_split_fused == spec.allow_split_fused &&
+               settings->allow_gguf_without_vocab == spec.allow_gguf_without_vocab);
     (void)settings->ToJson().dump();  // what the store keeps; must not throw
     // The job store's JSON of the spec reads back as the same spec.
     const std::string stored = StoredJson(spec);

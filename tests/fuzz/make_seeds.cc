@@ -240,6 +240,12 @@ void RequestSeeds(const std::string& dir) {
   minimal.mutable_spec()->set_recipe(pb::RECIPE_RTN);
   Request(dir + "/submit_rtn", 0, minimal);
 
+  pb::SubmitJobRequest waivers = minimal;
+  waivers.mutable_spec()->set_allow_split_fused(true);
+  waivers.mutable_spec()->set_allow_gguf_without_vocab(true);
+  waivers.mutable_spec()->set_packed_dtype("BFloat16");
+  Request(dir + "/submit_waivers", 0, waivers);
+
   pb::SubmitJobRequest full;
   pb::JobSpec* s = full.mutable_spec();
   s->set_model_uri("s3://models-bucket/llama/3.2-1b/");

@@ -220,7 +220,11 @@ TEST_F(CliTest, SubmitMapsEveryFlag) {
                                      "--label",
                                      "run=a=b",
                                      "--idempotency-key",
-                                     "key-1"});
+                                     "key-1",
+                                     "--allow-split-fused",
+                                     "--allow-gguf-without-vocab",
+                                     "--packed-dtype",
+                                     "bfloat16"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "j-42\n");
   const std::vector<v1::SubmitJobRequest> submits = service_.submits();
@@ -268,6 +272,9 @@ TEST_F(CliTest, SubmitMapsEveryFlag) {
   EXPECT_EQ((std::map<std::string, std::string>(s.labels().begin(), s.labels().end())),
             (std::map<std::string, std::string>{{"team", "nlp"}, {"run", "a=b"}}));
   EXPECT_EQ(s.idempotency_key(), "key-1");
+  EXPECT_TRUE(s.allow_split_fused());
+  EXPECT_TRUE(s.allow_gguf_without_vocab());
+  EXPECT_EQ(s.packed_dtype(), "bfloat16");
 }
 
 TEST_F(CliTest, SubmitLeavesFlagsNotGivenUnset) {

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "src/export/export_source.h"
@@ -212,12 +213,38 @@ void ExpectStr(const GgufContents& g, const std::string& key, const std::string&
   EXPECT_EQ(g.kv.at(key).s, v);
 }
 
+// Every element of every tensor in the file: the parameter count llama.cpp's converter
+// sizes a model by (gguf-py's GGUFWriter.get_total_parameter_count, dense models).
+uint64_t ParameterCount(const GgufContents& g) {
+  uint64_t total = 0;
+  for (const TensorInfo& t : g.tensors) {
+    uint64_t n = 1;
+    for (uint64_t d : t.ne) n *= d;
+    total += n;
+  }
+  return total;
+}
+
+// gguf-py's model_weight_count_rounded_notation(n, min_digits=2), spelled out again:
+// n in K (below 1e6), M, B or T, with 2 - (digits of the rounded value) decimals.
+std::string RoundedNotation(uint64_t n) {
+  const double x = static_cast<double>(n);
+  const char* suffix = x >= 1e12 ? "T" : x >= 1e9 ? "B" : x >= 1e6 ? "M" : "K";
+  const double scaled = x * (x >= 1e12 ? 1e-12 : x >= 1e9 ? 1e-9 : x >= 1e6 ? 1e-6 : 1e-3);
+  const long long rounded = std::llrint(scaled);  // Python's round(): half to even
+  int decimals = 2;
+  for (long long r = rounded; r > 0 && decimals > 0; r /= 10) --decimals;
+  return absl::StrFormat("%.*f%s", decimals, scaled, suffix);
+}
+
 // Every model key of an export of `c`, and no other non-tokenizer key.
 void ExpectModelMetadata(const GgufContents& g, const ModelConfig& c, const std::string& arch,
                          uint32_t file_type, const std::string& name) {
   EXPECT_EQ(g.version, 3u);
   ExpectStr(g, "general.architecture", arch);
+  ExpectStr(g, "general.type", "model");
   ExpectStr(g, "general.name", name);
+  ExpectStr(g, "general.size_label", RoundedNotation(ParameterCount(g)));
   ExpectU32(g, "general.quantization_version", 2);
   ExpectU32(g, "general.file_type", file_type);
   ExpectU32(g, arch + ".context_length", c.max_position_embeddings);
@@ -230,7 +257,7 @@ void ExpectModelMetadata(const GgufContents& g, const ModelConfig& c, const std:
   ExpectF32(g, arch + ".rope.freq_base", c.rope_theta);
   ExpectU32(g, arch + ".rope.dimension_count", c.head_dim);
   ExpectU32(g, arch + ".vocab_size", c.vocab_size);
-  size_t expected = 14;
+  size_t expected = 16;
   if (c.head_dim * c.num_attention_heads != c.hidden_size) {
     ExpectU32(g, arch + ".attention.key_length", c.head_dim);
     ExpectU32(g, arch + ".attention.value_length", c.head_dim);
@@ -491,7 +518,7 @@ TEST(GgufExportTest, BpeTokenizerMetadata) {
   ExpectU32(g, "tokenizer.ggml.bos_token_id", 1);
   ExpectU32(g, "tokenizer.ggml.eos_token_id", 2);
   EXPECT_EQ(g.kv.count("tokenizer.ggml.scores"), 0u);
-  EXPECT_EQ(g.kv.size(), 14u + 7u);  // model, pre, tokens, token_type, merges, bos, eos
+  EXPECT_EQ(g.kv.size(), 16u + 7u);  // model, pre, tokens, token_type, merges, bos, eos
   CheckTensors(*job, g, /*permute=*/false);
 }
 
@@ -546,6 +573,7 @@ TEST(GgufExportTest, BabyLlamaWithTokenizer) {
   GgufContents g = ReadGguf(out);
   ExpectModelMetadata(g, ckpt->config(), "llama", 2, "babyllama-105");
   ExpectStr(g, "tokenizer.ggml.model", "llama");
+  ExpectStr(g, "tokenizer.ggml.pre", "default");  // llama.cpp's converter's, for SentencePiece
   const Value& tokens = g.kv.at("tokenizer.ggml.tokens");
   ASSERT_EQ(tokens.elem_type, kStr);
   ASSERT_EQ(tokens.items.size(), 105u);
@@ -572,6 +600,69 @@ TEST(GgufExportTest, BabyLlamaWithTokenizer) {
   view.ckpt = std::make_unique<Checkpoint>(*std::move(ckpt));
   view.source = std::make_unique<ExportSource>(*std::move(source));
   CheckTensors(view, g, true);
+}
+
+// general.size_label on hand-counted models (the label llama.cpp's converter would write).
+TEST(GgufExportTest, SizeLabelCountsEveryTensorInTheFile) {
+  // TinyConfig, untied: per layer 2 norms of 64, q 64x64, k and v 32x64, o 64x64, gate, up
+  // and down 96x64 = 30848; two layers 61696; token_embd and output 40x64 each, output_norm
+  // 64: 66880 = 66.88K -> "67K". Tied: no output (-2560) = 64320 -> "64K".
+  for (bool tied : {false, true}) {
+    SCOPED_TRACE(tied ? "tied" : "untied");
+    ModelConfig c = TinyConfig();
+    c.tie_word_embeddings = tied;
+    auto job = MakeJob(c, DType::kBF16, Scheme(4, 32, true));
+    ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_0, job->out).ok());
+    GgufContents g = ReadGguf(job->out);
+    EXPECT_EQ(ParameterCount(g), tied ? 64320u : 66880u);
+    ExpectStr(g, "general.size_label", tied ? "64K" : "67K");
+    ExpectStr(g, "general.type", "model");
+  }
+  // Llama-3 RoPE scaling adds the rope_freqs tensor (head_dim / 2 = 32 values).
+  {
+    ModelConfig c = TinyConfig();
+    c.head_dim = 64;  // q 256x64, k and v 128x64, o 64x256
+    c.rope_scaling = RopeScaling{"llama3", 8.0, 1.0, 4.0, 256};
+    auto job = MakeJob(c, DType::kBF16, Scheme(4, 32, true));
+    ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_0, job->out).ok());
+    GgufContents g = ReadGguf(job->out);
+    // 2 x (128 + 16384 + 8192 + 8192 + 16384 + 18432) + 2 x 2560 + 64 + 32 = 140640
+    EXPECT_EQ(ParameterCount(g), 140640u);
+    ExpectStr(g, "general.size_label", "141K");
+  }
+  // Millions keep one decimal below 9.5M: hidden 256, 4 heads of 64, intermediate 512,
+  // 2 layers, vocab 1000: per layer 512 + 4 x 65536 + 3 x 131072 = 655872; ends
+  // 2 x 256000 + 256: 1824000 -> "1.8M".
+  {
+    ModelConfig c = TinyConfig();
+    c.hidden_size = 256;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 4;
+    c.head_dim = 64;
+    c.intermediate_size = 512;
+    c.vocab_size = 1000;
+    auto job = MakeJob(c, DType::kBF16, Scheme(8, 32, true));
+    ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ8_0, job->out).ok());
+    GgufContents g = ReadGguf(job->out);
+    EXPECT_EQ(ParameterCount(g), 1824000u);
+    ExpectStr(g, "general.size_label", "1.8M");
+  }
+}
+
+// The test's own notation against gguf-py's on counts around each boundary.
+TEST(GgufExportTest, RoundedNotationMatchesGgufPy) {
+  EXPECT_EQ(RoundedNotation(260), "0.26K");
+  EXPECT_EQ(RoundedNotation(499), "0.50K");  // round(0.499) = 0: two decimals
+  EXPECT_EQ(RoundedNotation(4400), "4.4K");
+  EXPECT_EQ(RoundedNotation(9499), "9.5K");
+  EXPECT_EQ(RoundedNotation(9500), "10K");   // round(9.5) = 10: two digits, no decimals
+  EXPECT_EQ(RoundedNotation(10500), "10K");  // 10.5 rounds half to even
+  EXPECT_EQ(RoundedNotation(11500), "12K");
+  EXPECT_EQ(RoundedNotation(999999), "1000K");
+  EXPECT_EQ(RoundedNotation(1000000), "1.0M");
+  EXPECT_EQ(RoundedNotation(6738415616), "6.7B");
+  EXPECT_EQ(RoundedNotation(70553706496), "71B");
+  EXPECT_EQ(RoundedNotation(1500000000000), "1.5T");
 }
 
 TEST(GgufExportTest, BadCodeFailsAndLeavesNoFile) {

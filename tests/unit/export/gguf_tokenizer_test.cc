@@ -73,7 +73,7 @@ TEST(SentencePieceTest, SmallModel) {
   absl::StatusOr<GgufVocab> v = ParseSentencePieceModel(SmallModel(), "x", 5);
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(v->model, "llama");
-  EXPECT_EQ(v->pre, "");
+  EXPECT_EQ(v->pre, "default");  // as llama.cpp's converter writes for SentencePiece
   EXPECT_THAT(v->tokens, ElementsAre("<unk>", "<s>", "</s>", "a", "b"));
   EXPECT_THAT(v->scores, ElementsAre(0, 0, 0, -1.5f, -2.5f));
   EXPECT_THAT(v->token_types, ElementsAre(2, 3, 3, 1, 6));
@@ -393,7 +393,7 @@ TEST(AddVocabMetadataTest, KeysAndCount) {
   GgufMetadata m;
   AddVocabMetadata(spm, &m);
   EXPECT_TRUE(m.status().ok());
-  EXPECT_EQ(m.count(), 7u);  // model, tokens, scores, token_type, bos, eos, unknown
+  EXPECT_EQ(m.count(), 8u);  // model, pre, tokens, scores, token_type, bos, eos, unknown
   GgufVocab bpe;
   bpe.model = "gpt2";
   bpe.tokens = {"a"};

@@ -50,6 +50,9 @@ JobSpec FullSpec() {
   s.priority = -3;
   s.labels = {{"team", "nlp"}, {"run", "α-1"}};
   s.idempotency_key = "key-1";
+  s.allow_split_fused = true;
+  s.allow_gguf_without_vocab = true;
+  s.packed_dtype = "bfloat16";
   return s;
 }
 
@@ -69,6 +72,9 @@ void ExpectSpecEq(const JobSpec& a, const JobSpec& b) {
   EXPECT_EQ(a.batch_size, b.batch_size);
   EXPECT_EQ(a.seed, b.seed);
   EXPECT_EQ(a.recipe, b.recipe);
+  EXPECT_EQ(a.allow_split_fused, b.allow_split_fused);
+  EXPECT_EQ(a.allow_gguf_without_vocab, b.allow_gguf_without_vocab);
+  EXPECT_EQ(a.packed_dtype, b.packed_dtype);
   ASSERT_EQ(a.layer_overrides.size(), b.layer_overrides.size());
   for (size_t i = 0; i < a.layer_overrides.size(); ++i) {
     EXPECT_EQ(a.layer_overrides[i].pattern, b.layer_overrides[i].pattern);

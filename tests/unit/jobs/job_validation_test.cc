@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
+#include "src/jobs/job_json.h"
 #include "src/jobs/worker_command.h"
 
 namespace signround::jobs {
@@ -40,6 +41,66 @@ TEST(JobValidation, AcceptsAValidSpecAndResolvesDefaults) {
   EXPECT_EQ(s->iters, 200);
   EXPECT_EQ(s->nsamples, 128);
   EXPECT_EQ(s->seed, 42u);
+  EXPECT_EQ(s->packed_dtype, "float16");
+  EXPECT_FALSE(s->allow_split_fused);
+  EXPECT_FALSE(s->allow_gguf_without_vocab);
+  const nlohmann::json recorded = s->ToJson();
+  EXPECT_EQ(recorded.at("packed_dtype"), "float16");
+  // The waivers are not settings: the spec records them.
+  EXPECT_FALSE(recorded.contains("allow_split_fused"));
+  EXPECT_FALSE(recorded.contains("allow_gguf_without_vocab"));
+}
+
+TEST(JobValidation, PackedDtypeIsCaseInsensitiveAndWaiversPassThrough) {
+  JobSpec spec = ValidSpec();
+  spec.packed_dtype = "BFloat16";
+  spec.allow_split_fused = true;
+  spec.allow_gguf_without_vocab = true;
+  ASSERT_TRUE(ValidateJobSpec(spec, kCpu).ok()) << ValidateJobSpec(spec, kCpu);
+  EffectiveSettings s = *ResolveSettings(spec);
+  EXPECT_EQ(s.packed_dtype, "bfloat16");
+  EXPECT_EQ(s.ToJson().at("packed_dtype"), "bfloat16");
+  EXPECT_TRUE(s.allow_split_fused);
+  EXPECT_TRUE(s.allow_gguf_without_vocab);
+  spec.packed_dtype = "FLOAT16";
+  EXPECT_EQ(ResolveSettings(spec)->packed_dtype, "float16");
+
+  for (const char* bad : {"float32", "fp16", "bf16", " float16", "half"}) {
+    spec.packed_dtype = bad;
+    absl::Status st = ValidateJobSpec(spec, kCpu);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_TRUE(absl::StartsWith(st.message(), "spec.packed_dtype: '")) << st;
+    EXPECT_TRUE(absl::StrContains(st.message(), "is not float16 or bfloat16")) << st;
+  }
+}
+
+TEST(JobJson, NewFieldsRoundTripAndOldRowsLoadWithDefaults) {
+  JobSpec spec = ValidSpec();
+  spec.allow_split_fused = true;
+  spec.allow_gguf_without_vocab = true;
+  spec.packed_dtype = "bfloat16";
+  absl::StatusOr<JobSpec> back = JobSpecFromJson(JobSpecToJson(spec), "jobs.spec");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(back->allow_split_fused);
+  EXPECT_TRUE(back->allow_gguf_without_vocab);
+  EXPECT_EQ(back->packed_dtype, "bfloat16");
+  EXPECT_EQ(JobSpecToJson(*back), JobSpecToJson(spec));
+
+  // A row stored before the keys existed.
+  nlohmann::json old = JobSpecToJson(ValidSpec());
+  old.erase("allow_split_fused");
+  old.erase("allow_gguf_without_vocab");
+  old.erase("packed_dtype");
+  back = JobSpecFromJson(old, "jobs.spec");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_FALSE(back->allow_split_fused);
+  EXPECT_FALSE(back->allow_gguf_without_vocab);
+  EXPECT_EQ(back->packed_dtype, "");
+  EXPECT_EQ(ResolveSettings(*back)->packed_dtype, "float16");
+
+  nlohmann::json wrong = JobSpecToJson(ValidSpec());
+  wrong["allow_split_fused"] = "yes";
+  EXPECT_EQ(JobSpecFromJson(wrong, "jobs.spec").status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(JobValidation, RecipeThenExplicitSettings) {
@@ -48,15 +109,34 @@ TEST(JobValidation, RecipeThenExplicitSettings) {
   spec.nsamples = 64;
   spec.iters = 0;
   spec.sym = false;
-  spec.formats = {"GGUF:Q4_1", "auto_gptq"};
+  spec.formats = {"GGUF:Q4_1", "Fake"};
   spec.group_size = 32;
   ASSERT_TRUE(ValidateJobSpec(spec, kCpu).ok()) << ValidateJobSpec(spec, kCpu);
   EffectiveSettings s = *ResolveSettings(spec);
-  EXPECT_EQ(s.iters, 0);       // explicit 0 wins over light's 50
+  EXPECT_EQ(s.iters, 0);         // explicit 0 wins over light's 50
   EXPECT_DOUBLE_EQ(s.lr, 5e-3);  // from the recipe
   EXPECT_EQ(s.nsamples, 64);
   EXPECT_FALSE(s.sym);
-  EXPECT_EQ(s.formats, (std::vector<std::string>{"gguf:q4_1", "auto_gptq"}));
+  EXPECT_EQ(s.formats, (std::vector<std::string>{"gguf:q4_1", "fake"}));
+}
+
+// GGUF's Q4_1 layers carry a real-valued minimum that packed formats cannot hold.
+TEST(JobValidation, GgufQ4_1AndPackedFormatsAreSeparateJobs) {
+  JobSpec spec = ValidSpec();
+  spec.sym = false;
+  spec.group_size = 32;
+  spec.formats = {"gguf:q4_1", "fake", "auto_gptq"};
+  absl::Status s = ValidateJobSpec(spec, kCpu);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(s.message(),
+                               "spec.formats[2]: auto_gptq cannot be written with "
+                               "gguf:q4_1 in one job"))
+      << s;
+  spec.formats = {"gguf:q4_1", "fake"};
+  EXPECT_TRUE(ValidateJobSpec(spec, kCpu).ok());
+  spec.sym = true;  // a symmetric job's GGUF (Q4_0) and packed formats share their codes
+  spec.formats = {"gguf:q4_0", "auto_round"};
+  EXPECT_TRUE(ValidateJobSpec(spec, kCpu).ok());
 }
 
 TEST(JobValidation, NamesTheBadField) {
@@ -117,6 +197,9 @@ TEST(JobValidation, NamesTheBadField) {
   s = ValidSpec();
   s.priority = 1001;
   ExpectInvalid(s, "spec.priority");
+  s = ValidSpec();
+  s.packed_dtype = "float32";
+  ExpectInvalid(s, "spec.packed_dtype");
 }
 
 TEST(JobValidation, JobIds) {
@@ -171,9 +254,46 @@ TEST(WorkerCommand, ArgvCarriesTheEffectiveSettings) {
   EXPECT_EQ(value_of("--progress"), "json");
 }
 
+TEST(WorkerCommand, WaiversAndPackedDtypeOnlyWhenSet) {
+  WorkerInputs in;
+  in.worker_bin = "/bin/signround-worker";
+  in.model_dir = "/m";
+  in.calib_path = "/c.jsonl";
+  in.out_dir = "/o";
+  in.device = "cpu";
+  auto has = [](const std::vector<std::string>& argv, const std::string& arg) {
+    return std::find(argv.begin(), argv.end(), arg) != argv.end();
+  };
+  JobSpec spec = ValidSpec();
+  const std::vector<std::string> plain = WorkerArgv(in, *ResolveSettings(spec));
+  EXPECT_FALSE(has(plain, "--allow-split-fused"));
+  EXPECT_FALSE(has(plain, "--allow-gguf-without-vocab"));
+  EXPECT_FALSE(has(plain, "--packed-dtype"));
+  spec.packed_dtype = "Float16";  // the default, spelled out: still no flag
+  EXPECT_EQ(WorkerArgv(in, *ResolveSettings(spec)), plain);
+
+  spec.allow_split_fused = true;
+  std::vector<std::string> argv = WorkerArgv(in, *ResolveSettings(spec));
+  EXPECT_TRUE(has(argv, "--allow-split-fused"));
+  EXPECT_FALSE(has(argv, "--allow-gguf-without-vocab"));
+  EXPECT_EQ(argv.size(), plain.size() + 1);
+
+  spec.allow_split_fused = false;
+  spec.allow_gguf_without_vocab = true;
+  spec.packed_dtype = "BFLOAT16";
+  argv = WorkerArgv(in, *ResolveSettings(spec));
+  EXPECT_FALSE(has(argv, "--allow-split-fused"));
+  EXPECT_TRUE(has(argv, "--allow-gguf-without-vocab"));
+  auto dtype = std::find(argv.begin(), argv.end(), "--packed-dtype");
+  ASSERT_NE(dtype, argv.end());
+  ASSERT_NE(dtype + 1, argv.end());
+  EXPECT_EQ(*(dtype + 1), "bfloat16");
+  EXPECT_EQ(argv.size(), plain.size() + 3);
+}
+
 TEST(WorkerCommand, LayerConfigKeepsOrderAndLaterWins) {
-  std::string json = LayerConfigJson({{"mlp", 8, 0, {}}, {"self_attn", 0, 64, false},
-                                      {"mlp", 16, 0, {}}});
+  std::string json =
+      LayerConfigJson({{"mlp", 8, 0, {}}, {"self_attn", 0, 64, false}, {"mlp", 16, 0, {}}});
   EXPECT_EQ(json, R"({"self_attn":{"group_size":64,"sym":false},"mlp":{"bits":16}})");
 }
 

@@ -192,5 +192,49 @@ TEST(Qdq, GradientFlowsThroughSteAndStopsWhereClampSaturates) {
   EXPECT_EQ(Values(p2.alpha.grad())[0], 0.0f);
 }
 
+// The float_min scheme (GGUF Q4_1): the group's own min and max, not clamped to 0.
+// min 0.2, max 0.8: s = fp16(0.6 / 15) = 1311 / 32768 = 0.040008544921875 and
+// m = fp16(0.2) = 6552 / 32768 = 0.199951171875; q = round((W - m) / s) =
+// round([0.0012, 7.4996, 14.998, 3.7504]) = [0, 7, 15, 4]; W^ = s * q + m (exact in fp32).
+// The integer zero point would have to start the range at 0 (s = 0.8 / 15).
+TEST(Qdq, FloatMinUsesTheGroupsOwnMinimum) {
+  GroupedWeight g = GroupWeight(Row({0.2f, 0.5f, 0.8f, 0.35f}), 4);
+  QuantScheme scheme{4, 4, false, /*float_min=*/true};
+  QdqResult r = QuantDequant(g, scheme, InitialRoundingParams(g));
+  EXPECT_EQ(Values(r.scale), std::vector<float>({0.040008544921875f}));
+  EXPECT_EQ(Values(r.zero), std::vector<float>({0.199951171875f}));
+  EXPECT_EQ(Values(r.q), std::vector<float>({0, 7, 15, 4}));
+  EXPECT_EQ(Values(r.dequant), std::vector<float>({6552 / 32768.0f, 15729 / 32768.0f,
+                                                   26217 / 32768.0f, 11796 / 32768.0f}));
+  IntegerWeight iw = ToIntegerWeight(g, scheme, r);
+  EXPECT_EQ(Ints(iw.codes), std::vector<int>({0, 7, 15, 4}));
+  EXPECT_FALSE(iw.zeros.defined());
+  EXPECT_EQ(iw.mins.scalar_type(), at::kHalf);
+  EXPECT_EQ(Values(iw.mins), std::vector<float>({0.199951171875f}));
+  // The tuning path gives the same W^ as the final quantizer.
+  EXPECT_EQ(Values(QuantDequantWeight(g, scheme, InitialRoundingParams(g))), Values(r.dequant));
+  // RTN's maximum error is half a step.
+  at::Tensor err = (r.dequant - g.groups).abs().max();
+  EXPECT_LE(err.item<float>(), 0.040008544921875f / 2);
+}
+
+// V moves each value by s within the clamp; alpha moves m (and s), beta only s.
+TEST(Qdq, FloatMinGradients) {
+  GroupedWeight g = GroupWeight(Row({0.2f, 0.5f, 0.8f, 0.35f}), 4);
+  RoundingParams p = InitialRoundingParams(g);
+  p.v.index_put_({0, 2}, 0.8);  // 15.8 rounds to 16: clamped, no gradient
+  p.v.requires_grad_(true);
+  p.alpha.requires_grad_(true);
+  p.beta.requires_grad_(true);
+  QdqResult r = QuantDequant(g, {4, 4, false, true}, p);
+  r.dequant.sum().backward();
+  const float s = 0.040008544921875f;
+  EXPECT_EQ(Values(p.v.grad()), std::vector<float>({s, s, 0, s}));
+  // d sum(W^) / d m = number of clamped values (the others follow m through (W - m) / s).
+  // d m / d alpha = min = 0.2; s depends on alpha too: d s / d alpha = -0.2 / 15.
+  EXPECT_NE(Values(p.alpha.grad())[0], 0.0f);
+  EXPECT_NE(Values(p.beta.grad())[0], 0.0f);
+}
+
 }  // namespace
 }  // namespace signround

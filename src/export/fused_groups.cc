@@ -1,0 +1,112 @@
+#include "src/export/fused_groups.h"
+
+#include <map>
+#include <set>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace signround {
+namespace {
+
+bool SameLayerScheme(const LayerPlan& a, const LayerPlan& b) {
+  if (a.quantized != b.quantized) return false;
+  return !a.quantized || SameScheme(a.scheme, b.scheme);
+}
+
+// One fused group of one layer whose members differ.
+struct SplitGroup {
+  std::string module;  // "model.layers.0.self_attn"
+  const FusedGroupKind* kind;
+  std::vector<const LayerPlan*> members;  // in kind->members order
+};
+
+std::vector<SplitGroup> FindSplitGroups(const std::vector<LayerPlan>& plans) {
+  std::map<std::string, const LayerPlan*, std::less<>> by_name;
+  for (const LayerPlan& p : plans) by_name.emplace(p.layer.name, &p);
+  std::vector<SplitGroup> out;
+  std::set<std::pair<std::string, const FusedGroupKind*>> seen;
+  for (const LayerPlan& p : plans) {
+    for (const FusedGroupKind& kind : FusedGroupKinds()) {
+      for (const std::string& member : kind.members) {
+        const std::string suffix = absl::StrCat(".", kind.parent, ".", member);
+        if (!absl::EndsWith(p.layer.name, suffix)) continue;
+        SplitGroup g;
+        g.module = absl::StrCat(p.layer.name.substr(0, p.layer.name.size() - suffix.size()), ".",
+                                kind.parent);
+        g.kind = &kind;
+        if (!seen.emplace(g.module, &kind).second) continue;
+        for (const std::string& m : kind.members) {
+          auto it = by_name.find(absl::StrCat(g.module, ".", m));
+          if (it == by_name.end()) break;
+          g.members.push_back(it->second);
+        }
+        if (g.members.size() != kind.members.size()) continue;  // not every member is there
+        bool same = true;
+        for (const LayerPlan* m : g.members) same &= SameLayerScheme(*m, *g.members.front());
+        if (!same) out.push_back(std::move(g));
+      }
+    }
+  }
+  return out;
+}
+
+// "model.layers.0.self_attn.{q_proj,k_proj,v_proj}"
+std::string GroupName(const SplitGroup& g) {
+  return absl::StrCat(g.module, ".{", absl::StrJoin(g.kind->members, ","), "}");
+}
+
+// "q_proj 4-bit g128 sym, k_proj 8-bit g128 sym, v_proj 4-bit g128 sym"
+std::string MemberSchemes(const SplitGroup& g) {
+  std::vector<std::string> parts;
+  for (size_t i = 0; i < g.members.size(); ++i) {
+    parts.push_back(absl::StrCat(g.kind->members[i], " ", DescribeLayerScheme(*g.members[i])));
+  }
+  return absl::StrJoin(parts, ", ");
+}
+
+}  // namespace
+
+const std::vector<FusedGroupKind>& FusedGroupKinds() {
+  static const std::vector<FusedGroupKind>* kinds = new std::vector<FusedGroupKind>{
+      {"self_attn", "qkv_proj", {"q_proj", "k_proj", "v_proj"}},
+      {"mlp", "gate_up_proj", {"gate_proj", "up_proj"}},
+  };
+  return *kinds;
+}
+
+std::string DescribeLayerScheme(const LayerPlan& plan) {
+  if (!plan.quantized) return "16-bit";
+  const QuantScheme& s = plan.scheme;
+  return absl::StrCat(s.bits, "-bit g", s.group_size, s.sym ? " sym" : " asym",
+                      s.float_min ? " float-min" : "");
+}
+
+std::vector<std::string> SplitFusedGroups(const std::vector<LayerPlan>& plans) {
+  std::vector<std::string> out;
+  for (const SplitGroup& g : FindSplitGroups(plans)) {
+    out.push_back(absl::StrCat(GroupName(g), " (vLLM's ", g.kind->fused, "): ", MemberSchemes(g)));
+  }
+  return out;
+}
+
+absl::Status CheckFusedGroups(absl::string_view format_name, const std::vector<LayerPlan>& plans) {
+  const std::vector<SplitGroup> split = FindSplitGroups(plans);
+  if (split.empty()) return absl::OkStatus();
+  const SplitGroup& g = split.front();
+  std::string more;
+  if (split.size() > 1) {
+    more = absl::StrCat(
+        "; ", split.size() - 1,
+        split.size() > 2 ? " more fused groups differ" : " more fused group differs", " likewise");
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      format_name, ": ", GroupName(g), " form vLLM's fused ", g.kind->fused,
+      " but have different schemes (", MemberSchemes(g), ")", more,
+      "; give them the same scheme in the layer config, or pass --allow-split-fused to write it "
+      "anyway (vLLM will not load it; transformers and GPTQModel do not fuse and will)"));
+}
+
+}  // namespace signround

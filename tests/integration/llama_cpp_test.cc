@@ -1,0 +1,213 @@
+// Our GGUF files in llama.cpp itself: node-llama-cpp's prebuilt CPU build of
+// llama.cpp (installed by tests/llama_cpp/install.sh) loads each file the real
+// `signround-worker quantize` writes for stories260k, generates text from a prompt,
+// and scores the eval rows (tests/llama_cpp/llama_score.mjs: perplexity defined as
+// `signround-worker eval` defines it). Its perplexity must agree with our own eval of
+// the same job's fake-quantized model, and Q4_1's real-valued minimum must show.
+//
+// Skipped without ../shared, without node, or without tests/llama_cpp/node_modules
+// (node < 20, or install.sh not run).
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/s3_server.h"
+#include "tests/testing/test_files.h"
+#include "tests/testing/worker_process.h"
+
+namespace signround {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using testing::ProcessResult;
+using testing::Result;
+using testing::RunProcess;
+using testing::RunWorker;
+
+constexpr char kModel[] = "stories260k";
+constexpr char kPrompt[] = "Once upon a time";
+
+// Why these tests cannot run here, or "".
+std::string SkipReason() {
+  if (testing::SharedDir().empty()) return "../shared is absent";
+  if (RunProcess({"node", "--version"}).exit_code != 0) return "node is not on PATH";
+  const fs::path modules = fs::path(LLAMA_SCORE_SCRIPT).parent_path() / "node_modules";
+  if (!fs::exists(modules / "node-llama-cpp" / "package.json")) {
+    return absl::StrCat(modules.string(),
+                        " is absent: run tests/llama_cpp/install.sh (needs node >= 20)");
+  }
+  return "";
+}
+
+#define SKIP_WITHOUT_LLAMA_CPP()                 \
+  do {                                           \
+    const std::string reason = SkipReason();     \
+    if (!reason.empty()) GTEST_SKIP() << reason; \
+  } while (0)
+
+std::string ModelDir() { return testing::SharedDir() + "/models/" + kModel; }
+std::string CalibFile() {
+  return testing::SharedDir() + "/data/" + kModel + "-calib-128x256.jsonl";
+}
+std::string EvalFile() { return testing::SharedDir() + "/data/" + kModel + "-eval-256.jsonl"; }
+
+// The file `quantize --format <format>` writes: gguf:q4_1 -> OUT/gguf-q4_1/stories260k-Q4_1.gguf.
+std::string GgufPath(const std::string& out, const std::string& format) {
+  std::string dir = format, type = format.substr(5);
+  dir[4] = '-';
+  for (char& c : type) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return absl::StrCat(out, "/", dir, "/", kModel, "-", type, ".gguf");
+}
+
+// Runs `quantize` on stories260k with `settings`; false (with a failure) when it fails.
+bool Quantize(const std::string& out, const std::vector<std::string>& settings) {
+  std::vector<std::string> args = {"quantize", "--model", ModelDir(), "--out", out};
+  args.insert(args.end(), settings.begin(), settings.end());
+  const auto start = std::chrono::steady_clock::now();
+  Result r = RunWorker(args);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::printf("  quantize %s: %.1f s\n", out.c_str(),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return r.exit_code == 0;
+}
+
+// `signround-worker eval --json` of a checkpoint directory on the eval rows.
+json OurEval(const std::string& model_dir) {
+  Result r = RunWorker({"eval", "--model", model_dir, "--data", EvalFile(), "--json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  if (r.exit_code != 0) return json();
+  return json::parse(r.out);
+}
+
+// llama_score.mjs on a GGUF file: the eval rows' perplexity, and `generate` greedy
+// tokens from kPrompt when `generate` > 0.
+json LlamaScore(const std::string& gguf, int generate = 0) {
+  std::vector<std::string> argv = {"node", LLAMA_SCORE_SCRIPT, "--model",
+                                   gguf,   "--rows",           EvalFile()};
+  if (generate > 0) {
+    argv.insert(argv.end(), {"--generate", std::to_string(generate), "--prompt", kPrompt});
+  }
+  const auto start = std::chrono::steady_clock::now();
+  ProcessResult r = RunProcess(argv);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  if (r.exit_code != 0) return json();
+  std::printf("  llama.cpp on %s: %.1f s\n", fs::path(gguf).filename().c_str(),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  json j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  EXPECT_TRUE(j.is_object()) << "llama_score.mjs printed: " << r.out;
+  return j.is_object() ? j : json();
+}
+
+double Perplexity(const json& j) {
+  return j.is_object() && j.contains("perplexity") && j["perplexity"].is_number()
+             ? j["perplexity"].get<double>()
+             : NAN;
+}
+
+// --- each GGUF type: llama.cpp loads it, generates, and agrees with our eval ---------
+
+struct TypeCase {
+  const char* format;
+  std::vector<std::string> scheme;
+};
+
+// The name ctest shows after "GetParam() =".
+std::ostream& operator<<(std::ostream& os, const TypeCase& c) { return os << c.format; }
+
+class LlamaCppGgufTest : public ::testing::TestWithParam<TypeCase> {};
+
+// One short SignRound job per type writes the GGUF file and the fake-quantized model
+// (the same W^); llama.cpp's perplexity on the GGUF must be within 0.5% of ours on the
+// fake model (llama.cpp keeps the KV cache in F16 and quantizes the activations that
+// meet Q8_0 / Q4 weights to Q8, so the figures are close, not equal).
+TEST_P(LlamaCppGgufTest, LoadsGeneratesAndMatchesOurPerplexity) {
+  SKIP_WITHOUT_LLAMA_CPP();
+  const TypeCase& c = GetParam();
+  testing::TempDir dir;
+  const std::string out = dir.File("out");
+  std::vector<std::string> settings = {"--calib",    CalibFile(), "--group-size",
+                                       "32",         "--iters",   "20",
+                                       "--nsamples", "32",        "--seqlen",
+                                       "256",        "--format",  absl::StrCat(c.format, ",fake")};
+  settings.insert(settings.end(), c.scheme.begin(), c.scheme.end());
+  ASSERT_TRUE(Quantize(out, settings));
+  const std::string gguf = GgufPath(out, c.format);
+  ASSERT_TRUE(fs::exists(gguf)) << gguf;
+
+  const json ours = OurEval(out + "/fake");
+  const json llama = LlamaScore(gguf, /*generate=*/16);
+  ASSERT_TRUE(ours.is_object() && llama.is_object());
+
+  const std::string text = llama.value("generated_text", "");
+  const size_t generated = llama.value("generated_tokens", json::array()).size();
+  std::printf("  %s: llama.cpp generated %zu tokens: \"%s%s\"\n", c.format, generated, kPrompt,
+              text.c_str());
+  EXPECT_GE(generated, 8u);
+  EXPECT_FALSE(text.empty());
+
+  const double ppl_ours = Perplexity(ours), ppl_llama = Perplexity(llama);
+  std::printf("  %s: perplexity ours %.6f (fake model), llama.cpp %.6f (GGUF), relative %.2e\n",
+              c.format, ppl_ours, ppl_llama, std::abs(ppl_llama - ppl_ours) / ppl_ours);
+  EXPECT_EQ(llama["predictions"], ours["predictions"]);
+  EXPECT_EQ(llama["rows"], ours["rows"]);
+  EXPECT_NEAR(ppl_llama, ppl_ours, 0.005 * ppl_ours);
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, LlamaCppGgufTest,
+                         ::testing::Values(TypeCase{"gguf:q4_0", {"--bits", "4", "--sym"}},
+                                           TypeCase{"gguf:q4_1", {"--bits", "4", "--asym"}},
+                                           TypeCase{"gguf:q8_0", {"--bits", "8", "--sym"}}),
+                         [](const ::testing::TestParamInfo<TypeCase>& info) {
+                           std::string name = std::string(info.param.format).substr(5);  // q4_0
+                           for (char& ch : name)
+                             ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+                           return name;
+                         });
+
+// --- Q4_1 against Q4_0, scored by llama.cpp ------------------------------------------
+
+// Q4_1 stores a real-valued minimum per group of 32 (x = q * d + m) where Q4_0 has only a
+// scale, so with round-to-nearest alone the asymmetric file should already score better.
+TEST(LlamaCppQ4Test, RtnQ4_1BeatsQ4_0) {
+  SKIP_WITHOUT_LLAMA_CPP();
+  testing::TempDir dir;
+  double ppl[2];
+  const char* formats[] = {"gguf:q4_0", "gguf:q4_1"};
+  const char* sym[] = {"--sym", "--asym"};
+  for (int i = 0; i < 2; ++i) {
+    const std::string out = dir.File(absl::StrCat("out", i));
+    ASSERT_TRUE(Quantize(out, {"--recipe", "rtn", "--bits", "4", "--group-size", "32", sym[i],
+                               "--format", formats[i]}));
+    ppl[i] = Perplexity(LlamaScore(GgufPath(out, formats[i])));
+  }
+  std::printf("  RTN W4 G32 through llama.cpp: Q4_0 %.6f, Q4_1 %.6f\n", ppl[0], ppl[1]);
+  EXPECT_LT(ppl[1], ppl[0]);
+}
+
+// SignRound's default recipe (200 iterations, 128 samples of 256 tokens) to Q4_1.
+// 4.3684 is llama.cpp's perplexity of this job's GGUF when Q4_1 stored m = -zp * d with
+// an integer zero point; the real-valued minimum must do at least as well.
+TEST(LlamaCppQ4Test, SignRoundQ4_1DefaultRecipe) {
+  SKIP_WITHOUT_LLAMA_CPP();
+  testing::TempDir dir;
+  const std::string out = dir.File("out");
+  ASSERT_TRUE(Quantize(out, {"--calib", CalibFile(), "--bits", "4", "--group-size", "32", "--asym",
+                             "--nsamples", "128", "--seqlen", "256", "--format", "gguf:q4_1"}));
+  const double ppl = Perplexity(LlamaScore(GgufPath(out, "gguf:q4_1")));
+  std::printf("  SignRound (200 iters, 128 x 256) W4 G32 asym, Q4_1 through llama.cpp: %.6f\n",
+              ppl);
+  EXPECT_LT(ppl, 4.3684);
+}
+
+}  // namespace
+}  // namespace signround
