@@ -67,9 +67,9 @@ class ScaleOutTest : public ServiceE2ETest, public ::testing::WithParamInterface
   std::unique_ptr<ServerProcess> StartWorker(const std::string& name,
                                              const std::string& drain_seconds = "0") {
     const std::string role = GetParam() == Store::kPostgres ? "worker" : "all";
-    return StartServer(name, {"--role=" + role, "--store=" + store_, "--worker-name=" + name,
-                              "--lease-seconds=2", "--worker-threads=1",
-                              "--drain-seconds=" + drain_seconds},
+    return StartServer(name,
+                       {"--role=" + role, "--store=" + store_, "--worker-name=" + name,
+                        "--lease-seconds=2", "--drain-seconds=" + drain_seconds},
                        env_);
   }
 
@@ -212,8 +212,7 @@ TEST_P(ScaleOutTest, DrainedWorkerFinishesItsBlockAndReleasesTheJob) {
   bool released = false;
   for (const v1::JobEvent& e : *events) {
     EXPECT_FALSE(e.has_error()) << "draining is no failure: " << e.ShortDebugString();
-    if (e.has_state_change() && e.attempt() == 1 &&
-        e.state_change().to() == v1::JOB_STATE_QUEUED) {
+    if (e.has_state_change() && e.attempt() == 1 && e.state_change().to() == v1::JOB_STATE_QUEUED) {
       released = absl::StrContains(e.state_change().reason(), "w1 stopping");
     }
   }
