@@ -104,7 +104,8 @@ TEST_F(ServiceE2ETest, CliFlowToFileOutput) {
   for (const auto& entry : fs::recursive_directory_iterator(out)) {
     files += entry.is_regular_file() ? 1 : 0;
   }
-  EXPECT_EQ(files, 2 * 3 + 1u) << "auto_round and auto_gptq (3 files each) and report.json";
+  EXPECT_EQ(files, 3 + 4 + 1u)
+      << "auto_round (3 files), auto_gptq (4, with quantize_config.json) and report.json";
   // The work dir is gone once the job ended.
   EXPECT_TRUE(!fs::exists(dir_.File("data/jobs")) || fs::is_empty(dir_.File("data/jobs")));
   EXPECT_TRUE(server->Stop().ok()) << server->LogTail();
@@ -148,7 +149,7 @@ TEST_F(ServiceE2ETest, CliFlowToS3) {
   CliFlow(*server, flags, kSmallLayers, fetch);
   absl::StatusOr<ObjectList> listed = store.List("out/job1/", "", 1000);
   ASSERT_TRUE(listed.ok()) << listed.status();
-  EXPECT_EQ(listed->objects.size(), 2 * 3 + 1u);
+  EXPECT_EQ(listed->objects.size(), 3 + 4 + 1u);
   EXPECT_TRUE(server->Stop().ok()) << server->LogTail();
 }
 

@@ -22,6 +22,7 @@
 #include "tests/e2e/service_e2e_fixture.h"
 #include "tests/e2e/service_e2e_util.h"
 #include "tests/testing/server_process.h"
+#include "tests/testing/spawn.h"
 #include "tests/testing/test_files.h"
 
 namespace signround::e2e {
@@ -326,6 +327,54 @@ TEST_F(ServiceE2ETest, JobThatFailsEndsFailedWithItsError) {
   absl::StatusOr<v1::Job> done = api.WaitEnded(good, 60);
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED) << done->ShortDebugString();
+}
+
+// A format that fails after tuning: the worker writes the others and report.json and
+// exits 3; the service uploads them and fails the job at once (another attempt would
+// fail the same way). Here auto_round cannot copy the tokenizer files (the model holds a
+// directory named added_tokens.json) while the GGUF file needs none of them.
+TEST_F(ServiceE2ETest, JobWithAFailedFormatUploadsTheOthersAndFails) {
+  const std::string model = dir_.File("model-with-blocker");
+  fs::copy(small_model_, model);
+  fs::create_directory(model + "/added_tokens.json");
+  std::unique_ptr<ServerProcess> server = StartServer("data", {"--max-attempts=3"});
+  ASSERT_TRUE(server);
+  Api api(server->grpc_address());
+  const std::string out = dir_.File("out");
+  JobFlags flags = SmallJob(out);
+  flags.model = FileUri(model);
+  flags.formats = {"auto_round", "gguf:q4_0"};
+  flags.extra = {"--allow-gguf-without-vocab"};  // a make-test-model checkpoint has no tokenizer
+  const std::string id = Submit(*server, flags);
+  ASSERT_FALSE(id.empty());
+
+  absl::StatusOr<v1::Job> job = api.WaitEnded(id, 120);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state(), v1::JOB_STATE_FAILED) << job->ShortDebugString();
+  EXPECT_EQ(job->attempts(), 1) << "not retried";
+  EXPECT_TRUE(absl::StrContains(job->error(), "format auto_round failed")) << job->error();
+  EXPECT_TRUE(absl::StrContains(job->error(), "added_tokens.json")) << job->error();
+  std::set<std::string> formats;
+  for (const v1::Artifact& a : job->artifacts()) formats.insert(a.format());
+  EXPECT_EQ(formats, (std::set<std::string>{"gguf:q4_0", "report"})) << job->ShortDebugString();
+  EXPECT_TRUE(fs::exists(out + "/gguf-q4_0/model-with-blocker-Q4_0.gguf"));
+  EXPECT_FALSE(fs::exists(out + "/auto_round"));
+  const std::string report = testing::ReadFileOrEmpty(out + "/report.json");
+  EXPECT_TRUE(absl::StrContains(report, "\"failed_outputs\"")) << report;
+  EXPECT_TRUE(absl::StrContains(report, "\"warnings\"")) << report;
+
+  absl::StatusOr<std::vector<v1::JobEvent>> events = api.Events(id);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ExpectWellFormedLog(*events, id, v1::JOB_STATE_FAILED);
+  int errors = 0;
+  for (const v1::JobEvent& e : *events) {
+    if (!e.has_error()) continue;
+    ++errors;
+    EXPECT_FALSE(e.error().will_retry()) << e.error().DebugString();
+  }
+  EXPECT_EQ(errors, 1);
+  EXPECT_FALSE(fs::exists(DataDir("data") + "/jobs/" + id)) << "work dir left behind";
+  EXPECT_TRUE(server->Stop().ok()) << server->LogTail();
 }
 
 }  // namespace
