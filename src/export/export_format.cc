@@ -78,7 +78,7 @@ absl::StatusOr<std::vector<std::string>> CheckExportFormats(
         absl::Status fused = CheckFusedGroups(f.name, plans);
         if (fused.ok()) break;
         if (!waivers.allow_split_fused) return fused;
-        warnings.push_back(absl::StrCat(fused.message()));
+        warnings.push_back(std::string(fused.message()));
         break;
       }
       case ExportFormat::Kind::kGguf: {

@@ -219,11 +219,12 @@ std::string SizeLabel(uint64_t params) {
   return buf;
 }
 
+// `tensors`: the file's tensors, whose elements general.size_label counts.
 absl::StatusOr<GgufMetadata> BuildMetadata(const ExportSource& source, GgufFormat format,
-                                           const std::string& arch) {
+                                           const std::string& arch,
+                                           const std::vector<TensorJob>& tensors) {
   const ModelConfig& c = source.config();
   GgufMetadata m;
-  SR_ASSIGN_OR_RETURN(std::vector<TensorJob> tensors, PlanTensors(source, arch == "llama"));
   uint64_t params = 0;
   for (const TensorJob& t : tensors) {
     uint64_t numel = 1;
@@ -395,8 +396,8 @@ absl::Status CheckGgufExport(GgufFormat format, const ModelConfig& c,
 absl::Status ExportGguf(const ExportSource& source, GgufFormat format, const std::string& path) {
   SR_RETURN_IF_ERROR(CheckGgufExport(format, source.config(), source.plans()));
   const std::string arch = GgufArch(source.config());
-  SR_ASSIGN_OR_RETURN(GgufMetadata metadata, BuildMetadata(source, format, arch));
   SR_ASSIGN_OR_RETURN(std::vector<TensorJob> jobs, PlanTensors(source, arch == "llama"));
+  SR_ASSIGN_OR_RETURN(GgufMetadata metadata, BuildMetadata(source, format, arch, jobs));
   std::vector<GgufTensorInfo> infos;
   for (const TensorJob& j : jobs) infos.push_back(j.info);
   return WriteGgufFile(path, metadata, infos,

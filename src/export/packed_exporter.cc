@@ -104,7 +104,7 @@ std::vector<TensorSpec> PackedSpecs(const ExportSource& source, bool g_idx) {
 absl::Status ExportPacked(const ExportSource& source, PackedFormat format,
                           const ExportOptions& options, const std::string& dir) {
   SR_RETURN_IF_ERROR(ValidatePackedTorchDtype(options.packed_torch_dtype));
-  const ZeroPointFormat zeros = ZeroPointsFor(format, source.plans());
+  const ZeroPointFormat zeros = ZeroPointsFor(source.plans());
   const bool g_idx = format == PackedFormat::kAutoGptq;
 
   const std::string config_path = JoinPath(source.checkpoint().dir(), "config.json");

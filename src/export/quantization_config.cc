@@ -14,9 +14,9 @@ using ojson = nlohmann::ordered_json;
 constexpr char kAutoRoundVersion[] = "0.12.3";
 
 // Our version as GPTQModel's meta.quantizer records producers ("name:version";
-// GPTQModel compares the version only for its own name). Keep in step with
-// project(signround VERSION ...) in the top-level CMakeLists.txt.
-constexpr char kQuantizer[] = "signround:0.1.0";
+// GPTQModel compares the version only for its own name). SIGNROUND_VERSION is the
+// top-level project(signround VERSION ...).
+constexpr char kQuantizer[] = "signround:" SIGNROUND_VERSION;
 
 // "model.layers.0.mlp.up_proj" as an anchored regex for GPTQModel's `dynamic`
 // (matched from the start of the name).
@@ -55,7 +55,7 @@ void AddTuningSettings(const nlohmann::json& settings, ojson& out) {
 
 }  // namespace
 
-ZeroPointFormat ZeroPointsFor(PackedFormat /*format*/, const std::vector<LayerPlan>& plans) {
+ZeroPointFormat ZeroPointsFor(const std::vector<LayerPlan>& plans) {
   for (const LayerPlan& p : plans) {
     if (p.quantized && !p.scheme.sym) return ZeroPointFormat::kV2;
   }
@@ -68,9 +68,8 @@ ojson MakeQuantizationConfig(PackedFormat format, const ExportOptions& options,
   ojson c = ojson::object();
   if (format == PackedFormat::kAutoRound) {
     c["quant_method"] = "auto-round";
-    c["packing_format"] = ZeroPointsFor(format, plans) == ZeroPointFormat::kV1
-                              ? "auto_round:auto_gptq"
-                              : "auto_round";
+    c["packing_format"] =
+        ZeroPointsFor(plans) == ZeroPointFormat::kV1 ? "auto_round:auto_gptq" : "auto_round";
     c["bits"] = base.bits;
     c["group_size"] = base.group_size;
     c["sym"] = base.sym;
@@ -99,8 +98,7 @@ ojson MakeQuantizationConfig(PackedFormat format, const ExportOptions& options,
   c["lm_head"] = false;
   // vLLM's gptq path and GPTQModel read v2 zero points as stored; GPTQModel refuses
   // sym=false in "gptq" (v1) unless its own meta.quantizer says it wrote the file.
-  c["checkpoint_format"] =
-      ZeroPointsFor(format, plans) == ZeroPointFormat::kV1 ? "gptq" : "gptq_v2";
+  c["checkpoint_format"] = ZeroPointsFor(plans) == ZeroPointFormat::kV1 ? "gptq" : "gptq_v2";
   ojson dynamic = ojson::object();
   for (const LayerPlan& p : plans) {
     if (!p.quantized) {

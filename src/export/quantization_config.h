@@ -21,7 +21,7 @@ enum class PackedFormat { kAutoRound, kAutoGptq };
 // v2 (stored as is), in both formats: v1 cannot hold an asymmetric zero point
 // of 0. auto_round names them "auto_round:auto_gptq" / "auto_round"
 // (packing_format), auto_gptq "gptq" / "gptq_v2" (checkpoint_format).
-ZeroPointFormat ZeroPointsFor(PackedFormat format, const std::vector<LayerPlan>& plans);
+ZeroPointFormat ZeroPointsFor(const std::vector<LayerPlan>& plans);
 
 // The quantization_config object, keys in a fixed order. auto_gptq's also goes
 // to quantize_config.json (GPTQModel's file) and carries a `meta` naming us as

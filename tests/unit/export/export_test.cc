@@ -100,8 +100,7 @@ TEST(QuantizationConfig, AutoRoundAsymmetricUsesV2) {
   auto plans = Plans(scheme, "{}");
   ExportOptions options;
   options.scheme = scheme;
-  EXPECT_EQ(ZeroPointsFor(PackedFormat::kAutoRound, plans), ZeroPointFormat::kV2);
-  EXPECT_EQ(ZeroPointsFor(PackedFormat::kAutoGptq, plans), ZeroPointFormat::kV2);
+  EXPECT_EQ(ZeroPointsFor(plans), ZeroPointFormat::kV2);
   ojson c = MakeQuantizationConfig(PackedFormat::kAutoRound, options, plans);
   EXPECT_EQ(c["packing_format"], "auto_round");
   EXPECT_FALSE(c.contains("extra_config"));
@@ -120,8 +119,7 @@ TEST(QuantizationConfig, SymmetricJobsStayV1) {
   auto plans = Plans(scheme, R"({"down_proj": {"bits": 8}, "layers\\.1\\.": {"bits": 16}})");
   ExportOptions options;
   options.scheme = scheme;
-  EXPECT_EQ(ZeroPointsFor(PackedFormat::kAutoRound, plans), ZeroPointFormat::kV1);
-  EXPECT_EQ(ZeroPointsFor(PackedFormat::kAutoGptq, plans), ZeroPointFormat::kV1);
+  EXPECT_EQ(ZeroPointsFor(plans), ZeroPointFormat::kV1);
   ojson g = MakeQuantizationConfig(PackedFormat::kAutoGptq, options, plans);
   EXPECT_EQ(g["checkpoint_format"], "gptq");
   EXPECT_EQ(g["meta"], ojson::parse(R"({"quantizer": ["signround:0.1.0"]})"));
