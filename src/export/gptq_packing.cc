@@ -45,7 +45,7 @@ absl::StatusOr<GptqTensors> PackLinear(const IntegerLayer& layer, ZeroPointForma
         return absl::FailedPreconditionError(absl::StrCat(
             layer.name, ": row ", n, ", group ", g,
             " has zero point 0, which the GPTQ v1 zero-point format (stored as zp - 1) cannot "
-            "represent; export this asymmetric job with --format auto_round instead"));
+            "represent; pack asymmetric layers with v2 zero points (ZeroPointsFor)"));
       }
       if (static_cast<uint32_t>(zp) > maxq) {
         return absl::InternalError(

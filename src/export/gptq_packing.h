@@ -32,7 +32,8 @@ struct GptqTensors {
 
 // Packs `layer`. `in` and `out` must be multiples of 32 (INTERNAL otherwise:
 // the plan keeps such layers 16-bit). A zero point of 0 cannot be stored as
-// v1: FAILED_PRECONDITION naming the layer and suggesting the auto_round format.
+// v1: FAILED_PRECONDITION naming the layer (the exporters pack every job with an
+// asymmetric layer as v2, ZeroPointsFor, so they never ask for it).
 absl::StatusOr<GptqTensors> PackLinear(const IntegerLayer& layer, ZeroPointFormat zeros,
                                        bool with_g_idx);
 

@@ -196,7 +196,7 @@ TEST(GptqPacking, SymmetricV1ZeroWords) {
   }
 }
 
-TEST(GptqPacking, V1RefusesZeroPointZeroWithAdvice) {
+TEST(GptqPacking, V1RefusesZeroPointZero) {
   EngineLayer e = Quantize({4, 32, false}, 32, 32, 3);
   std::vector<uint8_t> zeros(32, 5);
   zeros[17] = 0;
@@ -205,8 +205,8 @@ TEST(GptqPacking, V1RefusesZeroPointZeroWithAdvice) {
   ASSERT_EQ(p.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(p.status().message(),
             "model.layers.0.mlp.down_proj: row 17, group 0 has zero point 0, which the GPTQ v1 "
-            "zero-point format (stored as zp - 1) cannot represent; export this asymmetric job "
-            "with --format auto_round instead");
+            "zero-point format (stored as zp - 1) cannot represent; pack asymmetric layers with "
+            "v2 zero points (ZeroPointsFor)");
   EXPECT_TRUE(PackLinear(e.view, ZeroPointFormat::kV2, true).ok());
 }
 
