@@ -7,17 +7,15 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "src/common/file_util.h"
 #include "src/common/status_macros.h"
-#include "src/quant/layer_plan.h"
+#include "src/contract/export_formats.h"
+#include "src/contract/layer_override.h"
+#include "src/contract/recipe.h"
 
 namespace signround::cli {
 namespace {
 
 namespace v1 = ::signround::v1;
-
-// Layer config files are small; refuse anything absurd before parsing it.
-constexpr uint64_t kMaxLayerConfigBytes = 16 << 20;
 
 absl::Status BadValue(absl::string_view flag, absl::string_view text, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(flag, ": '", text, "' is not ", what));
@@ -120,11 +118,12 @@ void AddSpecFlags(CLI::App* cmd, SpecFlags* f) {
   cmd->add_option("--calib", f->calib, "Calibration JSONL URI (may be empty for --recipe rtn)");
   cmd->add_option("--out", f->out, "Output URI for the artifacts")->required();
   cmd->add_option("--format", f->formats,
-                  "Export format(s), repeatable or comma-separated: auto_round, auto_gptq, fake, "
-                  "gguf:q4_0, gguf:q4_1, gguf:q8_0")
+                  absl::StrCat("Export format(s), repeatable or comma-separated: ",
+                               contract::kExportFormatNames))
       ->allow_extra_args(false)
       ->delimiter(',');
-  text_option("--bits", &f->bits, "Weight bits: 2, 3, 4 or 8");
+  text_option("--bits", &f->bits,
+              absl::StrCat("Weight bits: ", contract::SchemeBitsList(" or ")));
   text_option("--group-size", &f->group_size, "Group size: -1 or a power of two >= 32");
   CLI::Option* sym = cmd->add_flag_function(
       "--sym", [f](int64_t) { f->sym = true; }, "Symmetric quantization");
@@ -138,7 +137,7 @@ void AddSpecFlags(CLI::App* cmd, SpecFlags* f) {
   text_option("--seqlen", &f->seqlen, "Tokens per calibration sample");
   text_option("--batch-size", &f->batch_size, "Samples per tuning step");
   text_option("--seed", &f->seed, "Random seed (unsigned 64-bit)");
-  text_option("--recipe", &f->recipe, "Defaults: default, best, light or rtn");
+  text_option("--recipe", &f->recipe, absl::StrCat("Defaults: ", contract::kRecipeNames));
   cmd->add_option("--layer-config", f->layer_config,
                   "JSON file of per-layer overrides: {\"<regex>\": {\"bits\": 2|3|4|8|16, "
                   "\"group_size\": g, \"sym\": bool}}, applied in file order");
@@ -184,17 +183,15 @@ absl::StatusOr<v1::JobSpec> BuildJobSpec(const SpecFlags& f) {
 }
 
 absl::StatusOr<std::vector<v1::LayerOverride>> LoadLayerOverrides(const std::string& path) {
-  // The worker's own parser: the CLI accepts exactly what the engine does.
-  absl::StatusOr<std::string> text = ReadFileToString(path, kMaxLayerConfigBytes);
-  absl::StatusOr<std::vector<LayerOverride>> parsed =
-      text.ok() ? ParseLayerConfig(*text, path) : text.status();
+  // The contract's reader: the CLI accepts exactly what the worker does.
+  absl::StatusOr<std::vector<contract::LayerOverride>> parsed = contract::LoadLayerConfig(path);
   if (!parsed.ok()) {
     std::string message(parsed.status().message());
     if (!absl::StrContains(message, path)) message = absl::StrCat(path, ": ", message);
     return absl::InvalidArgumentError(absl::StrCat("--layer-config: ", message));
   }
   std::vector<v1::LayerOverride> out;
-  for (const LayerOverride& o : *parsed) {
+  for (const contract::LayerOverride& o : *parsed) {
     v1::LayerOverride p;
     p.set_pattern(o.pattern);
     if (o.bits) p.set_bits(*o.bits);
@@ -237,7 +234,7 @@ absl::StatusOr<v1::Recipe> ParseRecipe(absl::string_view name) {
   if (name == "best") return v1::RECIPE_BEST;
   if (name == "light") return v1::RECIPE_LIGHT;
   if (name == "rtn") return v1::RECIPE_RTN;
-  return BadValue("--recipe", name, "a recipe (default, best, light, rtn)");
+  return BadValue("--recipe", name, absl::StrCat("a recipe (", contract::kRecipeNames, ")"));
 }
 
 }  // namespace signround::cli

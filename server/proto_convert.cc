@@ -58,10 +58,11 @@ jobs::JobSpec FromProto(const pb::JobSpec& p) {
   if (p.has_seed()) s.seed = p.seed().value();
   s.recipe = RecipeName(p.recipe());
   for (const pb::LayerOverride& o : p.layer_overrides()) {
-    jobs::LayerOverrideSpec l;
+    // The proto's 0 is "unset".
+    contract::LayerOverride l;
     l.pattern = o.pattern();
-    l.bits = o.bits();
-    l.group_size = o.group_size();
+    if (o.bits() != 0) l.bits = o.bits();
+    if (o.group_size() != 0) l.group_size = o.group_size();
     if (o.has_sym()) l.sym = o.sym().value();
     s.layer_overrides.push_back(std::move(l));
   }
@@ -120,11 +121,11 @@ void ToProto(const jobs::JobSpec& s, pb::JobSpec* p) {
   p->set_batch_size(s.batch_size);
   if (s.seed) p->mutable_seed()->set_value(*s.seed);
   p->set_recipe(RecipeOf(s.recipe));
-  for (const jobs::LayerOverrideSpec& l : s.layer_overrides) {
+  for (const contract::LayerOverride& l : s.layer_overrides) {
     pb::LayerOverride* o = p->add_layer_overrides();
     o->set_pattern(l.pattern);
-    o->set_bits(l.bits);
-    o->set_group_size(l.group_size);
+    o->set_bits(l.bits.value_or(0));
+    o->set_group_size(l.group_size.value_or(0));
     if (l.sym) o->mutable_sym()->set_value(*l.sym);
   }
   p->set_device(s.device);
@@ -173,13 +174,13 @@ void ToProto(const jobs::JobEvent& e, pb::JobEvent* p) {
     out->set_reason(c->reason);
   } else if (const auto* b = std::get_if<jobs::BlockProgress>(&e.payload)) {
     pb::BlockProgress* out = p->mutable_block_progress();
-    out->set_block_index(b->block_index);
+    out->set_block_index(b->stats.index);
     out->set_block_count(b->block_count);
-    out->set_layers_quantized(b->layers_quantized);
-    out->set_loss_iter0(b->loss_iter0);
-    out->set_best_loss(b->best_loss);
-    out->set_best_iteration(b->best_iteration);
-    out->set_seconds(b->seconds);
+    out->set_layers_quantized(b->stats.layers_quantized);
+    out->set_loss_iter0(b->stats.loss_iter0);
+    out->set_best_loss(b->stats.loss_best);
+    out->set_best_iteration(b->stats.best_iter);
+    out->set_seconds(b->stats.seconds);
     out->set_resumed(b->resumed);
   } else if (const auto* a = std::get_if<jobs::Artifact>(&e.payload)) {
     ToProto(*a, p->mutable_artifact_uploaded()->mutable_artifact());

@@ -6,7 +6,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "src/common/file_util.h"
+#include "src/common/status_macros.h"
+#include "src/contract/recipe.h"
+#include "src/contract/settings.h"
 #include "src/export/export_format.h"
+#include "src/export/quantization_config.h"
 #include "src/export/sharded_safetensors.h"
 #include "worker/command.h"
 
@@ -17,15 +22,7 @@ using nlohmann::json;
 
 // One JSON object per line on stdout, for the job server.
 bool PrintJsonEvent(const ProgressEvent& e) {
-  json j = {{"event", e.kind}, {"block_count", e.block_count}};
-  if (e.kind == "block") {
-    j.update(BlockStatsToJson(e.block));
-    j["resumed"] = e.resumed;
-    if (e.detail.is_object()) j.update(e.detail);  // "calibrated"
-  } else if (!e.detail.is_null()) {
-    j["detail"] = e.detail;
-  }
-  std::printf("%s\n", j.dump().c_str());
+  std::printf("%s\n", contract::ProgressEventLine(e).c_str());
   std::fflush(stdout);
   return true;
 }
@@ -45,22 +42,103 @@ bool PrintBar(const ProgressEvent& e) {
   }
   if (e.kind != "block") return true;
   const int width = 30;
-  int64_t done = e.block.index + 1;
-  int filled = static_cast<int>(width * done / std::max<int64_t>(1, e.block_count));
+  int64_t done = e.block.stats.index + 1;
+  int filled = static_cast<int>(width * done / std::max<int64_t>(1, e.block.block_count));
   std::string bar = std::string(filled, '#') + std::string(width - filled, '.');
   bool tty = ::isatty(STDERR_FILENO);
   // Without calibration nothing is measured: no losses to show.
   const bool calibrated = !e.detail.is_object() || e.detail.value("calibrated", true);
   const std::string loss =
-      calibrated ? absl::StrFormat("loss %.6g -> %.6g (best iter %d)", e.block.loss_iter0,
-                                   e.block.loss_best, e.block.best_iter)
+      calibrated ? absl::StrFormat("loss %.6g -> %.6g (best iter %d)", e.block.stats.loss_iter0,
+                                   e.block.stats.loss_best, e.block.stats.best_iter)
                  : std::string("RTN, no calibration");
   std::fprintf(stderr, "%s[%s] block %lld/%lld  %s  %.1fs%s%s", tty ? "\r" : "", bar.c_str(),
-               static_cast<long long>(done), static_cast<long long>(e.block_count), loss.c_str(),
-               e.block.seconds, e.resumed ? " (resumed)" : "",
-               tty && done < e.block_count ? "" : "\n");
+               static_cast<long long>(done), static_cast<long long>(e.block.block_count), loss.c_str(),
+               e.block.stats.seconds, e.block.resumed ? " (resumed)" : "",
+               tty && done < e.block.block_count ? "" : "\n");
   std::fflush(stderr);
   return true;
+}
+
+// The flags that set job settings; each excludes --settings.
+void AddSettingFlags(CLI::App* cmd, SettingFlags& f, CLI::Option* settings) {
+  std::vector<CLI::Option*> options = {
+      cmd->add_option("--bits", f.bits,
+                      absl::StrCat("Weight bits: ", contract::SchemeBitsList(" or ")))
+          ->capture_default_str(),
+      cmd->add_option("--group-size", f.group_size, "Group size (-1: per output channel)")
+          ->capture_default_str(),
+      cmd->add_flag("--sym,!--asym", f.sym, "Symmetric (default) or asymmetric"),
+      cmd->add_option("--iters", f.iters, "Tuning iterations per block (0: RTN)"),
+      cmd->add_option("--nsamples", f.nsamples, "Calibration samples"),
+      cmd->add_option("--seqlen", f.seqlen, "Tokens per calibration sample")
+          ->capture_default_str(),
+      cmd->add_option("--batch-size", f.batch_size, "Samples per tuning step")
+          ->capture_default_str(),
+      cmd->add_option("--lr", f.lr, "Learning rate of V (default 1/iters)"),
+      cmd->add_option("--minmax-lr", f.minmax_lr, "Learning rate of alpha/beta (default lr)"),
+      cmd->add_option("--seed", f.seed, "Seed of batch sampling")->capture_default_str(),
+      cmd->add_option("--recipe", f.recipe, contract::kRecipeNames)->capture_default_str(),
+      cmd->add_option("--layer-config", f.layer_config_path,
+                      "JSON {\"<regex>\": {\"bits\": .., \"group_size\": .., \"sym\": ..}}"),
+      cmd->add_option("--format", f.formats,
+                      absl::StrCat("Comma-separated export formats, one subdirectory each: ",
+                                   contract::kExportFormatNames))
+          ->capture_default_str(),
+      cmd->add_option("--packed-dtype", f.packed_dtype,
+                      "torch_dtype of the auto_round / auto_gptq config.json: float16 (vLLM's "
+                      "GPTQ kernels need it) or bfloat16")
+          ->capture_default_str(),
+      cmd->add_flag("--allow-split-fused", f.allow_split_fused,
+                    "Write auto_round / auto_gptq even when q/k/v or gate/up have different "
+                    "schemes (vLLM fuses them and refuses such a checkpoint); report.json warns"),
+      cmd->add_flag("--allow-gguf-without-vocab", f.allow_gguf_without_vocab,
+                    "Write GGUF from a checkpoint without tokenizer.model / tokenizer.json "
+                    "(llama.cpp cannot tokenize text with it); report.json warns"),
+  };
+  for (CLI::Option* o : options) o->excludes(settings);
+}
+
+// The request the flags make: only what was given, so the recipe's values stand.
+absl::StatusOr<contract::QuantizeRequest> RequestFromFlags(const QuantizeCommandOptions& o) {
+  const SettingFlags& f = o.flags;
+  auto given = [&o](const char* flag) { return o.cmd->count(flag) > 0; };
+  contract::QuantizeRequest r;
+  // The recipe and format names are checked here to keep the flags' wording.
+  if (absl::Status s = contract::FindRecipe(f.recipe).status(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("recipe ", s.message()));
+  }
+  r.recipe = f.recipe;
+  SR_ASSIGN_OR_RETURN(std::vector<ExportFormat> formats, ParseExportFormats(f.formats));
+  for (const ExportFormat& format : formats) r.formats.push_back(format.name);
+  if (given("--bits")) r.bits = f.bits;
+  if (given("--group-size")) r.group_size = f.group_size;
+  if (given("--sym")) r.sym = f.sym;
+  if (given("--iters")) r.iters = f.iters;
+  if (given("--nsamples")) r.nsamples = f.nsamples;
+  if (given("--seqlen")) r.seqlen = f.seqlen;
+  if (given("--batch-size")) r.batch_size = f.batch_size;
+  if (given("--lr")) r.lr = f.lr;
+  if (given("--minmax-lr")) r.minmax_lr = f.minmax_lr;
+  if (given("--seed")) r.seed = f.seed;
+  if (absl::Status s = ValidatePackedTorchDtype(f.packed_dtype); !s.ok()) return s;
+  r.packed_dtype = f.packed_dtype;
+  if (!f.layer_config_path.empty()) {
+    SR_ASSIGN_OR_RETURN(r.layer_overrides, contract::LoadLayerConfig(f.layer_config_path));
+  }
+  r.allow_split_fused = f.allow_split_fused;
+  r.allow_gguf_without_vocab = f.allow_gguf_without_vocab;
+  return r;
+}
+
+// The job's settings: the --settings file, or the flags resolved.
+absl::StatusOr<contract::QuantizeSettings> LoadSettings(const QuantizeCommandOptions& o) {
+  if (!o.settings_path.empty()) {
+    SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(o.settings_path, 16 << 20));
+    return contract::ParseSettingsFile(text, o.settings_path);
+  }
+  SR_ASSIGN_OR_RETURN(contract::QuantizeRequest request, RequestFromFlags(o));
+  return contract::ResolveSettings(request);
 }
 
 }  // namespace
@@ -83,42 +161,18 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeCommandOptions& o) {
   cmd->add_option("--calib-name", j.calib_name,
                   "How settings and report.json name the calibration data (default: the path)");
   cmd->add_option("--eval", j.eval_path, "Evaluation JSONL: perplexity before and after");
-  cmd->add_option("--bits", j.scheme.bits, "Weight bits: 2, 3, 4 or 8")->capture_default_str();
-  cmd->add_option("--group-size", j.scheme.group_size, "Group size (-1: per output channel)")
-      ->capture_default_str();
-  cmd->add_flag("--sym,!--asym", j.scheme.sym, "Symmetric (default) or asymmetric");
-  cmd->add_option("--iters", j.tune.iters, "Tuning iterations per block (0: RTN)");
-  cmd->add_option("--nsamples", j.nsamples, "Calibration samples");
-  cmd->add_option("--seqlen", j.seqlen, "Tokens per calibration sample")->capture_default_str();
-  cmd->add_option("--batch-size", j.tune.batch_size, "Samples per tuning step")
-      ->capture_default_str();
-  cmd->add_option("--gradient-accumulate-steps", j.tune.gradient_accumulate_steps,
+  CLI::Option* settings = cmd->add_option(
+      "--settings", o.settings_path,
+      "The job's settings as a JSON file (what the job service writes; version 1): instead of "
+      "the setting flags below");
+  AddSettingFlags(cmd, o.flags, settings);
+  cmd->add_option("--gradient-accumulate-steps", j.gradient_accumulate_steps,
                   "Micro-batches per tuning step")
       ->capture_default_str();
-  cmd->add_option("--lr", j.tune.lr, "Learning rate of V (default 1/iters)");
-  cmd->add_option("--minmax-lr", j.tune.minmax_lr, "Learning rate of alpha/beta (default lr)");
-  cmd->add_flag("!--disable-minmax-tuning", j.tune.enable_minmax_tuning,
+  cmd->add_flag("!--disable-minmax-tuning", j.enable_minmax_tuning,
                 "Tune only V, not the clipping ranges");
   cmd->add_flag("!--disable-quanted-input", j.enable_quanted_input,
                 "Tune each block on the fp chain instead of the quantized one");
-  cmd->add_option("--seed", j.tune.seed, "Seed of batch sampling")->capture_default_str();
-  cmd->add_option("--recipe", j.recipe, "default, best, light or rtn")->capture_default_str();
-  cmd->add_option("--layer-config", j.layer_config_path,
-                  "JSON {\"<regex>\": {\"bits\": .., \"group_size\": .., \"sym\": ..}}");
-  cmd->add_option("--format", j.formats,
-                  absl::StrCat("Comma-separated export formats, one subdirectory each: ",
-                               kExportFormatNames))
-      ->capture_default_str();
-  cmd->add_option("--packed-dtype", j.packed_dtype,
-                  "torch_dtype of the auto_round / auto_gptq config.json: float16 (vLLM's GPTQ "
-                  "kernels need it) or bfloat16")
-      ->capture_default_str();
-  cmd->add_flag("--allow-split-fused", j.waivers.allow_split_fused,
-                "Write auto_round / auto_gptq even when q/k/v or gate/up have different schemes "
-                "(vLLM fuses them and refuses such a checkpoint); report.json warns");
-  cmd->add_flag("--allow-gguf-without-vocab", j.waivers.allow_gguf_without_vocab,
-                "Write GGUF from a checkpoint without tokenizer.model / tokenizer.json (llama.cpp "
-                "cannot tokenize text with it); report.json warns");
   cmd->add_option("--max-shard-size", o.max_shard_size,
                   "Largest safetensors shard (5GB = 5e9 bytes, 2GiB = 2^31)")
       ->capture_default_str();
@@ -132,16 +186,13 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeCommandOptions& o) {
 }
 
 int RunQuantizeCommand(QuantizeCommandOptions o) {
-  // The recipe sets defaults; flags given explicitly win.
-  QuantizeOptions given = o.job;
-  if (absl::Status s = ApplyRecipe(o.job.recipe, o.job); !s.ok()) return ReportError(s);
-  if (o.cmd->count("--iters")) o.job.tune.iters = given.tune.iters;
-  if (o.cmd->count("--nsamples")) o.job.nsamples = given.nsamples;
-  if (o.cmd->count("--lr")) o.job.tune.lr = given.tune.lr;
+  absl::StatusOr<contract::QuantizeSettings> settings = LoadSettings(o);
+  if (!settings.ok()) return ReportError(settings.status());
+  o.job.settings = *std::move(settings);
   if (o.cmd->count("--calib") && o.job.calib_path.empty()) {
     return ReportError(absl::InvalidArgumentError("--calib: the path is empty"));
   }
-  if (o.job.calib_path.empty() && o.job.tune.iters != 0) {
+  if (o.job.calib_path.empty() && o.job.settings.iters != 0) {
     return ReportError(
         absl::InvalidArgumentError("--calib: required unless --iters 0 (recipe rtn)"));
   }
@@ -151,11 +202,6 @@ int RunQuantizeCommand(QuantizeCommandOptions o) {
         absl::InvalidArgumentError(absl::StrCat("--max-shard-size: ", shard.status().message())));
   }
   o.job.max_shard_bytes = *shard;
-  if (!o.job.layer_config_path.empty()) {
-    auto overrides = LoadLayerConfig(o.job.layer_config_path);
-    if (!overrides.ok()) return ReportError(overrides.status());
-    o.job.overrides = *std::move(overrides);
-  }
   ConfigureEngineThreads(o.threads);
   ProgressFn progress = o.progress == "json" ? ProgressFn(PrintJsonEvent) : ProgressFn(PrintBar);
   absl::StatusOr<json> report = RunQuantize(o.job, progress);
@@ -164,11 +210,9 @@ int RunQuantizeCommand(QuantizeCommandOptions o) {
     std::fprintf(stderr, "signround-worker: warning: %s\n", warning.c_str());
   }
   if (o.progress == "json") {
-    PrintJsonEvent({"done",
-                    static_cast<int64_t>((*report)["blocks"].size()),
-                    {},
-                    false,
-                    {{"out", o.job.out_dir}}});
+    PrintJsonEvent(
+        {"done", {{}, static_cast<int64_t>((*report)["blocks"].size()), false},
+         {{"out", o.job.out_dir}}});
   }
   std::fprintf(stderr, "wrote %s in %.1f s", o.job.out_dir.c_str(),
                (*report)["seconds_total"].get<double>());

@@ -1,5 +1,7 @@
 #include "src/common/utf8.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace signround {
 
 int64_t FirstInvalidUtf8Offset(absl::string_view text) {
@@ -38,6 +40,20 @@ int64_t FirstInvalidUtf8Offset(absl::string_view text) {
     i += len;
   }
   return -1;
+}
+
+std::string QuoteUntrusted(absl::string_view s) {
+  std::string out = "'";
+  for (size_t i = 0; i < s.size() && i < 64; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+    }
+  }
+  if (s.size() > 64) out += "...";
+  return out + "'";
 }
 
 }  // namespace signround

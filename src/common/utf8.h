@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "absl/strings/string_view.h"
 
@@ -11,5 +12,10 @@ namespace signround {
 // it is all valid (overlong forms, surrogates and code points above U+10FFFF
 // are invalid).
 int64_t FirstInvalidUtf8Offset(absl::string_view text);
+
+// A short, printable rendering of a hostile string for messages: 'text' with
+// quotes, backslashes and bytes outside printable ASCII as \xNN, cut after 64 bytes
+// with "...".
+std::string QuoteUntrusted(absl::string_view text);
 
 }  // namespace signround

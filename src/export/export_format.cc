@@ -1,58 +1,18 @@
 #include "src/export/export_format.h"
 
-#include <algorithm>
 #include <optional>
-#include <set>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "src/common/status_macros.h"
 #include "src/export/fused_groups.h"
 #include "src/export/gguf_exporter.h"
-#include "src/export/gguf_quants.h"
 #include "src/export/gguf_tokenizer.h"
 
 namespace signround {
 
-absl::StatusOr<std::vector<ExportFormat>> ParseExportFormats(absl::string_view list) {
-  std::vector<ExportFormat> out;
-  std::set<std::string> seen;
-  for (absl::string_view raw : absl::StrSplit(list, ',')) {
-    const std::string name(absl::StripAsciiWhitespace(raw));
-    ExportFormat f;
-    f.name = name;
-    f.dir_name = absl::StrReplaceAll(name, {{":", "-"}});
-    if (name == "fake") {
-      f.kind = ExportFormat::Kind::kFake;
-    } else if (name == "auto_round") {
-      f.kind = ExportFormat::Kind::kAutoRound;
-    } else if (name == "auto_gptq") {
-      f.kind = ExportFormat::Kind::kAutoGptq;
-    } else if (ParseGgufFormat(name)) {
-      f.kind = ExportFormat::Kind::kGguf;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("format '", name, "' is not one of ", kExportFormatNames));
-    }
-    if (!seen.insert(name).second) {
-      return absl::InvalidArgumentError(absl::StrCat("format '", name, "' is listed twice"));
-    }
-    out.push_back(std::move(f));
-  }
-  return out;
-}
-
 void UseFormatZeroPoints(const std::vector<ExportFormat>& formats, std::vector<LayerPlan>& plans) {
-  const bool gguf = std::any_of(formats.begin(), formats.end(), [](const ExportFormat& f) {
-    return f.kind == ExportFormat::Kind::kGguf;
-  });
-  if (!gguf) return;
   for (LayerPlan& p : plans) {
-    QuantScheme q4_1 = p.scheme;
-    q4_1.float_min = true;
-    if (p.quantized && GgmlTypeForScheme(q4_1) == GgmlType::kQ4_1) p.scheme = q4_1;
+    if (p.quantized && contract::UsesFloatMin(formats, p.scheme)) p.scheme.float_min = true;
   }
 }
 
@@ -63,10 +23,10 @@ absl::StatusOr<std::vector<std::string>> CheckExportFormats(
   std::vector<std::string> warnings;
   for (const ExportFormat& f : formats) {
     switch (f.kind) {
-      case ExportFormat::Kind::kFake:
+      case FormatKind::kFake:
         break;
-      case ExportFormat::Kind::kAutoRound:
-      case ExportFormat::Kind::kAutoGptq: {
+      case FormatKind::kAutoRound:
+      case FormatKind::kAutoGptq: {
         for (const LayerPlan& p : plans) {
           if (!p.quantized || !p.scheme.float_min) continue;
           return absl::InvalidArgumentError(absl::StrCat(
@@ -81,7 +41,7 @@ absl::StatusOr<std::vector<std::string>> CheckExportFormats(
         warnings.push_back(std::string(fused.message()));
         break;
       }
-      case ExportFormat::Kind::kGguf: {
+      case FormatKind::kGguf: {
         SR_RETURN_IF_ERROR(CheckGgufExport(*ParseGgufFormat(f.name), config, plans));
         SR_ASSIGN_OR_RETURN(std::optional<GgufVocab> vocab, LoadGgufVocab(model_dir, config));
         if (vocab) break;

@@ -1,32 +1,22 @@
-// The export formats a quantize job can write, one subdirectory each:
-// fake (the fake-quantized model), auto_round, auto_gptq, gguf:q4_0,
-// gguf:q4_1 and gguf:q8_0.
+// Checks, before any tuning, that a job's export formats can be written: the
+// format table itself (names, kinds, what each holds) is the contract's
+// (src/contract/export_formats.h).
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
+#include "src/contract/export_formats.h"
 #include "src/model/config.h"
 #include "src/quant/layer_plan.h"
 
 namespace signround {
 
-struct ExportFormat {
-  enum class Kind { kFake, kAutoRound, kAutoGptq, kGguf };
-  Kind kind = Kind::kAutoRound;
-  std::string name;      // as written on the command line: "auto_round", "gguf:q4_0"
-  std::string dir_name;  // its subdirectory of the output: "auto_round", "gguf-q4_0"
-};
-
-// The names ParseExportFormats accepts, for help texts.
-inline constexpr char kExportFormatNames[] =
-    "fake, auto_round, auto_gptq, gguf:q4_0, gguf:q4_1, gguf:q8_0";
-
-// Parses a comma-separated list ("auto_round,gguf:q4_0"). INVALID_ARGUMENT
-// for an unknown, repeated or empty entry.
-absl::StatusOr<std::vector<ExportFormat>> ParseExportFormats(absl::string_view list);
+using contract::ExportFormat;
+using contract::FormatKind;
+using contract::kExportFormatNames;
+using contract::ParseExportFormats;
 
 // What a job may write although a loader will refuse or misuse it; each waiver
 // turns a refusal into a warning in report.json.
@@ -39,8 +29,8 @@ struct ExportWaivers {
   bool allow_gguf_without_vocab = false;
 };
 
-// Sets scheme.float_min on every layer that a GGUF format in `formats` stores as
-// Q4_1 (4-bit asymmetric group 32): Q4_1 holds a real-valued minimum per block,
+// Sets scheme.float_min on every quantized layer that a GGUF format in `formats`
+// stores in a block type with a real-valued minimum (contract::UsesFloatMin: Q4_1),
 // so tuning and rounding use one. Nothing changes without a GGUF format.
 void UseFormatZeroPoints(const std::vector<ExportFormat>& formats, std::vector<LayerPlan>& plans);
 

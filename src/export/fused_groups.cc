@@ -79,9 +79,7 @@ const std::vector<FusedGroupKind>& FusedGroupKinds() {
 
 std::string DescribeLayerScheme(const LayerPlan& plan) {
   if (!plan.quantized) return "16-bit";
-  const QuantScheme& s = plan.scheme;
-  return absl::StrCat(s.bits, "-bit g", s.group_size, s.sym ? " sym" : " asym",
-                      s.float_min ? " float-min" : "");
+  return contract::DescribeScheme(plan.scheme);
 }
 
 std::vector<std::string> SplitFusedGroups(const std::vector<LayerPlan>& plans) {

@@ -22,46 +22,7 @@ namespace {
 constexpr size_t kFlushBytes = 1 << 20;
 
 GgmlType FormatType(GgufFormat f) {
-  switch (f) {
-    case GgufFormat::kQ4_0:
-      return GgmlType::kQ4_0;
-    case GgufFormat::kQ4_1:
-      return GgmlType::kQ4_1;
-    case GgufFormat::kQ8_0:
-      return GgmlType::kQ8_0;
-  }
-  return GgmlType::kQ4_0;
-}
-
-// llama.cpp's LLAMA_FTYPE_MOSTLY_*.
-uint32_t FileType(GgufFormat f) {
-  switch (f) {
-    case GgufFormat::kQ4_0:
-      return 2;
-    case GgufFormat::kQ4_1:
-      return 3;
-    case GgufFormat::kQ8_0:
-      return 7;
-  }
-  return 0;
-}
-
-// What a format stores, for messages.
-absl::string_view FormatNeeds(GgufFormat f) {
-  switch (f) {
-    case GgufFormat::kQ4_0:
-      return "4-bit symmetric group-size-32";
-    case GgufFormat::kQ4_1:
-      return "4-bit asymmetric group-size-32";
-    case GgufFormat::kQ8_0:
-      return "8-bit symmetric group-size-32";
-  }
-  return "";
-}
-
-// "2-bit symmetric group 128".
-std::string DescribeScheme(const QuantScheme& s) {
-  return absl::StrCat(s.bits, "-bit ", s.sym ? "symmetric" : "asymmetric", " group ", s.group_size);
+  return static_cast<GgmlType>(contract::GgufFormatOf(f).ggml_type);
 }
 
 // The GGUF architecture: "llama" (llama, mistral) or "qwen2"; "" otherwise.
@@ -244,7 +205,7 @@ absl::StatusOr<GgufMetadata> BuildMetadata(const ExportSource& source, GgufForma
   m.AddString("general.name", ModelName(source.checkpoint().dir()));
   m.AddString("general.size_label", SizeLabel(params));
   m.AddU32("general.quantization_version", 2);
-  m.AddU32("general.file_type", FileType(format));
+  m.AddU32("general.file_type", contract::GgufFormatOf(format).file_type);
   u32("context_length", c.max_position_embeddings);
   u32("embedding_length", c.hidden_size);
   u32("block_count", c.num_hidden_layers);
@@ -326,24 +287,7 @@ absl::Status WriteJob(const ExportSource& source, const TensorJob& job, const Gg
 
 }  // namespace
 
-std::optional<GgufFormat> ParseGgufFormat(absl::string_view name) {
-  for (GgufFormat f : {GgufFormat::kQ4_0, GgufFormat::kQ4_1, GgufFormat::kQ8_0}) {
-    if (name == GgufFormatName(f)) return f;
-  }
-  return std::nullopt;
-}
-
-absl::string_view GgufFormatName(GgufFormat format) {
-  switch (format) {
-    case GgufFormat::kQ4_0:
-      return "gguf:q4_0";
-    case GgufFormat::kQ4_1:
-      return "gguf:q4_1";
-    case GgufFormat::kQ8_0:
-      return "gguf:q8_0";
-  }
-  return "";
-}
+absl::string_view GgufFormatName(GgufFormat format) { return contract::GgufFormatOf(format).name; }
 
 std::string GgufFileName(absl::string_view model_name, GgufFormat format) {
   return absl::StrCat(model_name, "-", GgmlTypeName(FormatType(format)), ".gguf");
@@ -369,19 +313,19 @@ absl::Status CheckGgufExport(GgufFormat format, const ModelConfig& c,
     std::optional<GgmlType> type = GgmlTypeForScheme(*s);
     if (type != FormatType(format)) {
       std::string use = "use auto_round or auto_gptq";
-      for (GgufFormat other : {GgufFormat::kQ4_0, GgufFormat::kQ4_1, GgufFormat::kQ8_0}) {
+      for (GgufFormat other : contract::kGgufFormats) {
         if (type == FormatType(other)) use = absl::StrCat("use ", GgufFormatName(other));
       }
-      return absl::InvalidArgumentError(absl::StrCat(fmt, " needs ", FormatNeeds(format),
+      return absl::InvalidArgumentError(absl::StrCat(fmt, " needs ", contract::GgufFormatNeeds(format),
                                                      " layers; this job quantizes to ",
-                                                     DescribeScheme(*s), " (", use, ")"));
+                                                     contract::DescribeSchemeLong(*s), " (", use, ")"));
     }
   }
   for (const LayerPlan& p : plans) {
     if (!p.quantized) continue;
     if (!GgmlTypeForScheme(p.scheme)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          fmt, ": layer ", p.layer.name, " is ", DescribeScheme(p.scheme),
+          fmt, ": layer ", p.layer.name, " is ", contract::DescribeSchemeLong(p.scheme),
           "; GGUF stores only group-size-32 layers of 4-bit symmetric (Q4_0), 4-bit asymmetric "
           "(Q4_1) or 8-bit symmetric (Q8_0) (use auto_round or auto_gptq)"));
     }

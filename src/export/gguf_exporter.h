@@ -11,17 +11,17 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "src/contract/export_formats.h"
 #include "src/export/export_source.h"
 #include "src/model/config.h"
 #include "src/quant/layer_plan.h"
 
 namespace signround {
 
-// The GGUF file formats, named "gguf:q4_0", "gguf:q4_1" and "gguf:q8_0".
-enum class GgufFormat { kQ4_0, kQ4_1, kQ8_0 };
-
-// "gguf:q4_0" -> kQ4_0, ...; nullopt for any other name.
-std::optional<GgufFormat> ParseGgufFormat(absl::string_view name);
+// The GGUF file formats ("gguf:q4_0", ...) and the scheme each holds are the
+// contract's (src/contract/export_formats.h).
+using contract::GgufFormat;
+using contract::ParseGgufFormat;
 // "gguf:q4_0", ...
 absl::string_view GgufFormatName(GgufFormat format);
 // The file name llama.cpp's tools would give: "<model_name>-Q4_0.gguf".

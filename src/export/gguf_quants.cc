@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "src/contract/export_formats.h"
 #include "src/tensor/half.h"
 
 namespace signround {
@@ -24,10 +25,9 @@ absl::Status BadCode(const IntegerLayer& l, int64_t n, int64_t g, absl::string_v
 }  // namespace
 
 std::optional<GgmlType> GgmlTypeForScheme(const QuantScheme& s) {
-  if (s.group_size != kBlock) return std::nullopt;
-  if (s.bits == 4) return s.sym ? GgmlType::kQ4_0 : GgmlType::kQ4_1;
-  if (s.bits == 8 && s.sym) return GgmlType::kQ8_0;
-  return std::nullopt;
+  std::optional<contract::GgufFormat> format = contract::GgufFormatForScheme(s);
+  if (!format) return std::nullopt;
+  return static_cast<GgmlType>(contract::GgufFormatOf(*format).ggml_type);
 }
 
 absl::Status EncodeIntegerRow(const IntegerLayer& l, int64_t n, GgmlType type, std::string* out) {

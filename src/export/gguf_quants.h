@@ -18,9 +18,9 @@
 
 namespace signround {
 
-// The block type that stores `scheme` exactly, or nullopt. Group size 32 only:
-// 4-bit sym -> Q4_0 (nibble = code), 4-bit asym -> Q4_1, 8-bit sym -> Q8_0
-// (q = code - 128).
+// The block type that stores `scheme` exactly (contract::GgufFormatForScheme), or
+// nullopt: 4-bit sym -> Q4_0 (nibble = code), 4-bit asym -> Q4_1, 8-bit sym -> Q8_0
+// (q = code - 128), group size 32.
 std::optional<GgmlType> GgmlTypeForScheme(const QuantScheme& scheme);
 
 // Appends output row `n` of `layer` as blocks of `type` (which must be

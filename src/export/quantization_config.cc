@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "src/contract/settings.h"
 
 namespace signround {
 namespace {
@@ -114,9 +115,9 @@ ojson MakeQuantizationConfig(PackedFormat format, const ExportOptions& options,
 }
 
 absl::Status ValidatePackedTorchDtype(absl::string_view dtype) {
-  if (dtype == "float16" || dtype == "bfloat16") return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("packed dtype '", dtype, "' is not one of float16, bfloat16"));
+  absl::Status s = contract::CheckPackedDtype(dtype);
+  if (s.ok()) return s;
+  return absl::InvalidArgumentError(absl::StrCat("packed dtype ", s.message()));
 }
 
 void SetConfigTorchDtype(ojson& config, const std::string& dtype) {

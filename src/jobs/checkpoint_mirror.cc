@@ -9,6 +9,7 @@
 #include "absl/strings/strip.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
+#include "src/contract/settings.h"
 #include "src/storage/transfer.h"
 
 namespace signround::jobs {
@@ -44,7 +45,7 @@ absl::Status PutFile(Location& dir, const std::string& local, const std::string&
 std::string CheckpointUri(const std::string& output_uri) {
   std::string base = output_uri;
   while (!base.empty() && base.back() == '/') base.pop_back();
-  return absl::StrCat(base, "/.signround-work");
+  return absl::StrCat(base, "/", contract::kWorkDirName);
 }
 
 absl::Status PushCheckpoint(const std::string& output_uri, const std::string& work_dir,

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "src/contract/layer_override.h"
+#include "src/contract/progress.h"
 
 namespace signround::jobs {
 
@@ -33,14 +35,6 @@ std::optional<JobState> ParseJobState(absl::string_view name);
 // SUCCEEDED, FAILED and CANCELLED: nothing happens to the job any more.
 bool IsTerminal(JobState state);
 
-// A per-layer override; 0 / nullopt fields leave the layer's scheme alone.
-struct LayerOverrideSpec {
-  std::string pattern;
-  int bits = 0;
-  int group_size = 0;
-  std::optional<bool> sym;
-};
-
 // A job request as submitted; 0 / empty / nullopt mean "the default". The
 // effective settings are resolved by ResolveSettings (job_validation.h).
 struct JobSpec {
@@ -59,7 +53,7 @@ struct JobSpec {
   int batch_size = 0;
   std::optional<uint64_t> seed;
   std::string recipe;  // "", "default", "best", "light", "rtn"
-  std::vector<LayerOverrideSpec> layer_overrides;
+  std::vector<contract::LayerOverride> layer_overrides;
   std::string device;  // "", "any", "cpu", "cuda", "cuda:N"
   int priority = 0;
   std::map<std::string, std::string> labels;
@@ -84,16 +78,8 @@ struct StateChange {
   std::string reason;
 };
 
-struct BlockProgress {
-  int block_index = 0;
-  int block_count = 0;
-  int layers_quantized = 0;
-  double loss_iter0 = 0;
-  double best_loss = 0;
-  int best_iteration = 0;
-  double seconds = 0;
-  bool resumed = false;
-};
+// A finished block as the worker reported it (src/contract/progress.h).
+using BlockProgress = contract::BlockProgress;
 
 struct JobError {
   std::string message;

@@ -172,16 +172,14 @@ absl::StatusOr<std::vector<std::string>> JobService::PrepareWorker(const Job& jo
     }
     in.calib_path = *calib;
   }
-  if (!job.spec.layer_overrides.empty()) {
-    in.layer_config_path = JoinPath(job_dir, "layer_config.json");
-    SR_RETURN_IF_ERROR(
-        WriteFileAtomically(in.layer_config_path, LayerConfigJson(job.spec.layer_overrides)));
-  }
+  in.settings_path = JoinPath(job_dir, "settings.json");
+  SR_RETURN_IF_ERROR(WriteFileAtomically(in.settings_path, contract::SettingsFileText(settings)));
   if (job.attempts > 1) {
     // Blocks an earlier attempt finished, perhaps on another machine. Without
     // them the worker tunes every block again: slower, same result.
     absl::StatusOr<int> pulled =
-        PullCheckpoints(job.spec.output_uri, JoinPath(in.out_dir, ".signround-work"), options_.s3);
+        PullCheckpoints(job.spec.output_uri, JoinPath(in.out_dir, contract::kWorkDirName),
+                        options_.s3);
     if (!pulled.ok()) {
       spdlog::warn("job={} earlier checkpoints not fetched: {}", job.id,
                    pulled.status().ToString());
@@ -189,7 +187,7 @@ absl::StatusOr<std::vector<std::string>> JobService::PrepareWorker(const Job& jo
       spdlog::info("job={} fetched {} checkpoint file(s) of earlier attempts", job.id, *pulled);
     }
   }
-  return WorkerArgv(in, settings);
+  return WorkerArgv(in);
 }
 
 absl::Status JobService::RunWorker(const Job& job, const std::vector<std::string>& argv,
@@ -205,7 +203,7 @@ absl::Status JobService::RunWorker(const Job& job, const std::vector<std::string
     if (const char* v = std::getenv(name)) child.env[name] = v;
   }
   const std::string id = job.id;
-  const std::string work_dir = JoinPath(JoinPath(job_dir, "out"), ".signround-work");
+  const std::string work_dir = JoinPath(JoinPath(job_dir, "out"), contract::kWorkDirName);
   std::shared_ptr<Attempt> attempt = FindAttempt(id);
   const std::string output_uri = job.spec.output_uri;
   auto on_line = [this, id, attempt, work_dir, output_uri](const std::string& line) {
@@ -217,12 +215,13 @@ absl::Status JobService::RunWorker(const Job& job, const std::vector<std::string
     if (parsed->kind != WorkerLine::Kind::kBlock) return;
     const BlockProgress& b = parsed->block;
     if (!b.resumed) {
-      metrics_.block_seconds.Observe(b.seconds);
-      absl::Status pushed = PushCheckpoint(output_uri, work_dir, b.block_index, options_.s3);
+      metrics_.block_seconds.Observe(b.stats.seconds);
+      absl::Status pushed = PushCheckpoint(output_uri, work_dir, b.stats.index, options_.s3);
       if (!pushed.ok()) spdlog::warn("job={} checkpoint not mirrored: {}", id, pushed.ToString());
     }
-    spdlog::info("job={} block {}/{} loss {:.6g} -> {:.6g}{}", id, b.block_index + 1, b.block_count,
-                 b.loss_iter0, b.best_loss, b.resumed ? " (resumed)" : "");
+    spdlog::info("job={} block {}/{} loss {:.6g} -> {:.6g}{}", id, b.stats.index + 1,
+                 b.block_count, b.stats.loss_iter0, b.stats.loss_best,
+                 b.resumed ? " (resumed)" : "");
     Record(id, b, "", attempt->owner).IgnoreError();
     {
       std::lock_guard<std::mutex> lock(mu_);

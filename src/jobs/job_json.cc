@@ -182,26 +182,19 @@ class Fields {
   std::string where_;
 };
 
-absl::StatusOr<LayerOverrideSpec> LayerOverrideFromJson(const json& j, absl::string_view where) {
-  SR_ASSIGN_OR_RETURN(Fields f, Fields::Of(j, where));
-  LayerOverrideSpec o;
-  SR_RETURN_IF_ERROR(f.Str("pattern", &o.pattern));
-  SR_RETURN_IF_ERROR(f.Int("bits", &o.bits));
-  SR_RETURN_IF_ERROR(f.Int("group_size", &o.group_size));
-  SR_RETURN_IF_ERROR(f.OptBool("sym", &o.sym));
-  return o;
-}
-
-absl::Status ReadLayerOverrides(const Fields& f, std::vector<LayerOverrideSpec>* out) {
+// The contract's one shape; rows stored before it wrote 0 for an unset bits or
+// group_size, which reads as unset.
+absl::Status ReadLayerOverrides(const Fields& f, std::vector<contract::LayerOverride>* out) {
   const json* list = f.Find("layer_overrides");
   if (list == nullptr) return absl::OkStatus();
-  if (!list->is_array()) return f.WrongType("layer_overrides", "a list", *list);
-  for (size_t i = 0; i < list->size(); ++i) {
-    SR_ASSIGN_OR_RETURN(
-        LayerOverrideSpec o,
-        LayerOverrideFromJson((*list)[i], absl::StrCat(f.where(), ": layer_overrides[", i, "]")));
-    out->push_back(std::move(o));
+  json entries = *list;
+  for (json& e : entries) {
+    for (const char* key : {"bits", "group_size"}) {
+      if (e.is_object() && e.contains(key) && e[key] == 0) e.erase(key);
+    }
   }
+  SR_ASSIGN_OR_RETURN(*out, contract::LayerOverridesFromJson(
+                                entries, absl::StrCat(f.where(), ": layer_overrides")));
   return absl::OkStatus();
 }
 
@@ -230,13 +223,7 @@ json JobSpecToJson(const JobSpec& spec) {
   if (spec.sym) j["sym"] = *spec.sym;
   if (spec.iters) j["iters"] = *spec.iters;
   if (spec.seed) j["seed"] = *spec.seed;
-  json overrides = json::array();
-  for (const LayerOverrideSpec& o : spec.layer_overrides) {
-    json oj = {{"pattern", o.pattern}, {"bits", o.bits}, {"group_size", o.group_size}};
-    if (o.sym) oj["sym"] = *o.sym;
-    overrides.push_back(std::move(oj));
-  }
-  j["layer_overrides"] = std::move(overrides);
+  j["layer_overrides"] = contract::LayerOverridesToJson(spec.layer_overrides);
   return j;
 }
 
@@ -320,10 +307,16 @@ json EventPayloadToJson(const EventPayload& payload) {
     return {{"from", JobStateName(c->from)}, {"to", JobStateName(c->to)}, {"reason", c->reason}};
   }
   if (const auto* p = std::get_if<BlockProgress>(&payload)) {
-    return {{"block_index", p->block_index},           {"block_count", p->block_count},
-            {"layers_quantized", p->layers_quantized}, {"loss_iter0", DoubleToJson(p->loss_iter0)},
-            {"best_loss", DoubleToJson(p->best_loss)}, {"best_iteration", p->best_iteration},
-            {"seconds", DoubleToJson(p->seconds)},     {"resumed", p->resumed}};
+    // The stored keys (rows outlive versions): block_index, best_loss, best_iteration.
+    const contract::BlockStats& b = p->stats;
+    return {{"block_index", b.index},
+            {"block_count", p->block_count},
+            {"layers_quantized", b.layers_quantized},
+            {"loss_iter0", DoubleToJson(b.loss_iter0)},
+            {"best_loss", DoubleToJson(b.loss_best)},
+            {"best_iteration", b.best_iter},
+            {"seconds", DoubleToJson(b.seconds)},
+            {"resumed", p->resumed}};
   }
   if (const auto* a = std::get_if<Artifact>(&payload)) return ArtifactToJson(*a);
   const auto& e = std::get<JobError>(payload);
@@ -346,13 +339,16 @@ absl::StatusOr<EventPayload> EventPayloadFromJson(absl::string_view kind, const 
   }
   if (kind == "block_progress") {
     BlockProgress p;
-    SR_RETURN_IF_ERROR(f.Int("block_index", &p.block_index));
-    SR_RETURN_IF_ERROR(f.Int("block_count", &p.block_count));
-    SR_RETURN_IF_ERROR(f.Int("layers_quantized", &p.layers_quantized));
-    SR_RETURN_IF_ERROR(f.Double("loss_iter0", &p.loss_iter0));
-    SR_RETURN_IF_ERROR(f.Double("best_loss", &p.best_loss));
-    SR_RETURN_IF_ERROR(f.Int("best_iteration", &p.best_iteration));
-    SR_RETURN_IF_ERROR(f.Double("seconds", &p.seconds));
+    contract::BlockStats& b = p.stats;
+    constexpr int64_t kMaxInt = std::numeric_limits<int>::max();
+    SR_RETURN_IF_ERROR(f.Int64("block_index", &b.index, std::numeric_limits<int>::min(), kMaxInt));
+    SR_RETURN_IF_ERROR(
+        f.Int64("block_count", &p.block_count, std::numeric_limits<int>::min(), kMaxInt));
+    SR_RETURN_IF_ERROR(f.Int("layers_quantized", &b.layers_quantized));
+    SR_RETURN_IF_ERROR(f.Double("loss_iter0", &b.loss_iter0));
+    SR_RETURN_IF_ERROR(f.Double("best_loss", &b.loss_best));
+    SR_RETURN_IF_ERROR(f.Int("best_iteration", &b.best_iter));
+    SR_RETURN_IF_ERROR(f.Double("seconds", &b.seconds));
     SR_RETURN_IF_ERROR(f.Bool("resumed", &p.resumed));
     return EventPayload(p);
   }

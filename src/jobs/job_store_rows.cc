@@ -32,9 +32,9 @@ absl::Status CheckAppend(const Job& job, const EventPayload& payload) {
         "job ", Quoted(job.id), " has ended (", JobStateName(job.state), "): no more events"));
   }
   if (const auto* p = std::get_if<BlockProgress>(&payload)) {
-    if (p->block_index < 0 || p->block_count < 1 || p->block_index >= p->block_count) {
+    if (p->stats.index < 0 || p->block_count < 1 || p->stats.index >= p->block_count) {
       return absl::InvalidArgumentError(
-          absl::StrCat("block progress of job ", Quoted(job.id), ": block_index ", p->block_index,
+          absl::StrCat("block progress of job ", Quoted(job.id), ": block_index ", p->stats.index,
                        " is not within block_count ", p->block_count));
     }
   }
@@ -73,9 +73,9 @@ absl::Status ApplyEffect(Database& db, const EventPayload& payload, int64_t now_
     return ApplyStateChange(db, *c, now_ms, device, job);
   }
   if (const auto* p = std::get_if<BlockProgress>(&payload)) {
-    job->blocks_done = p->block_index + 1;
+    job->blocks_done = p->stats.index + 1;
     job->block_count = p->block_count;
-    job->latest_loss = p->best_loss;
+    job->latest_loss = p->stats.loss_best;
     return absl::OkStatus();
   }
   if (const auto* a = std::get_if<Artifact>(&payload)) {

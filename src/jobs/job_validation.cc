@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "src/common/status_macros.h"
 #include "src/common/utf8.h"
+#include "src/contract/export_formats.h"
 #include "src/storage/storage_uri.h"
 
 namespace signround::jobs {
@@ -18,21 +19,6 @@ namespace {
 
 absl::Status Invalid(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
-}
-
-// A short, printable rendering of a hostile string for messages.
-std::string Quote(absl::string_view s) {
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < 64; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
-    }
-  }
-  if (s.size() > 64) out += "...";
-  return out + "'";
 }
 
 bool IsValidUtf8(absl::string_view s) { return FirstInvalidUtf8Offset(s) < 0; }
@@ -45,8 +31,6 @@ bool HasControl(absl::string_view s) {
   return false;
 }
 
-bool IsPowerOfTwo(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
-
 absl::Status CheckUri(absl::string_view field, const std::string& uri) {
   if (uri.empty()) return Invalid(field, "required (file:///abs/path or s3://bucket/key)");
   absl::StatusOr<StorageUri> parsed = ParseStorageUri(uri);
@@ -55,7 +39,7 @@ absl::Status CheckUri(absl::string_view field, const std::string& uri) {
 }
 
 absl::Status CheckGroupSize(absl::string_view field, int g, bool zero_ok) {
-  if ((g == 0 && zero_ok) || g == -1 || (IsPowerOfTwo(g) && g >= 32 && g <= 65536)) {
+  if ((g == 0 && zero_ok) || contract::IsRequestGroupSize(g)) {
     return absl::OkStatus();
   }
   return Invalid(field, absl::StrCat(g, " is not -1 or a power of two from 32 to 65536"));
@@ -73,62 +57,22 @@ absl::Status CheckRate(absl::string_view field, double v) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> NormalizeFormat(absl::string_view field, const std::string& name) {
-  static const char* const kNames[] = {"auto_round", "auto_gptq", "fake",
-                                       "gguf:q4_0",  "gguf:q4_1", "gguf:q8_0"};
-  const std::string lower = absl::AsciiStrToLower(name);
-  for (const char* known : kNames) {
-    if (lower == known) return lower;
-  }
-  return Invalid(field, absl::StrCat(Quote(name), " is not one of ", absl::StrJoin(kNames, ", ")));
-}
-
-// "" is the default, float16; names are case-insensitive.
-absl::StatusOr<std::string> NormalizePackedDtype(const std::string& name) {
-  if (name.empty()) return std::string("float16");
-  const std::string lower = absl::AsciiStrToLower(name);
-  if (lower == "float16" || lower == "bfloat16") return lower;
-  return Invalid("spec.packed_dtype",
-                 absl::StrCat(Quote(name), " is not float16 or bfloat16 (\"\": float16)"));
-}
-
-// GGUF block types hold one scheme each, with groups of 32.
-absl::Status CheckFormatScheme(absl::string_view field, const std::string& format,
-                               const EffectiveSettings& s) {
-  struct Need {
-    const char* format;
-    int bits;
-    bool sym;
-  };
-  static const Need kNeeds[] = {
-      {"gguf:q4_0", 4, true}, {"gguf:q4_1", 4, false}, {"gguf:q8_0", 8, true}};
-  for (const Need& n : kNeeds) {
-    if (format != n.format) continue;
-    if (s.bits != n.bits || s.sym != n.sym || s.group_size != 32) {
-      return Invalid(
-          field, absl::StrCat(format, " holds exactly bits ", n.bits, ", ", n.sym ? "sym" : "asym",
-                              ", group_size 32; the job has bits ", s.bits, ", ",
-                              s.sym ? "sym" : "asym", ", group_size ", s.group_size));
-    }
-  }
-  return absl::OkStatus();
-}
-
-// GGUF tunes its Q4_1 layers (4-bit asym group 32) with a real-valued minimum per group,
-// which the packed formats' integer zero points cannot hold (the worker refuses the same,
-// layer by layer, before tuning).
+// GGUF tunes the layers a float_min block type holds (Q4_1) with a real-valued
+// minimum per group, which the packed formats' integer zero points cannot hold (the
+// worker refuses the same, layer by layer, before tuning).
 absl::Status CheckFormatsTogether(const EffectiveSettings& s) {
-  if (s.bits != 4 || s.sym || s.group_size != 32) return absl::OkStatus();
-  auto index_of = [&s](auto pred) {
-    for (size_t i = 0; i < s.formats.size(); ++i) {
-      if (pred(s.formats[i])) return static_cast<int>(i);
+  std::vector<contract::ExportFormat> formats;
+  for (const std::string& name : s.formats) formats.push_back(*contract::FindExportFormat(name));
+  if (!contract::UsesFloatMin(formats, s.scheme())) return absl::OkStatus();
+  int gguf = -1;
+  int packed = -1;
+  for (size_t i = 0; i < formats.size(); ++i) {
+    if (gguf < 0 && formats[i].kind == contract::FormatKind::kGguf) gguf = static_cast<int>(i);
+    if (packed < 0 && contract::HoldsOnlyIntegerZeros(formats[i].kind)) {
+      packed = static_cast<int>(i);
     }
-    return -1;
-  };
-  const int gguf = index_of([](const std::string& f) { return absl::StartsWith(f, "gguf:"); });
-  const int packed =
-      index_of([](const std::string& f) { return f == "auto_round" || f == "auto_gptq"; });
-  if (gguf < 0 || packed < 0) return absl::OkStatus();
+  }
+  if (packed < 0) return absl::OkStatus();
   return Invalid(absl::StrCat("spec.formats[", packed, "]"),
                  absl::StrCat(s.formats[packed], " cannot be written with ", s.formats[gguf],
                               " in one job: GGUF stores 4-bit asym group-32 layers (Q4_1) with "
@@ -142,14 +86,17 @@ absl::Status ValidateOverrides(const JobSpec& spec) {
                                                         " entries; at most ", kMaxLayerOverrides));
   }
   for (size_t i = 0; i < spec.layer_overrides.size(); ++i) {
-    const LayerOverrideSpec& o = spec.layer_overrides[i];
+    const contract::LayerOverride& o = spec.layer_overrides[i];
     const std::string field = absl::StrCat("spec.layer_overrides[", i, "]");
     SR_RETURN_IF_ERROR(ValidatePattern(field + ".pattern", o.pattern));
-    if (o.bits != 0 && o.bits != 2 && o.bits != 3 && o.bits != 4 && o.bits != 8 && o.bits != 16) {
-      return Invalid(field + ".bits", absl::StrCat(o.bits, " is not one of 2, 3, 4, 8, 16"));
+    if (o.bits && !contract::IsOverrideBits(*o.bits)) {
+      return Invalid(field + ".bits", absl::StrCat(*o.bits, " is not one of ",
+                                                   contract::SchemeBitsList(", ", true)));
     }
-    SR_RETURN_IF_ERROR(CheckGroupSize(field + ".group_size", o.group_size, /*zero_ok=*/true));
-    if (o.bits == 0 && o.group_size == 0 && !o.sym) {
+    if (o.group_size) {
+      SR_RETURN_IF_ERROR(CheckGroupSize(field + ".group_size", *o.group_size, /*zero_ok=*/false));
+    }
+    if (!o.bits && !o.group_size && !o.sym) {
       return Invalid(field, "sets nothing: give bits, group_size or sym");
     }
   }
@@ -166,14 +113,14 @@ absl::Status ValidatePlacement(const JobSpec& spec, const std::vector<std::strin
             absl::SimpleAtoi(n, &index);
   }
   if (!known) {
-    return Invalid("spec.device", absl::StrCat(Quote(d), " is not any, cpu, cuda or cuda:N"));
+    return Invalid("spec.device", absl::StrCat(QuoteUntrusted(d), " is not any, cpu, cuda or cuda:N"));
   }
   // An API server without slots does not know its workers' devices.
   if (devices.empty()) return absl::OkStatus();
   for (const std::string& slot : devices) {
     if (DeviceAccepts(slot, d)) return absl::OkStatus();
   }
-  return Invalid("spec.device", absl::StrCat(Quote(d), " matches none of this server's devices (",
+  return Invalid("spec.device", absl::StrCat(QuoteUntrusted(d), " matches none of this server's devices (",
                                              absl::StrJoin(devices, ", "), ")"));
 }
 
@@ -201,22 +148,6 @@ absl::Status ValidateMeta(const JobSpec& spec) {
 
 }  // namespace
 
-nlohmann::json EffectiveSettings::ToJson() const {
-  return {{"recipe", recipe},
-          {"formats", formats},
-          {"bits", bits},
-          {"group_size", group_size},
-          {"sym", sym},
-          {"iters", iters},
-          {"lr", lr},
-          {"minmax_lr", minmax_lr},
-          {"nsamples", nsamples},
-          {"seqlen", seqlen},
-          {"batch_size", batch_size},
-          {"seed", seed},
-          {"packed_dtype", packed_dtype}};
-}
-
 bool DeviceAccepts(absl::string_view device, absl::string_view preference) {
   if (preference.empty() || preference == "any") return true;
   if (preference == "cuda") return absl::StartsWith(device, "cuda:");
@@ -228,14 +159,14 @@ absl::Status ValidateJobId(absl::string_view id, absl::string_view field) {
   for (size_t i = 2; ok && i < id.size(); ++i) {
     ok = absl::ascii_isdigit(id[i]) || (id[i] >= 'a' && id[i] <= 'f');
   }
-  if (!ok) return Invalid(field, absl::StrCat(Quote(id), " is not a job id (j-<16 hex digits>)"));
+  if (!ok) return Invalid(field, absl::StrCat(QuoteUntrusted(id), " is not a job id (j-<16 hex digits>)"));
   return absl::OkStatus();
 }
 
 absl::Status ValidateLabel(absl::string_view field, const std::string& key,
                            const std::string& value) {
   static const std::regex kKey("[a-z0-9][a-z0-9._/-]{0,62}");
-  const std::string where = absl::StrCat(field, "[", Quote(key), "]");
+  const std::string where = absl::StrCat(field, "[", QuoteUntrusted(key), "]");
   if (!std::regex_match(key, kKey)) {
     return Invalid(where, "keys are 1-63 characters of a-z 0-9 . _ / -, starting with a-z or 0-9");
   }
@@ -256,56 +187,42 @@ absl::Status ValidatePattern(absl::string_view field, const std::string& pattern
   try {
     std::regex re(pattern, std::regex::ECMAScript);
   } catch (const std::regex_error& e) {
-    return Invalid(field, absl::StrCat(Quote(pattern), " is not a valid regex: ", e.what()));
+    return Invalid(field, absl::StrCat(QuoteUntrusted(pattern), " is not a valid regex: ", e.what()));
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<EffectiveSettings> ResolveSettings(const JobSpec& spec) {
-  EffectiveSettings s;
-  s.recipe = spec.recipe.empty() ? "default" : spec.recipe;
-  if (s.recipe == "best") {
-    s.iters = 1000;
-    s.nsamples = 512;
-  } else if (s.recipe == "light") {
-    s.iters = 50;
-    s.lr = 5e-3;
-  } else if (s.recipe == "rtn") {
-    s.iters = 0;
-  } else if (s.recipe != "default") {
-    return Invalid("spec.recipe",
-                   absl::StrCat(Quote(s.recipe), " is not one of default, best, light, rtn"));
-  }
-  if (spec.bits != 0) s.bits = spec.bits;
-  if (spec.group_size != 0) s.group_size = spec.group_size;
-  if (spec.sym) s.sym = *spec.sym;
-  if (spec.iters) s.iters = *spec.iters;
-  if (spec.lr != 0) s.lr = spec.lr;
-  if (spec.minmax_lr != 0) s.minmax_lr = spec.minmax_lr;
-  if (spec.nsamples != 0) s.nsamples = spec.nsamples;
-  if (spec.seqlen != 0) s.seqlen = spec.seqlen;
-  if (spec.batch_size != 0) s.batch_size = spec.batch_size;
-  if (spec.seed) s.seed = *spec.seed;
-  if (spec.formats.empty()) s.formats = {"auto_round"};
-  for (size_t i = 0; i < spec.formats.size(); ++i) {
-    const std::string field = absl::StrCat("spec.formats[", i, "]");
-    SR_ASSIGN_OR_RETURN(std::string name, NormalizeFormat(field, spec.formats[i]));
-    if (absl::c_linear_search(s.formats, name)) {
-      return Invalid(field, absl::StrCat(Quote(name), " is listed twice"));
-    }
-    s.formats.push_back(name);
-  }
-  SR_ASSIGN_OR_RETURN(s.packed_dtype, NormalizePackedDtype(spec.packed_dtype));
-  s.allow_split_fused = spec.allow_split_fused;
-  s.allow_gguf_without_vocab = spec.allow_gguf_without_vocab;
+  // The spec's "unset" (0, empty, nullopt) becomes the request's nullopt.
+  auto set = [](auto v) { return v != 0 ? std::make_optional(v) : std::nullopt; };
+  contract::QuantizeRequest r;
+  r.recipe = spec.recipe;
+  r.formats = spec.formats;
+  r.bits = set(spec.bits);
+  r.group_size = set(spec.group_size);
+  r.sym = spec.sym;
+  r.iters = spec.iters;
+  r.lr = set(spec.lr);
+  r.minmax_lr = set(spec.minmax_lr);
+  r.nsamples = set(spec.nsamples);
+  r.seqlen = set(spec.seqlen);
+  r.batch_size = set(spec.batch_size);
+  r.seed = spec.seed;
+  r.packed_dtype = spec.packed_dtype;
+  r.layer_overrides = spec.layer_overrides;
+  r.allow_split_fused = spec.allow_split_fused;
+  r.allow_gguf_without_vocab = spec.allow_gguf_without_vocab;
+  absl::StatusOr<EffectiveSettings> s = contract::ResolveSettings(r);
+  if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("spec.", s.status().message()));
   return s;
 }
 
 absl::Status ValidateJobSpec(const JobSpec& spec, const std::vector<std::string>& devices) {
   SR_RETURN_IF_ERROR(CheckUri("spec.model_uri", spec.model_uri));
   SR_RETURN_IF_ERROR(CheckUri("spec.output_uri", spec.output_uri));
-  if (spec.bits != 0 && spec.bits != 2 && spec.bits != 3 && spec.bits != 4 && spec.bits != 8) {
-    return Invalid("spec.bits", absl::StrCat(spec.bits, " is not one of 2, 3, 4, 8 (0: 4)"));
+  if (spec.bits != 0 && !contract::IsSchemeBits(spec.bits)) {
+    return Invalid("spec.bits", absl::StrCat(spec.bits, " is not one of ", contract::SchemeBitsList(),
+                                             " (0: ", EffectiveSettings().bits, ")"));
   }
   SR_RETURN_IF_ERROR(CheckGroupSize("spec.group_size", spec.group_size, /*zero_ok=*/true));
   if (spec.iters) SR_RETURN_IF_ERROR(CheckRange("spec.iters", *spec.iters, 0, 100000));
@@ -320,7 +237,8 @@ absl::Status ValidateJobSpec(const JobSpec& spec, const std::vector<std::string>
   }
   SR_ASSIGN_OR_RETURN(EffectiveSettings s, ResolveSettings(spec));
   for (size_t i = 0; i < s.formats.size(); ++i) {
-    SR_RETURN_IF_ERROR(CheckFormatScheme(absl::StrCat("spec.formats[", i, "]"), s.formats[i], s));
+    absl::Status st = contract::CheckFormatScheme(s.formats[i], s.scheme());
+    if (!st.ok()) return Invalid(absl::StrCat("spec.formats[", i, "]"), st.message());
   }
   SR_RETURN_IF_ERROR(CheckFormatsTogether(s));
   if (spec.calibration_uri.empty()) {

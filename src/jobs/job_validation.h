@@ -12,7 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "nlohmann/json.hpp"
+#include "src/contract/settings.h"
 #include "src/jobs/job.h"
 
 namespace signround::jobs {
@@ -26,36 +26,17 @@ inline constexpr size_t kMaxLabelValueBytes = 255;
 inline constexpr size_t kMaxIdempotencyKeyBytes = 128;
 inline constexpr int kMaxPriority = 1000;
 
-// The settings a job runs with once every default is applied.
-struct EffectiveSettings {
-  std::string recipe = "default";
-  std::vector<std::string> formats;  // normalized names ("auto_round", "gguf:q4_0")
-  int bits = 4;
-  int group_size = 128;
-  bool sym = true;
-  int iters = 200;
-  double lr = 0;         // 0: 1 / iters (the engine's default)
-  double minmax_lr = 0;  // 0: lr
-  int nsamples = 128;
-  int seqlen = 2048;
-  int batch_size = 8;
-  uint64_t seed = 42;
-  std::string packed_dtype = "float16";  // normalized: "float16" or "bfloat16"
-
-  // Not settings: the spec's waivers of the worker's refusals, passed through
-  // to its command line as given (and not part of ToJson).
-  bool allow_split_fused = false;
-  bool allow_gguf_without_vocab = false;
-
-  nlohmann::json ToJson() const;
-};
+// The settings a job runs with once every default is applied (the contract's
+// type: src/contract/settings.h).
+using EffectiveSettings = contract::QuantizeSettings;
 
 // OK when every field of `spec` is acceptable and some device in `devices`
 // (when there are any: an API server has none)
 // (slot names: "cpu", "cuda:0", ...) can run it.
 absl::Status ValidateJobSpec(const JobSpec& spec, const std::vector<std::string>& devices);
 
-// The effective settings of a valid spec.
+// The effective settings of a valid spec: contract::ResolveSettings of its request,
+// errors naming the spec's field ("spec.recipe: ...").
 absl::StatusOr<EffectiveSettings> ResolveSettings(const JobSpec& spec);
 
 // Whether a slot on `device` ("cpu", "cuda:1") may run a job that asked for

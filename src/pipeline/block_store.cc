@@ -37,11 +37,6 @@ json StatsToJson(const StoredBlock& b) {
 
 }  // namespace
 
-json BlockStatsToJson(const BlockStats& s) {
-  return {{"index", s.index},           {"layers_quantized", s.layers_quantized},
-          {"loss_iter0", s.loss_iter0}, {"loss_best", s.loss_best},
-          {"best_iter", s.best_iter},   {"seconds", s.seconds}};
-}
 
 absl::StatusOr<BlockStore> BlockStore::Open(const std::string& dir, const std::string& settings) {
   SR_RETURN_IF_ERROR(MakeDirectories(dir));
@@ -93,13 +88,8 @@ absl::StatusOr<StoredBlock> BlockStore::Load(int64_t index, const std::string& p
   }
   SR_ASSIGN_OR_RETURN(json stats, ParseJsonObject(it->second, path));
   StoredBlock b;
+  SR_ASSIGN_OR_RETURN(b.stats, BlockStatsFromJson(stats, absl::StrCat(path, ": bad block stats")));
   try {
-    b.stats.index = stats.at("index").get<int64_t>();
-    b.stats.layers_quantized = stats.at("layers_quantized").get<int>();
-    b.stats.loss_iter0 = stats.at("loss_iter0").get<double>();
-    b.stats.loss_best = stats.at("loss_best").get<double>();
-    b.stats.best_iter = stats.at("best_iter").get<int>();
-    b.stats.seconds = stats.at("seconds").get<double>();
     for (const json& l : stats.at("layers")) {
       QuantizedLinear q;
       q.name = l.at("name").get<std::string>();

@@ -9,22 +9,15 @@
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "src/contract/progress.h"
 #include "src/quant/signround_tuner.h"
 
 namespace signround {
 
-struct BlockStats {
-  int64_t index = 0;
-  int layers_quantized = 0;
-  double loss_iter0 = 0;
-  double loss_best = 0;
-  int best_iter = 0;
-  double seconds = 0;
-};
-
-// The stats as JSON (index, layers_quantized, loss_iter0, loss_best, best_iter,
-// seconds): stored with the block, listed in report.json, sent as progress.
-nlohmann::json BlockStatsToJson(const BlockStats& stats);
+// The stats stored with each block, listed in report.json and sent as progress.
+using contract::BlockStats;
+using contract::BlockStatsFromJson;
+using contract::BlockStatsToJson;
 
 struct StoredBlock {
   BlockStats stats;

@@ -95,16 +95,16 @@ absl::Status WriteExport(const Checkpoint& ckpt, const BlockStore& store,
                          const ExportOptions& options, const std::string& out_dir) {
   SR_ASSIGN_OR_RETURN(StagingDir dir, StagingDir::Create(out_dir, f.dir_name));
   switch (f.kind) {
-    case ExportFormat::Kind::kFake:
+    case FormatKind::kFake:
       SR_RETURN_IF_ERROR(WriteFakeQuantized(ckpt, store, dir.path(), options.max_shard_bytes));
       break;
-    case ExportFormat::Kind::kAutoRound:
+    case FormatKind::kAutoRound:
       SR_RETURN_IF_ERROR(ExportPacked(source, PackedFormat::kAutoRound, options, dir.path()));
       break;
-    case ExportFormat::Kind::kAutoGptq:
+    case FormatKind::kAutoGptq:
       SR_RETURN_IF_ERROR(ExportPacked(source, PackedFormat::kAutoGptq, options, dir.path()));
       break;
-    case ExportFormat::Kind::kGguf: {
+    case FormatKind::kGguf: {
       const GgufFormat gguf = *ParseGgufFormat(f.name);
       const std::string file = GgufFileName(ModelName(ckpt.dir()), gguf);
       SR_RETURN_IF_ERROR(ExportGguf(source, gguf, JoinPath(dir.path(), file)));

@@ -42,27 +42,55 @@ absl::Status Invalid(absl::string_view what) { return absl::InvalidArgumentError
 // (nothing was measured) with "calibrated": false on each block event.
 bool Calibrated(const QuantizeOptions& o) { return !o.calib_path.empty(); }
 
+// The tuner's options: the job's settings and the engine's own knobs.
+TuneOptions TuneOptionsOf(const QuantizeOptions& o) {
+  TuneOptions t;
+  t.iters = o.settings.iters;
+  t.lr = o.settings.lr;
+  t.minmax_lr = o.settings.minmax_lr;
+  t.batch_size = o.settings.batch_size;
+  t.gradient_accumulate_steps = o.gradient_accumulate_steps;
+  t.enable_minmax_tuning = o.enable_minmax_tuning;
+  t.seed = o.settings.seed;
+  return t;
+}
+
+ExportWaivers WaiversOf(const QuantizeOptions& o) {
+  return {o.settings.allow_split_fused, o.settings.allow_gguf_without_vocab};
+}
+
+absl::StatusOr<std::vector<ExportFormat>> FormatsOf(const contract::QuantizeSettings& s) {
+  std::vector<ExportFormat> out;
+  for (const std::string& name : s.formats) {
+    absl::StatusOr<ExportFormat> f = contract::FindExportFormat(name);
+    if (!f.ok()) return Invalid(absl::StrCat("format ", f.status().message()));
+    out.push_back(*std::move(f));
+  }
+  if (out.empty()) return Invalid("no export format");
+  return out;
+}
+
 absl::Status ValidateOptions(const QuantizeOptions& o) {
-  SR_RETURN_IF_ERROR(ValidateQuantScheme(o.scheme));
-  if (o.nsamples <= 0) return Invalid(absl::StrCat("nsamples must be positive, got ", o.nsamples));
-  if (o.seqlen < 2) return Invalid(absl::StrCat("seqlen must be at least 2, got ", o.seqlen));
-  if (o.tune.iters < 0) return Invalid(absl::StrCat("iters must be >= 0, got ", o.tune.iters));
-  if (!Calibrated(o) && o.tune.iters != 0) {
+  SR_RETURN_IF_ERROR(ValidateQuantScheme(o.settings.scheme()));
+  if (o.settings.nsamples <= 0) return Invalid(absl::StrCat("nsamples must be positive, got ", o.settings.nsamples));
+  if (o.settings.seqlen < 2) return Invalid(absl::StrCat("seqlen must be at least 2, got ", o.settings.seqlen));
+  if (o.settings.iters < 0) return Invalid(absl::StrCat("iters must be >= 0, got ", o.settings.iters));
+  if (!Calibrated(o) && o.settings.iters != 0) {
     return Invalid(
         absl::StrCat("a calibration file is required unless iters is 0 (recipe rtn); "
                      "iters is ",
-                     o.tune.iters));
+                     o.settings.iters));
   }
-  if (o.tune.batch_size <= 0) {
-    return Invalid(absl::StrCat("batch_size must be positive, got ", o.tune.batch_size));
+  if (o.settings.batch_size <= 0) {
+    return Invalid(absl::StrCat("batch_size must be positive, got ", o.settings.batch_size));
   }
-  if (o.tune.gradient_accumulate_steps <= 0) {
+  if (o.gradient_accumulate_steps <= 0) {
     return Invalid("gradient_accumulate_steps must be positive");
   }
-  if (o.tune.lr < 0 || o.tune.minmax_lr < 0) return Invalid("learning rates must be positive");
+  if (o.settings.lr < 0 || o.settings.minmax_lr < 0) return Invalid("learning rates must be positive");
   if (o.out_dir.empty()) return Invalid("an output directory is required");
   if (o.max_shard_bytes == 0) return Invalid("max_shard_size must be positive");
-  SR_RETURN_IF_ERROR(ValidatePackedTorchDtype(o.packed_dtype));
+  SR_RETURN_IF_ERROR(ValidatePackedTorchDtype(o.settings.packed_dtype));
   std::error_code ec;
   if (fs::equivalent(o.model_dir, o.out_dir, ec)) {
     return Invalid("the output directory must differ from the model directory");
@@ -75,22 +103,15 @@ absl::Status ValidateOptions(const QuantizeOptions& o) {
 // no calibration or tuning settings (none of them changes its result), has
 // "calib": null, and can never resume a calibrated run's blocks or the reverse.
 json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
-  json overrides = json::array();
-  for (const LayerOverride& l : o.overrides) {
-    json one = {{"pattern", l.pattern}};
-    if (l.bits) one["bits"] = *l.bits;
-    if (l.group_size) one["group_size"] = *l.group_size;
-    if (l.sym) one["sym"] = *l.sym;
-    overrides.push_back(one);
-  }
+  const json overrides = contract::LayerOverridesToJson(o.settings.layer_overrides);
   const std::string model = o.model_name.empty() ? o.model_dir : o.model_name;
   const std::string calib = o.calib_name.empty() ? o.calib_path : o.calib_name;
   if (!Calibrated(o)) {
     return {{"model", model},        {"model_parameters", ckpt.parameter_count()},
             {"calib", nullptr},      {"calibrated", false},
-            {"bits", o.scheme.bits}, {"group_size", o.scheme.group_size},
-            {"sym", o.scheme.sym},   {"layer_config", overrides},
-            {"recipe", o.recipe},    {"iters", o.tune.iters},
+            {"bits", o.settings.bits}, {"group_size", o.settings.group_size},
+            {"sym", o.settings.sym},   {"layer_config", overrides},
+            {"recipe", o.settings.recipe},    {"iters", o.settings.iters},
             {"device", o.device},    {"scale_dtype", "float16"}};
   }
   return {{"model", model},
@@ -98,29 +119,29 @@ json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
           {"calib", calib},
           {"calib_concat", o.calib_concat},
           {"calibrated", true},
-          {"bits", o.scheme.bits},
-          {"group_size", o.scheme.group_size},
-          {"sym", o.scheme.sym},
+          {"bits", o.settings.bits},
+          {"group_size", o.settings.group_size},
+          {"sym", o.settings.sym},
           {"layer_config", overrides},
-          {"recipe", o.recipe},
-          {"iters", o.tune.iters},
-          {"lr", EffectiveLr(o.tune)},
-          {"minmax_lr", EffectiveMinmaxLr(o.tune)},
-          {"nsamples", o.nsamples},
-          {"seqlen", o.seqlen},
-          {"batch_size", o.tune.batch_size},
-          {"gradient_accumulate_steps", o.tune.gradient_accumulate_steps},
-          {"enable_minmax_tuning", o.tune.enable_minmax_tuning},
+          {"recipe", o.settings.recipe},
+          {"iters", o.settings.iters},
+          {"lr", EffectiveLr(TuneOptionsOf(o))},
+          {"minmax_lr", EffectiveMinmaxLr(TuneOptionsOf(o))},
+          {"nsamples", o.settings.nsamples},
+          {"seqlen", o.settings.seqlen},
+          {"batch_size", o.settings.batch_size},
+          {"gradient_accumulate_steps", o.gradient_accumulate_steps},
+          {"enable_minmax_tuning", o.enable_minmax_tuning},
           {"enable_quanted_input", o.enable_quanted_input},
-          {"seed", o.tune.seed},
+          {"seed", o.settings.seed},
           {"device", o.device},
           {"scale_dtype", "float16"}};
 }
 
 absl::StatusOr<at::Tensor> LoadCalibration(const QuantizeOptions& o, const ModelConfig& c) {
   SR_ASSIGN_OR_RETURN(std::vector<TokenRow> rows,
-                      LoadDatasetRows(o.calib_path, o.model_dir, {o.calib_concat, o.seqlen}));
-  auto samples = SelectSamples(rows, o.nsamples, o.seqlen);
+                      LoadDatasetRows(o.calib_path, o.model_dir, {o.calib_concat, o.settings.seqlen}));
+  auto samples = SelectSamples(rows, o.settings.nsamples, o.settings.seqlen);
   if (!samples.ok()) {
     return Invalid(absl::StrCat(o.calib_path, ": ", samples.status().message()));
   }
@@ -180,8 +201,8 @@ absl::StatusOr<at::ScalarType> WeightDType(const Checkpoint& ckpt, const std::st
 json CalibrationJson(const QuantizeOptions& o) {
   if (!Calibrated(o)) return nullptr;
   return {{"path", o.calib_name.empty() ? o.calib_path : o.calib_name},
-          {"nsamples", o.nsamples},
-          {"seqlen", o.seqlen},
+          {"nsamples", o.settings.nsamples},
+          {"seqlen", o.settings.seqlen},
           {"concat", o.calib_concat}};
 }
 
@@ -199,7 +220,7 @@ struct RunContext {
 absl::Status ReportBlock(const RunContext& ctx, const BlockStats& stats, bool resumed,
                          json& blocks) {
   blocks.push_back(BlockStatsToJson(stats));
-  ProgressEvent event{"block", ctx.ckpt.config().num_hidden_layers, stats, resumed,
+  ProgressEvent event{"block", {stats, ctx.ckpt.config().num_hidden_layers, resumed},
                       json{{"calibrated", Calibrated(ctx.options)}}};
   if (ctx.progress && !ctx.progress(event)) {
     return absl::CancelledError(absl::StrCat("cancelled after block ", stats.index));
@@ -246,14 +267,14 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
   at::Tensor fp_in = Embed(embed, ids.to(ctx.device));
   embed = at::Tensor();
   at::Tensor q_in = fp_in;
-  const RopeTables rope = MakeRopeTables(c, o.seqlen, ctx.device);
+  const RopeTables rope = MakeRopeTables(c, o.settings.seqlen, ctx.device);
   json blocks = json::array();
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     Clock::time_point start = Clock::now();
     const std::string prefix = absl::StrCat("model.layers.", i, ".");
     SR_ASSIGN_OR_RETURN(BlockWeights original, ctx.impl.load(ctx.ckpt, i, at::kFloat, ctx.device));
     const BlockWeights base = WithQuantizedWeights(original, {}, ctx.dtype);
-    at::Tensor fp_out = ForwardAll(c, ctx.impl.forward, base, rope, fp_in, o.tune.batch_size);
+    at::Tensor fp_out = ForwardAll(c, ctx.impl.forward, base, rope, fp_in, o.settings.batch_size);
     StoredBlock block;
     const bool resumed = store.Has(i);
     if (resumed) {
@@ -263,11 +284,11 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
       at::Tensor tune_in = o.enable_quanted_input ? q_in : fp_in;
       BlockTuneResult r;
       if (!layers.empty()) {
-        TuneOptions tune = o.tune;
+        TuneOptions tune = TuneOptionsOf(o);
         tune.compute_dtype = ctx.dtype;
         SR_ASSIGN_OR_RETURN(tune.weight_dtype, WeightDType(ctx.ckpt, prefix + layers[0].name));
         SR_ASSIGN_OR_RETURN(r, TuneBlock(c, ctx.impl.forward, original, rope, layers, tune_in,
-                                         fp_out, tune, o.tune.seed + static_cast<uint64_t>(i)));
+                                         fp_out, tune, o.settings.seed + static_cast<uint64_t>(i)));
       }
       block.layers = std::move(r.layers);
       block.stats = {i,
@@ -281,7 +302,7 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
     if (o.enable_quanted_input) {
       q_in =
           ForwardAll(c, ctx.impl.forward, WithQuantizedWeights(original, block.layers, ctx.dtype),
-                     rope, q_in, o.tune.batch_size);
+                     rope, q_in, o.settings.batch_size);
     } else {
       q_in = fp_out;
     }
@@ -325,40 +346,22 @@ absl::StatusOr<json> Evaluate(const RunContext& ctx, const BlockStore& store,
 
 }  // namespace
 
-absl::Status ApplyRecipe(absl::string_view recipe, QuantizeOptions& o) {
-  if (recipe == "default") {
-    o.tune.iters = 200;
-    o.nsamples = 128;
-  } else if (recipe == "best") {
-    o.tune.iters = 1000;
-    o.nsamples = 512;
-  } else if (recipe == "light") {
-    o.tune.iters = 50;
-    o.tune.lr = 5e-3;
-  } else if (recipe == "rtn") {
-    o.tune.iters = 0;
-  } else {
-    return Invalid(absl::StrCat("recipe '", recipe, "' is not one of default, best, light, rtn"));
-  }
-  o.recipe = std::string(recipe);
-  return absl::OkStatus();
-}
-
 absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& progress) {
   Clock::time_point start = Clock::now();
   SR_RETURN_IF_ERROR(ValidateOptions(o));
   SR_ASSIGN_OR_RETURN(at::Device device, ParseDevice(o.device));
-  SR_ASSIGN_OR_RETURN(std::vector<ExportFormat> formats, ParseExportFormats(o.formats));
+  SR_ASSIGN_OR_RETURN(std::vector<ExportFormat> formats, FormatsOf(o.settings));
   SR_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::Open(o.model_dir));
   if (ckpt.quantization()) {
     return Invalid(absl::StrCat(o.model_dir, ": is already quantized (quant_method '",
                                 ckpt.quantization()->method(), "'); give the original model"));
   }
   SR_ASSIGN_OR_RETURN(const BlockImpl* impl, FindBlockImpl(ckpt.config().model_type));
-  std::vector<LayerPlan> plans = PlanLayers(DecoderLinears(ckpt.config()), o.scheme, o.overrides);
+  std::vector<LayerPlan> plans = PlanLayers(DecoderLinears(ckpt.config()), o.settings.scheme(),
+                                            o.settings.layer_overrides);
   UseFormatZeroPoints(formats, plans);
   SR_ASSIGN_OR_RETURN(std::vector<std::string> warnings,
-                      CheckExportFormats(formats, ckpt.config(), o.model_dir, plans, o.waivers));
+                      CheckExportFormats(formats, ckpt.config(), o.model_dir, plans, WaiversOf(o)));
   at::Tensor ids;  // [nsamples, seqlen] token ids; undefined without calibration
   if (Calibrated(o)) {
     SR_ASSIGN_OR_RETURN(ids, LoadCalibration(o, ckpt.config()));
@@ -366,7 +369,7 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   std::vector<TokenRow> eval_rows;
   if (!o.eval_path.empty()) {
     SR_ASSIGN_OR_RETURN(eval_rows, LoadDatasetRows(o.eval_path, o.model_dir,
-                                                   EvalTextOptions(ckpt.config(), o.seqlen)));
+                                                   EvalTextOptions(ckpt.config(), o.settings.seqlen)));
     SR_RETURN_IF_ERROR(CheckTokenIds(eval_rows, ckpt.config().vocab_size, o.eval_path));
   }
   json settings = SettingsJson(o, ckpt);
@@ -376,22 +379,23 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
     settings["float_min"] = true;
   }
   SR_ASSIGN_OR_RETURN(BlockStore store,
-                      BlockStore::Open(JoinPath(o.out_dir, kWorkDirName), settings.dump()));
+                      BlockStore::Open(JoinPath(o.out_dir, contract::kWorkDirName), settings.dump()));
   // An earlier run's report would make this run's unfinished outputs look complete.
   SR_RETURN_IF_ERROR(RemoveTree(JoinPath(o.out_dir, "report.json")));
   // fp32 on CPU; bf16 on CUDA with fp32 tuning parameters and loss.
   RunContext ctx{o, ckpt, *impl, device, device.is_cuda() ? at::kBFloat16 : at::kFloat, progress};
   if (progress) {
-    ProgressEvent event{"start", ckpt.config().num_hidden_layers, {}, false, settings};
+    ProgressEvent event{"start", {{}, ckpt.config().num_hidden_layers, false}, settings};
     progress(event);
   }
   SR_ASSIGN_OR_RETURN(json blocks, QuantizeBlocks(ctx, store, plans, ids));
-  ExportOptions export_options{o.scheme, settings, o.max_shard_bytes, o.packed_dtype};
+  ExportOptions export_options{o.settings.scheme(), settings, o.max_shard_bytes,
+                               o.settings.packed_dtype};
   auto exported = [&](const ExportFormat& f, const absl::Status& status) {
     if (!progress) return;
     json detail = {{"format", f.name}, {"dir", f.dir_name}};
     if (!status.ok()) detail = {{"format", f.name}, {"error", std::string(status.message())}};
-    progress({"export", ckpt.config().num_hidden_layers, {}, false, detail});
+    progress({"export", {{}, ckpt.config().num_hidden_layers, false}, detail});
   };
   SR_ASSIGN_OR_RETURN(ExportResults outputs, WriteExports(ckpt, store, plans, formats,
                                                           export_options, o.out_dir, exported));
@@ -403,7 +407,7 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   if (!o.eval_path.empty()) {
     SR_ASSIGN_OR_RETURN(report["perplexity"], Evaluate(ctx, store, eval_rows));
     if (progress)
-      progress({"eval", ckpt.config().num_hidden_layers, {}, false, report["perplexity"]});
+      progress({"eval", {{}, ckpt.config().num_hidden_layers, false}, report["perplexity"]});
   }
   report["seconds_total"] = SecondsSince(start);
   report["peak_rss_bytes"] = ReadProcessMemory().peak_rss_bytes;

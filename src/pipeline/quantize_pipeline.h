@@ -13,6 +13,8 @@
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "src/contract/progress.h"
+#include "src/contract/settings.h"
 #include "src/export/export_format.h"
 #include "src/pipeline/block_store.h"
 #include "src/quant/layer_plan.h"
@@ -23,7 +25,7 @@ namespace signround {
 struct QuantizeOptions {
   std::string model_dir;
   // JSONL of {"input_ids": [...]}. Empty: no calibration, allowed only with
-  // tune.iters == 0 (RTN). Such a run records "calib": null and "calibrated":
+  // settings.iters == 0 (RTN). Such a run records "calib": null and "calibrated":
   // false in its settings, "calibration": null in report.json, and block stats
   // with loss_iter0 = loss_best = 0 and best_iter 0 (nothing is measured).
   // Also a text JSONL ({"text": ...}) or plain text file, tokenized with the
@@ -41,39 +43,20 @@ struct QuantizeOptions {
   std::string calib_name;
   std::string out_dir;
   std::string eval_path;  // optional: perplexity before and after
-  QuantScheme scheme;
-  std::vector<LayerOverride> overrides;
-  std::string layer_config_path;  // where `overrides` came from, for the report
-  TuneOptions tune;
-  int64_t nsamples = 128;
-  int64_t seqlen = 2048;
+  // The job's settings, resolved (src/contract/settings.h): scheme, recipe,
+  // tuning, formats, layer overrides, packed dtype and waivers.
+  contract::QuantizeSettings settings;
+  // The engine's own knobs, not job settings (worker flags only).
+  int gradient_accumulate_steps = 1;
+  bool enable_minmax_tuning = true;
   bool enable_quanted_input = true;
   std::string device = "cpu";  // "cpu" or "cuda:N"
-  std::string recipe = "default";
   int64_t eval_batch_size = 8;
-  // Comma-separated export formats (kExportFormatNames).
-  std::string formats = "auto_round";
-  // Formats a loader would refuse, written anyway with a warning in report.json.
-  ExportWaivers waivers;
-  // The torch_dtype that packed (auto_round, auto_gptq) config.json files declare:
-  // float16 (the scales' dtype; vLLM's GPTQ kernels take only fp16) or bfloat16.
-  std::string packed_dtype = "float16";
   uint64_t max_shard_bytes = 5'000'000'000;
 };
 
-// Applies a named recipe (default, best, light, rtn) to `options`;
-// INVALID_ARGUMENT for an unknown name. Explicit settings are applied after.
-absl::Status ApplyRecipe(absl::string_view recipe, QuantizeOptions& options);
-
-struct ProgressEvent {
-  std::string kind;  // "start", "block", "export", "eval", "done"
-  int64_t block_count = 0;
-  BlockStats block;  // for "block"
-  bool resumed = false;
-  // Extra fields for "start" / "export" / "eval" / "done"; for "block",
-  // {"calibrated": bool} (false: RTN without data, the losses are not measured).
-  nlohmann::json detail;
-};
+using contract::BlockProgress;
+using contract::ProgressEvent;
 
 // Receives progress; returning false cancels the run (CANCELLED; finished
 // blocks stay in the work directory for a rerun).
@@ -86,8 +69,5 @@ using ProgressFn = std::function<bool(const ProgressEvent&)>;
 // are kept so that a rerun with other formats resumes them.
 absl::StatusOr<nlohmann::json> RunQuantize(const QuantizeOptions& options,
                                            const ProgressFn& progress);
-
-// The name of the work directory inside the output directory.
-inline constexpr char kWorkDirName[] = ".signround-work";
 
 }  // namespace signround

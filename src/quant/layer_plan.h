@@ -1,37 +1,24 @@
-// Which decoder Linears get quantized, and how (ALGORITHM.md section 2).
+// Which decoder Linears get quantized, and how (ALGORITHM.md section 2). The
+// scheme and override types and their rules are the contract's
+// (src/contract/scheme.h, layer_override.h).
 #pragma once
 
 #include <cstdint>
-#include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
-#include "absl/status/status.h"
-#include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
+#include "src/contract/layer_override.h"
+#include "src/contract/scheme.h"
 #include "src/model/layout.h"
 
 namespace signround {
 
-// Integer weight quantization settings of one layer.
-struct QuantScheme {
-  int bits = 4;          // 2, 3, 4 or 8
-  int group_size = 128;  // > 0, or -1 for one group per output row
-  bool sym = true;
-  // Asymmetric only: the group's zero is a real-valued minimum m (fp16) instead of an
-  // integer zero point: W^ = s * q + m, q in [0, 2^bits - 1], from the group's own min and
-  // max (not clamped to include 0). What GGUF's Q4_1 stores (d = s, m); the quantize
-  // pipeline sets it on the layers of a GGUF job that Q4_1 holds. auto_round and
-  // auto_gptq cannot store it.
-  bool float_min = false;
-};
-
-// The same bits, group size, symmetry and zero representation.
-bool SameScheme(const QuantScheme& a, const QuantScheme& b);
-
-// INVALID_ARGUMENT naming the bad field when `scheme` is not supported.
-absl::Status ValidateQuantScheme(const QuantScheme& scheme);
+using contract::LayerOverride;
+using contract::LoadLayerConfig;
+using contract::ParseLayerConfig;
+using contract::QuantScheme;
+using contract::SameScheme;
+using contract::ValidateQuantScheme;
 
 // Layers whose in or out is not a multiple of this stay 16-bit.
 inline constexpr int64_t kQuantDimMultiple = 32;
@@ -43,25 +30,8 @@ struct LayerPlan {
   std::string reason;  // why it stays 16-bit, when it does
 };
 
-// A per-layer override: layers whose name matches `pattern` (a regex searched
-// in the full name, e.g. "mlp\\.down_proj") get the fields that are set;
-// bits 16 keeps the layer in 16-bit.
-struct LayerOverride {
-  std::string pattern;
-  std::regex regex;
-  std::optional<int> bits;
-  std::optional<int> group_size;
-  std::optional<bool> sym;
-};
-
-// Parses a layer config: a JSON object {"<regex>": {"bits": 2|3|4|8|16,
-// "group_size": g, "sym": bool}, ...}. Overrides apply in file order, later
-// ones winning. INVALID_ARGUMENT names the pattern and the bad field.
-absl::StatusOr<std::vector<LayerOverride>> ParseLayerConfig(absl::string_view json_text,
-                                                            absl::string_view label);
-absl::StatusOr<std::vector<LayerOverride>> LoadLayerConfig(const std::string& path);
-
-// The plan for every decoder Linear under one scheme and the overrides.
+// The plan for every decoder Linear under one scheme and the overrides (in
+// order, later ones winning; their patterns compiled once here).
 std::vector<LayerPlan> PlanLayers(const std::vector<LinearLayer>& layers, const QuantScheme& scheme,
                                   const std::vector<LayerOverride>& overrides = {});
 

@@ -111,7 +111,7 @@ TEST_P(LeaseTest, LapsedLeaseRequeuesThenFencesTheOldOwner) {
   EXPECT_EQ(theirs->lease.owner, "w2/p1/2");
   const int64_t before = MustGet(id).last_sequence;
   BlockProgress p;
-  p.block_index = 0;
+  p.stats.index = 0;
   p.block_count = 2;
   auto stale = store_->Append(id, p, ++clock_, "", mine->lease.owner);
   EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted) << stale.status();

@@ -45,7 +45,7 @@ JobSpec FullSpec() {
   s.batch_size = 8;
   s.seed = std::numeric_limits<uint64_t>::max();  // beyond int64: must stay unsigned
   s.recipe = "best";
-  s.layer_overrides = {{"lm_head", 8, 64, true}, {"mlp.*", 3, 0, std::nullopt}};
+  s.layer_overrides = {{"lm_head", 8, 64, true}, {"mlp.*", 3, std::nullopt, std::nullopt}};
   s.device = "cuda:1";
   s.priority = -3;
   s.labels = {{"team", "nlp"}, {"run", "α-1"}};
@@ -92,13 +92,13 @@ StateChange Change(JobState from, JobState to) { return StateChange{from, to, "t
 
 BlockProgress Progress(int index, int count, double best_loss, int layers = 7) {
   BlockProgress p;
-  p.block_index = index;
+  p.stats.index = index;
   p.block_count = count;
-  p.layers_quantized = layers;
-  p.loss_iter0 = 2 * best_loss;
-  p.best_loss = best_loss;
-  p.best_iteration = 17;
-  p.seconds = 1.25;
+  p.stats.layers_quantized = layers;
+  p.stats.loss_iter0 = 2 * best_loss;
+  p.stats.loss_best = best_loss;
+  p.stats.best_iter = 17;
+  p.stats.seconds = 1.25;
   return p;
 }
 
@@ -289,13 +289,13 @@ TEST_P(JobStoreTest, EventsInOrderFromSequence) {
   for (size_t i = 0; i < all->size(); ++i) EXPECT_EQ((*all)[i].sequence, int64_t(i + 1));
   const auto* p = std::get_if<BlockProgress>(&(*all)[6].payload);
   ASSERT_NE(p, nullptr);
-  EXPECT_EQ(p->block_index, 4);
+  EXPECT_EQ(p->stats.index, 4);
   EXPECT_EQ(p->block_count, 10);
-  EXPECT_EQ(p->layers_quantized, 7);
-  EXPECT_EQ(p->best_loss, 1.0 / 5);
-  EXPECT_EQ(p->loss_iter0, 2.0 / 5);
-  EXPECT_EQ(p->best_iteration, 17);
-  EXPECT_EQ(p->seconds, 1.25);
+  EXPECT_EQ(p->stats.layers_quantized, 7);
+  EXPECT_EQ(p->stats.loss_best, 1.0 / 5);
+  EXPECT_EQ(p->stats.loss_iter0, 2.0 / 5);
+  EXPECT_EQ(p->stats.best_iter, 17);
+  EXPECT_EQ(p->stats.seconds, 1.25);
 
   auto middle = store_->Events(id, 5, 3);
   ASSERT_TRUE(middle.ok());
@@ -318,8 +318,8 @@ TEST_P(JobStoreTest, NonFiniteLossesSurvive) {
   auto events = store_->Events(id, 3);
   ASSERT_TRUE(events.ok()) << events.status();
   ASSERT_EQ(events->size(), 2u);
-  EXPECT_TRUE(std::isinf(std::get<BlockProgress>((*events)[0].payload).best_loss));
-  EXPECT_TRUE(std::isnan(std::get<BlockProgress>((*events)[1].payload).best_loss));
+  EXPECT_TRUE(std::isinf(std::get<BlockProgress>((*events)[0].payload).stats.loss_best));
+  EXPECT_TRUE(std::isnan(std::get<BlockProgress>((*events)[1].payload).stats.loss_best));
 }
 
 TEST_P(JobStoreTest, ListFiltersByStateAndLabels) {
@@ -498,8 +498,8 @@ TEST_P(JobStoreTest, SecondProcessAppendsConcurrently) {
   for (size_t i = 0; i < events->size(); ++i) {
     EXPECT_EQ((*events)[i].sequence, int64_t(i + 1));
     if (const auto* p = std::get_if<BlockProgress>(&(*events)[i].payload)) {
-      ASSERT_TRUE(p->layers_quantized == 1 || p->layers_quantized == 2);
-      EXPECT_EQ(p->block_index, next_block[p->layers_quantized]++);  // each writer in order
+      ASSERT_TRUE(p->stats.layers_quantized == 1 || p->stats.layers_quantized == 2);
+      EXPECT_EQ(p->stats.index, next_block[p->stats.layers_quantized]++);  // each writer in order
     }
   }
   EXPECT_EQ(next_block[1], kEach);

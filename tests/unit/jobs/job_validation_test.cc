@@ -1,11 +1,10 @@
-// Job request validation and the worker command line built from it.
+// Job request validation and the effective settings resolved from it.
 #include "src/jobs/job_validation.h"
 
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
 #include "src/jobs/job_json.h"
-#include "src/jobs/worker_command.h"
 
 namespace signround::jobs {
 namespace {
@@ -176,10 +175,10 @@ TEST(JobValidation, NamesTheBadField) {
   s.recipe = "fast";
   ExpectInvalid(s, "spec.recipe");
   s = ValidSpec();
-  s.layer_overrides = {{"mlp", 4, 0, {}}, {"(unclosed", 4, 0, {}}};
+  s.layer_overrides = {{"mlp", 4, {}, {}}, {"(unclosed", 4, {}, {}}};
   ExpectInvalid(s, "spec.layer_overrides[1].pattern");
   s = ValidSpec();
-  s.layer_overrides = {{"mlp", 5, 0, {}}};
+  s.layer_overrides = {{"mlp", 5, {}, {}}};
   ExpectInvalid(s, "spec.layer_overrides[0].bits");
   s = ValidSpec();
   s.device = "cuda:0";
@@ -217,99 +216,6 @@ TEST(JobValidation, DevicePreferences) {
   EXPECT_FALSE(DeviceAccepts("cpu", "cuda"));
   EXPECT_TRUE(DeviceAccepts("cuda:1", "cuda:1"));
   EXPECT_FALSE(DeviceAccepts("cuda:0", "cuda:1"));
-}
-
-TEST(WorkerCommand, ArgvCarriesTheEffectiveSettings) {
-  JobSpec spec = ValidSpec();
-  spec.recipe = "rtn";
-  spec.calibration_uri = "";
-  spec.bits = 2;
-  spec.sym = false;
-  EffectiveSettings s = *ResolveSettings(spec);
-  WorkerInputs in;
-  in.worker_bin = "/bin/signround-worker";
-  in.model_dir = "/m";
-  in.model_name = "s3://models/m/";
-  in.calib_name = "s3://data/c.jsonl";  // no --calib: no --calib-name either
-  in.out_dir = "/o";
-  in.layer_config_path = "/o/layers.json";
-  in.device = "cpu";
-  std::vector<std::string> argv = WorkerArgv(in, s);
-  auto value_of = [&argv](const std::string& flag) -> std::string {
-    for (size_t i = 0; i + 1 < argv.size(); ++i) {
-      if (argv[i] == flag) return argv[i + 1];
-    }
-    return "<absent>";
-  };
-  EXPECT_EQ(argv[0], "/bin/signround-worker");
-  EXPECT_EQ(value_of("--calib"), "<absent>");
-  EXPECT_EQ(value_of("--calib-name"), "<absent>");
-  EXPECT_EQ(value_of("--model"), "/m");
-  EXPECT_EQ(value_of("--model-name"), "s3://models/m/");
-  EXPECT_EQ(value_of("--out"), "/o");
-  EXPECT_EQ(value_of("--iters"), "0");
-  EXPECT_EQ(value_of("--bits"), "2");
-  EXPECT_EQ(value_of("--layer-config"), "/o/layers.json");
-  EXPECT_NE(std::find(argv.begin(), argv.end(), "--asym"), argv.end());
-  EXPECT_EQ(value_of("--progress"), "json");
-}
-
-TEST(WorkerCommand, WaiversAndPackedDtypeOnlyWhenSet) {
-  WorkerInputs in;
-  in.worker_bin = "/bin/signround-worker";
-  in.model_dir = "/m";
-  in.calib_path = "/c.jsonl";
-  in.out_dir = "/o";
-  in.device = "cpu";
-  auto has = [](const std::vector<std::string>& argv, const std::string& arg) {
-    return std::find(argv.begin(), argv.end(), arg) != argv.end();
-  };
-  JobSpec spec = ValidSpec();
-  const std::vector<std::string> plain = WorkerArgv(in, *ResolveSettings(spec));
-  EXPECT_FALSE(has(plain, "--allow-split-fused"));
-  EXPECT_FALSE(has(plain, "--allow-gguf-without-vocab"));
-  EXPECT_FALSE(has(plain, "--packed-dtype"));
-  spec.packed_dtype = "Float16";  // the default, spelled out: still no flag
-  EXPECT_EQ(WorkerArgv(in, *ResolveSettings(spec)), plain);
-
-  spec.allow_split_fused = true;
-  std::vector<std::string> argv = WorkerArgv(in, *ResolveSettings(spec));
-  EXPECT_TRUE(has(argv, "--allow-split-fused"));
-  EXPECT_FALSE(has(argv, "--allow-gguf-without-vocab"));
-  EXPECT_EQ(argv.size(), plain.size() + 1);
-
-  spec.allow_split_fused = false;
-  spec.allow_gguf_without_vocab = true;
-  spec.packed_dtype = "BFLOAT16";
-  argv = WorkerArgv(in, *ResolveSettings(spec));
-  EXPECT_FALSE(has(argv, "--allow-split-fused"));
-  EXPECT_TRUE(has(argv, "--allow-gguf-without-vocab"));
-  auto dtype = std::find(argv.begin(), argv.end(), "--packed-dtype");
-  ASSERT_NE(dtype, argv.end());
-  ASSERT_NE(dtype + 1, argv.end());
-  EXPECT_EQ(*(dtype + 1), "bfloat16");
-  EXPECT_EQ(argv.size(), plain.size() + 3);
-}
-
-TEST(WorkerCommand, LayerConfigKeepsOrderAndLaterWins) {
-  std::string json =
-      LayerConfigJson({{"mlp", 8, 0, {}}, {"self_attn", 0, 64, false}, {"mlp", 16, 0, {}}});
-  EXPECT_EQ(json, R"({"self_attn":{"group_size":64,"sym":false},"mlp":{"bits":16}})");
-}
-
-TEST(WorkerCommand, ParsesBlockEventsAndRejectsGarbage) {
-  absl::StatusOr<WorkerLine> l = ParseWorkerLine(
-      R"({"event":"block","block_count":4,"index":2,"layers_quantized":7,"loss_iter0":0.5,)"
-      R"("loss_best":null,"best_iter":9,"seconds":1.5,"resumed":true})");
-  ASSERT_TRUE(l.ok()) << l.status();
-  EXPECT_EQ(l->kind, WorkerLine::Kind::kBlock);
-  EXPECT_EQ(l->block.block_index, 2);
-  EXPECT_EQ(l->block.block_count, 4);
-  EXPECT_TRUE(std::isnan(l->block.best_loss));
-  EXPECT_TRUE(l->block.resumed);
-  EXPECT_EQ(ParseWorkerLine(R"({"event":"done"})")->kind, WorkerLine::Kind::kDone);
-  EXPECT_FALSE(ParseWorkerLine("not json").ok());
-  EXPECT_FALSE(ParseWorkerLine(R"({"event":"block","index":"x"})").ok());
 }
 
 }  // namespace

@@ -1,0 +1,56 @@
+// The progress record of a quantize run, defined once: the engine fills it, the
+// worker writes it (one JSON object a line with --progress json), the job
+// service reads it back and stores it, report.json and the block files list it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
+
+namespace signround::contract {
+
+// One finished decoder block. A run without calibration measures nothing:
+// loss_iter0 = loss_best = 0 and best_iter 0. A NaN loss is written as null.
+struct BlockStats {
+  int64_t index = 0;
+  int layers_quantized = 0;
+  double loss_iter0 = 0;
+  double loss_best = 0;
+  int best_iter = 0;
+  double seconds = 0;
+};
+
+// {"index", "layers_quantized", "loss_iter0", "loss_best", "best_iter", "seconds"}.
+nlohmann::json BlockStatsToJson(const BlockStats& stats);
+// The same keys back (null losses as NaN); other keys are left to the caller.
+absl::StatusOr<BlockStats> BlockStatsFromJson(const nlohmann::json& j, absl::string_view where);
+
+// A block as the job reports it: its stats, of how many, and whether an earlier
+// attempt had finished it (resumed from the work directory).
+struct BlockProgress {
+  BlockStats stats;
+  int64_t block_count = 0;
+  bool resumed = false;
+};
+
+// One progress event of the worker.
+struct ProgressEvent {
+  std::string kind;  // "start", "block", "export", "eval", "done"
+  // block_count always; stats and resumed for "block".
+  BlockProgress block;
+  // Extra fields for "start" / "export" / "eval" / "done"; for "block",
+  // {"calibrated": bool} (false: RTN without data, the losses are not measured).
+  nlohmann::json detail;
+};
+
+// The event as one line of JSON (no newline): {"event": kind, "block_count": n, ...}
+// with, for "block", the stats' keys, "resumed" and the detail's keys; else "detail".
+std::string ProgressEventLine(const ProgressEvent& event);
+// Reads such a line. INVALID_ARGUMENT for a line that is not a JSON object with a
+// string "event", or a "block" event without its stats.
+absl::StatusOr<ProgressEvent> ParseProgressEventLine(absl::string_view line);
+
+}  // namespace signround::contract

@@ -1,0 +1,29 @@
+// Named recipes: the defaults a job starts from before its explicit settings.
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace signround::contract {
+
+struct Recipe {
+  const char* name;
+  int iters;     // 0: round to nearest, no tuning
+  int nsamples;  // calibration samples
+  double lr;     // 0: 1 / iters
+};
+
+// Every recipe, the default first.
+inline constexpr Recipe kRecipes[] = {
+    {"default", 200, 128, 0},
+    {"best", 1000, 512, 0},
+    {"light", 50, 128, 5e-3},
+    {"rtn", 0, 128, 0},
+};
+inline constexpr char kRecipeNames[] = "default, best, light, rtn";
+
+// The recipe called `name`; INVALID_ARGUMENT "'<name>' is not one of default, best,
+// light, rtn" (callers put the field or flag in front).
+absl::StatusOr<Recipe> FindRecipe(absl::string_view name);
+
+}  // namespace signround::contract
