@@ -1,7 +1,9 @@
 // signround-server: flags into ServerOptions, then RunServer.
 #include <unistd.h>
 
+#include <chrono>
 #include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -21,18 +23,18 @@ std::string DefaultWorkerBin() {
   return path.substr(0, path.rfind('/') + 1) + "signround-worker";
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  signround::server::ServerOptions o;
-  signround::jobs::JobServiceOptions& j = o.jobs;
-  j.worker_bin = DefaultWorkerBin();
+// The flags main() converts itself after parsing: the log format, and seconds
+// that become the job service's durations.
+struct MainFlags {
   std::string log_format = "text";
   double cancel_grace_seconds = 10;
-
-  CLI::App app{"signround-server: the SignRound quantization job service"};
   double lease_seconds = 30;
   double drain_seconds = 0;
+};
+
+// --role, and the job store it shares with other processes (scale-out).
+void AddDeploymentFlags(CLI::App& app, signround::server::ServerOptions& o, MainFlags& f) {
+  signround::jobs::JobServiceOptions& j = o.jobs;
   app.add_option("--role", o.role,
                  "all: API and device slots in one process; api: gRPC API only; worker: device "
                  "slots only (health and metrics over HTTP)")
@@ -44,16 +46,22 @@ int main(int argc, char** argv) {
   app.add_option("--worker-name", j.worker_name,
                  "Names this process's job leases (default hostname:DATA_DIR); a restart under "
                  "the same name resumes its jobs at once");
-  app.add_option("--lease-seconds", lease_seconds,
+  app.add_option("--lease-seconds", f.lease_seconds,
                  "A running job's lease, renewed every third of it; a job whose lease lapses "
                  "resumes on another worker")
       ->check(CLI::Range(0.3, 3600.0))
       ->capture_default_str();
-  app.add_option("--drain-seconds", drain_seconds,
+  app.add_option("--drain-seconds", f.drain_seconds,
                  "On SIGTERM, running jobs may finish their current block for this long before "
                  "they are stopped and released to other workers")
       ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str();
+}
+
+// Where this process serves and keeps its data, its device slots, the attempts
+// per job, and its log format.
+void AddServiceFlags(CLI::App& app, signround::server::ServerOptions& o, MainFlags& f) {
+  signround::jobs::JobServiceOptions& j = o.jobs;
   app.add_option("--listen", o.listen, "gRPC address (port 0: any free port)")
       ->capture_default_str();
   app.add_option("--data-dir", j.data_dir, "Job database, input cache and work directories")
@@ -66,22 +74,33 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", o.metrics_listen,
                  "HTTP address of /metrics, /healthz, /readyz")
       ->capture_default_str();
-  app.add_option("--log-format", log_format, "text or json")
+  app.add_option("--log-format", f.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+}
+
+// The signround-worker processes that run the jobs.
+void AddWorkerFlags(CLI::App& app, signround::jobs::JobServiceOptions& j, MainFlags& f) {
   app.add_option("--worker-bin", j.worker_bin, "The signround-worker executable")
       ->capture_default_str();
-  app.add_option("--cancel-grace-seconds", cancel_grace_seconds,
+  app.add_option("--cancel-grace-seconds", f.cancel_grace_seconds,
                  "Seconds between SIGTERM and SIGKILL when a running job is cancelled")
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
   app.add_option("--worker-threads", j.worker_threads, "CPU threads per worker (0: default)")
       ->check(CLI::Range(0, 1024));
-  app.add_option("--s3-endpoint", j.s3.endpoint, "S3 endpoint URL (empty: AWS)");
-  app.add_option("--s3-region", j.s3.region, "S3 region")->capture_default_str();
+}
+
+void AddS3Flags(CLI::App& app, signround::server::ServerOptions& o) {
+  app.add_option("--s3-endpoint", o.jobs.s3.endpoint, "S3 endpoint URL (empty: AWS)");
+  app.add_option("--s3-region", o.jobs.s3.region, "S3 region")->capture_default_str();
   app.add_option("--s3-addressing", o.s3_addressing, "auto, path or virtual")
       ->check(CLI::IsMember({"auto", "path", "virtual"}))
       ->capture_default_str();
+}
+
+// TLS (and mutual TLS) on the gRPC listener.
+void AddTlsFlags(CLI::App& app, signround::server::ServerOptions& o) {
   app.add_option("--tls-cert", o.tls_cert, "PEM certificate chain: serve gRPC over TLS");
   app.add_option("--tls-key", o.tls_key, "PEM private key of --tls-cert");
   app.add_option("--tls-client-ca", o.tls_client_ca,
@@ -91,6 +110,10 @@ int main(int argc, char** argv) {
                  "CA is served without a restart")
       ->check(CLI::Range(1, 86400))
       ->capture_default_str();
+}
+
+// Who may call the API, and which local paths jobs may read and write.
+void AddAccessFlags(CLI::App& app, signround::server::ServerOptions& o) {
   app.add_option("--tokens-file", o.tokens_file,
                  "Bearer tokens (SHA-256 digests) with their tenant and role, and each tenant's "
                  "S3 buckets (JSON, see the README); re-read on SIGHUP. Unset: no authentication");
@@ -98,6 +121,11 @@ int main(int argc, char** argv) {
                  "Directories file:// model, calibration and output URIs must resolve into "
                  "(after '..' and symlinks), comma-separated. Unset: anywhere")
       ->delimiter(',');
+}
+
+// The request size and the per-tenant limits.
+void AddLimitFlags(CLI::App& app, signround::server::ServerOptions& o) {
+  signround::jobs::JobServiceOptions& j = o.jobs;
   app.add_option("--max-request-bytes", o.max_request_bytes,
                  "Largest request message accepted (RESOURCE_EXHAUSTED above)")
       ->check(CLI::Range(1024, 64 << 20))
@@ -111,12 +139,34 @@ int main(int argc, char** argv) {
                  "WatchJob streams a tenant may hold open on this server (0: no limit)")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
-  j.cancel_grace = std::chrono::milliseconds(static_cast<int64_t>(cancel_grace_seconds * 1000));
-  j.lease = std::chrono::milliseconds(static_cast<int64_t>(lease_seconds * 1000));
-  j.drain = std::chrono::milliseconds(static_cast<int64_t>(drain_seconds * 1000));
+}
 
-  if (absl::Status s = signround::server::ConfigureLogging(log_format); !s.ok()) {
+std::chrono::milliseconds Millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  signround::server::ServerOptions o;
+  o.jobs.worker_bin = DefaultWorkerBin();
+  MainFlags f;
+
+  // The flags in the order --help lists them.
+  CLI::App app{"signround-server: the SignRound quantization job service"};
+  AddDeploymentFlags(app, o, f);
+  AddServiceFlags(app, o, f);
+  AddWorkerFlags(app, o.jobs, f);
+  AddS3Flags(app, o);
+  AddTlsFlags(app, o);
+  AddAccessFlags(app, o);
+  AddLimitFlags(app, o);
+  CLI11_PARSE(app, argc, argv);
+  o.jobs.cancel_grace = Millis(f.cancel_grace_seconds);
+  o.jobs.lease = Millis(f.lease_seconds);
+  o.jobs.drain = Millis(f.drain_seconds);
+
+  if (absl::Status s = signround::server::ConfigureLogging(f.log_format); !s.ok()) {
     std::fprintf(stderr, "signround-server: %s\n", std::string(s.message()).c_str());
     return 2;
   }

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
-#include "src/jobs/job_validation.h"
+#include "src/jobs/list_validation.h"
 
 namespace signround::server {
 namespace {
@@ -77,32 +77,12 @@ jobs::JobSpec FromProto(const pb::JobSpec& p) {
 }
 
 absl::StatusOr<jobs::ListQuery> FromProto(const pb::ListJobsRequest& r) {
-  jobs::ListQuery q;
-  if (r.state() != pb::JOB_STATE_UNSPECIFIED) {
-    if (r.state() < pb::JOB_STATE_QUEUED || r.state() > pb::JOB_STATE_CANCELLED) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("state: ", static_cast<int>(r.state()), " is not a JobState"));
-    }
-    q.state = static_cast<jobs::JobState>(r.state());
-  }
-  if (r.page_size() < 0 || r.page_size() > 1000) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size: ", r.page_size(), " is outside 0..1000 (0: 50)"));
-  }
-  q.page_size = r.page_size() == 0 ? 50 : r.page_size();
-  if (r.labels_size() > jobs::kMaxLabels) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("labels: ", r.labels_size(), " labels; at most ", jobs::kMaxLabels));
-  }
-  for (const auto& [key, value] : r.labels()) {
-    if (absl::Status s = jobs::ValidateLabel("labels", key, value); !s.ok()) return s;
-    q.labels[key] = value;
-  }
-  if (r.page_token().size() > 256) {
-    return absl::InvalidArgumentError("page_token: not a token from ListJobs");
-  }
-  q.page_token = r.page_token();
-  return q;
+  jobs::ListRequest request;
+  request.state = static_cast<int>(r.state());
+  request.page_size = r.page_size();
+  request.labels.insert(r.labels().begin(), r.labels().end());
+  request.page_token = r.page_token();
+  return jobs::ValidateListRequest(request);
 }
 
 void ToProto(const jobs::JobSpec& s, pb::JobSpec* p) {

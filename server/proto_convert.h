@@ -12,7 +12,8 @@ namespace signround::server {
 namespace pb = ::signround::v1;
 
 jobs::JobSpec FromProto(const pb::JobSpec& spec);
-// INVALID_ARGUMENT for a state value outside the enum ("state: ...").
+// The request's fields checked by jobs::ValidateListRequest: INVALID_ARGUMENT
+// naming the field ("state: ...", "page_size: ...", "labels...", "page_token: ...").
 absl::StatusOr<jobs::ListQuery> FromProto(const pb::ListJobsRequest& request);
 
 void ToProto(const jobs::JobSpec& spec, pb::JobSpec* out);

@@ -200,29 +200,97 @@ absl::Status CheckRole(ServerOptions& o) {
 
 }  // namespace
 
+namespace {
+
+// The API's credentials and request limit (roles all and api), checked before
+// anything starts.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> CheckApiOptions(const ServerOptions& o) {
+  SR_RETURN_IF_ERROR(metrics::ParseHostPort(o.listen).status());
+  SR_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, ServerCredentials(o));
+  if (o.max_request_bytes < 1024) {
+    return absl::InvalidArgumentError("--max-request-bytes: must be at least 1024");
+  }
+  return credentials;
+}
+
+// The bearer tokens of --tokens-file (roles all and api); null without one.
+absl::StatusOr<std::unique_ptr<auth::Authenticator>> LoadAuthenticator(const ServerOptions& o) {
+  if (o.tokens_file.empty()) return std::unique_ptr<auth::Authenticator>();
+  absl::StatusOr<std::unique_ptr<auth::Authenticator>> loaded =
+      auth::Authenticator::Load(o.tokens_file);
+  if (!loaded.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--tokens-file: ", loaded.status().message()));
+  }
+  if (o.tls_cert.empty() && !IsLoopback(o.listen)) {
+    spdlog::warn("--tokens-file without --tls-cert: bearer tokens cross the network in clear");
+  }
+  return loaded;
+}
+
+// The ready line on stdout (JSON: role, gRPC and metrics addresses, TLS, data
+// directory) and its log line.
+void AnnounceReady(const ServerOptions& o, bool api, int grpc_port,
+                   const std::string& metrics_address) {
+  nlohmann::json ready_line = {{"role", o.role},
+                               {"grpc", nullptr},
+                               {"metrics", metrics_address},
+                               {"tls", api && !o.tls_cert.empty()}};
+  if (api) {
+    ready_line["grpc"] = absl::StrCat(metrics::ParseHostPort(o.listen)->first, ":", grpc_port);
+  }
+  if (o.jobs.run_slots) ready_line["data_dir"] = o.jobs.data_dir;
+  std::printf("%s\n", ready_line.dump().c_str());
+  std::fflush(stdout);
+  spdlog::info("serving: role {} grpc {} metrics {} devices {} data {}", o.role,
+               api ? ready_line["grpc"].get<std::string>() : "-", metrics_address,
+               o.jobs.run_slots ? o.devices : "-", o.jobs.run_slots ? o.jobs.data_dir : "-");
+}
+
+// SIGHUP: re-reads the tokens file; a file that does not load keeps the
+// previous tokens.
+void ReloadTokens(auth::Authenticator* authenticator, const std::string& tokens_file) {
+  if (!authenticator) {
+    spdlog::info("SIGHUP: no --tokens-file to re-read");
+    return;
+  }
+  absl::Status reloaded = authenticator->Reload();
+  if (reloaded.ok()) {
+    spdlog::info("SIGHUP: re-read {}: {} tokens", tokens_file, authenticator->token_count());
+  } else {
+    spdlog::error("SIGHUP: kept the previous {} tokens: {}", authenticator->token_count(),
+                  std::string(reloaded.message()));
+  }
+}
+
+// Waits for SIGTERM or SIGINT (reloading the tokens on each SIGHUP); the signal.
+int WaitForStopSignal(const sigset_t& signals, auth::Authenticator* authenticator,
+                      const std::string& tokens_file) {
+  int sig = 0;
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) ReloadTokens(authenticator, tokens_file);
+  return sig;
+}
+
+// Not serving any more (health), then the core drains and ends running jobs
+// first, so open WatchJob streams see it, then the gRPC server stops.
+void StopServing(jobs::JobService& core, grpc::Server* grpc_server) {
+  if (grpc_server) grpc_server->GetHealthCheckService()->SetServingStatus(false);
+  core.Shutdown();
+  if (grpc_server) {
+    grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
+}
+
+}  // namespace
+
 absl::Status RunServer(ServerOptions o) {
   SR_RETURN_IF_ERROR(CheckRole(o));
   SR_RETURN_IF_ERROR(ConfigureS3(o.s3_addressing, o.jobs.s3));
   const bool api = o.role != "worker";
   std::shared_ptr<grpc::ServerCredentials> credentials;
-  if (api) {
-    SR_RETURN_IF_ERROR(metrics::ParseHostPort(o.listen).status());
-    SR_ASSIGN_OR_RETURN(credentials, ServerCredentials(o));
-    if (o.max_request_bytes < 1024) {
-      return absl::InvalidArgumentError("--max-request-bytes: must be at least 1024");
-    }
-  }
   std::unique_ptr<auth::Authenticator> authenticator;
-  if (api && !o.tokens_file.empty()) {
-    absl::StatusOr<std::unique_ptr<auth::Authenticator>> loaded =
-        auth::Authenticator::Load(o.tokens_file);
-    if (!loaded.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--tokens-file: ", loaded.status().message()));
-    }
-    authenticator = *std::move(loaded);
-    if (o.tls_cert.empty() && !IsLoopback(o.listen)) {
-      spdlog::warn("--tokens-file without --tls-cert: bearer tokens cross the network in clear");
-    }
+  if (api) {
+    SR_ASSIGN_OR_RETURN(credentials, CheckApiOptions(o));
+    SR_ASSIGN_OR_RETURN(authenticator, LoadAuthenticator(o));
   }
   const sigset_t signals = BlockSignals();
 
@@ -240,44 +308,14 @@ absl::Status RunServer(ServerOptions o) {
   SR_ASSIGN_OR_RETURN(std::unique_ptr<metrics::HttpEndpoints> http,
                       metrics::HttpEndpoints::Start({o.metrics_listen}, &registry,
                                                     [&ready] { return ready.load(); }));
-  nlohmann::json ready_line = {{"role", o.role},
-                               {"grpc", nullptr},
-                               {"metrics", http->address()},
-                               {"tls", api && !o.tls_cert.empty()}};
-  if (api) {
-    ready_line["grpc"] = absl::StrCat(metrics::ParseHostPort(o.listen)->first, ":", grpc_port);
-  }
-  if (o.jobs.run_slots) ready_line["data_dir"] = o.jobs.data_dir;
-  std::printf("%s\n", ready_line.dump().c_str());
-  std::fflush(stdout);
-  spdlog::info("serving: role {} grpc {} metrics {} devices {} data {}", o.role,
-               api ? ready_line["grpc"].get<std::string>() : "-", http->address(),
-               o.jobs.run_slots ? o.devices : "-", o.jobs.run_slots ? o.jobs.data_dir : "-");
-
+  AnnounceReady(o, api, grpc_port, http->address());
   if (authenticator) {
     spdlog::info("authentication: {} tokens from {}", authenticator->token_count(), o.tokens_file);
   }
-  int sig = 0;
-  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
-    if (!authenticator) {
-      spdlog::info("SIGHUP: no --tokens-file to re-read");
-      continue;
-    }
-    absl::Status reloaded = authenticator->Reload();
-    if (reloaded.ok()) {
-      spdlog::info("SIGHUP: re-read {}: {} tokens", o.tokens_file, authenticator->token_count());
-    } else {
-      spdlog::error("SIGHUP: kept the previous {} tokens: {}", authenticator->token_count(),
-                    std::string(reloaded.message()));
-    }
-  }
+  const int sig = WaitForStopSignal(signals, authenticator.get(), o.tokens_file);
   spdlog::info("signal {}: stopping", sig);
   ready = false;
-  if (grpc_server) grpc_server->GetHealthCheckService()->SetServingStatus(false);
-  core->Shutdown();  // drains and ends running jobs first, so open WatchJob streams see it
-  if (grpc_server) {
-    grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  }
+  StopServing(*core, grpc_server.get());
   http.reset();
   spdlog::info("stopped");
   return absl::OkStatus();

@@ -66,6 +66,84 @@ absl::Status ReadOverrides(const ojson& fields, const std::string& where, bool* 
   return absl::OkStatus();
 }
 
+// Parse's steps (the rules, which need the private Rule, are methods).
+
+// quant_method, normalized: "auto-round" or "gptq".
+absl::StatusOr<std::string> QuantMethod(const ojson& config, const std::string& where) {
+  const ojson* method = Member(config, "quant_method");
+  if (method == nullptr || !method->is_string()) {
+    return Invalid(where, "key 'quant_method' is missing or not a string");
+  }
+  const std::string m = method->get<std::string>();
+  if (m == "auto-round" || m == "auto_round" || m == "intel/auto-round") return "auto-round";
+  if (m == "gptq") return "gptq";
+  return Invalid(
+      where, absl::StrCat("quant_method '", m, "' is not supported (supported: auto-round, gptq)"));
+}
+
+// The scheme every layer has unless a rule says otherwise: bits, group_size,
+// and an integer data_type.
+absl::StatusOr<PackedScheme> BaseScheme(const ojson& config, const std::string& where) {
+  const ojson* bits = Member(config, "bits");
+  const ojson* group = Member(config, "group_size");
+  if (bits == nullptr) return Invalid(where, "key 'bits' is missing");
+  if (group == nullptr) return Invalid(where, "key 'group_size' is missing");
+  PackedScheme scheme;
+  SR_ASSIGN_OR_RETURN(scheme.bits, Bits(*bits, where));
+  SR_ASSIGN_OR_RETURN(scheme.group_size, GroupSize(*group, where));
+  if (scheme.bits >= 16) return Invalid(where, "'bits' must be 2, 3, 4 or 8 for the model");
+  const ojson* data_type = Member(config, "data_type");
+  if (data_type && !(data_type->is_string() && data_type->get<std::string>() == "int")) {
+    return Invalid(where, absl::StrCat("data_type ", data_type->dump(), " is not supported (int)"));
+  }
+  return scheme;
+}
+
+// auto-round's packing_format (default "auto_round:auto_gptq": v1 zero points).
+absl::StatusOr<ZeroPointFormat> AutoRoundZeroPoints(const ojson& config, const std::string& where) {
+  const ojson* packing = Member(config, "packing_format");
+  const std::string format =
+      packing && packing->is_string() ? packing->get<std::string>() : "auto_round:auto_gptq";
+  if (format == "auto_round:auto_gptq") return ZeroPointFormat::kV1;
+  if (format == "auto_round") return ZeroPointFormat::kV2;
+  return Invalid(where, absl::StrCat("packing_format '", format,
+                                     "' is not supported (auto_round:auto_gptq, auto_round)"));
+}
+
+// auto-round's quantized block prefixes: the first of block_name_to_quantize
+// and to_quant_block_names that names any (a comma-separated string or a list).
+absl::StatusOr<std::vector<std::string>> BlockNames(const ojson& config, const std::string& where) {
+  std::vector<std::string> blocks;
+  for (const char* key : {"block_name_to_quantize", "to_quant_block_names"}) {
+    const ojson* names = Member(config, key);
+    if (names == nullptr || !blocks.empty()) continue;
+    if (names->is_string()) {
+      for (absl::string_view b :
+           absl::StrSplit(names->get<std::string>(), ',', absl::SkipEmpty())) {
+        blocks.emplace_back(b);
+      }
+    } else if (names->is_array()) {
+      for (const ojson& b : *names) {
+        if (!b.is_string()) return Invalid(where, absl::StrCat("'", key, "' must hold strings"));
+        blocks.push_back(b.get<std::string>());
+      }
+    } else {
+      return Invalid(where, absl::StrCat("'", key, "' must be a string or a list of strings"));
+    }
+  }
+  return blocks;
+}
+
+// gptq's checkpoint_format (default "gptq": v1 zero points).
+absl::StatusOr<ZeroPointFormat> GptqZeroPoints(const ojson& config, const std::string& where) {
+  const ojson* format = Member(config, "checkpoint_format");
+  const std::string f = format && format->is_string() ? format->get<std::string>() : "gptq";
+  if (f == "gptq") return ZeroPointFormat::kV1;
+  if (f == "gptq_v2") return ZeroPointFormat::kV2;
+  return Invalid(where,
+                 absl::StrCat("checkpoint_format '", f, "' is not supported (gptq, gptq_v2)"));
+}
+
 // Copies a tensor's bytes into aligned host memory.
 template <typename T>
 std::vector<T> CopyOut(const TensorRef& t) {
@@ -83,118 +161,70 @@ absl::StatusOr<PackedQuantizationConfig> PackedQuantizationConfig::Parse(const o
   if (!config.is_object())
     return Invalid(where, absl::StrCat("must be an object, got ", config.dump()));
   PackedQuantizationConfig c;
-  const ojson* method = Member(config, "quant_method");
-  if (method == nullptr || !method->is_string()) {
-    return Invalid(where, "key 'quant_method' is missing or not a string");
-  }
-  const std::string m = method->get<std::string>();
-  if (m == "auto-round" || m == "auto_round" || m == "intel/auto-round") {
-    c.method_ = "auto-round";
-  } else if (m == "gptq") {
-    c.method_ = "gptq";
-  } else {
-    return Invalid(where, absl::StrCat("quant_method '", m,
-                                       "' is not supported (supported: auto-round, gptq)"));
-  }
-  const ojson* bits = Member(config, "bits");
-  const ojson* group = Member(config, "group_size");
-  if (bits == nullptr) return Invalid(where, "key 'bits' is missing");
-  if (group == nullptr) return Invalid(where, "key 'group_size' is missing");
-  SR_ASSIGN_OR_RETURN(c.scheme_.bits, Bits(*bits, where));
-  SR_ASSIGN_OR_RETURN(c.scheme_.group_size, GroupSize(*group, where));
-  if (c.scheme_.bits >= 16) return Invalid(where, "'bits' must be 2, 3, 4 or 8 for the model");
-  const ojson* data_type = Member(config, "data_type");
-  if (data_type && !(data_type->is_string() && data_type->get<std::string>() == "int")) {
-    return Invalid(where, absl::StrCat("data_type ", data_type->dump(), " is not supported (int)"));
-  }
-
+  SR_ASSIGN_OR_RETURN(c.method_, QuantMethod(config, where));
+  SR_ASSIGN_OR_RETURN(c.scheme_, BaseScheme(config, where));
   if (c.method_ == "auto-round") {
-    const ojson* packing = Member(config, "packing_format");
-    const std::string format =
-        packing && packing->is_string() ? packing->get<std::string>() : "auto_round:auto_gptq";
-    if (format == "auto_round:auto_gptq") {
-      c.zeros_ = ZeroPointFormat::kV1;
-    } else if (format == "auto_round") {
-      c.zeros_ = ZeroPointFormat::kV2;
-    } else {
-      return Invalid(where, absl::StrCat("packing_format '", format,
-                                         "' is not supported (auto_round:auto_gptq, auto_round)"));
-    }
-    for (const char* key : {"block_name_to_quantize", "to_quant_block_names"}) {
-      const ojson* blocks = Member(config, key);
-      if (blocks == nullptr || !c.blocks_.empty()) continue;
-      if (blocks->is_string()) {
-        for (absl::string_view b :
-             absl::StrSplit(blocks->get<std::string>(), ',', absl::SkipEmpty())) {
-          c.blocks_.emplace_back(b);
-        }
-      } else if (blocks->is_array()) {
-        for (const ojson& b : *blocks) {
-          if (!b.is_string()) return Invalid(where, absl::StrCat("'", key, "' must hold strings"));
-          c.blocks_.push_back(b.get<std::string>());
-        }
-      } else {
-        return Invalid(where, absl::StrCat("'", key, "' must be a string or a list of strings"));
-      }
-    }
-    const ojson* extra = Member(config, "extra_config");
-    if (extra) {
-      if (!extra->is_object()) return Invalid(where, "'extra_config' must be an object");
-      for (const auto& [key, fields] : extra->items()) {
-        Rule r;
-        r.key = key;
-        SR_RETURN_IF_ERROR(ReadOverrides(fields, absl::StrCat(where, ": extra_config '", key, "'"),
-                                         &r.fp, &r.bits, &r.group_size));
-        try {  // keys are layer names or regexes; one that does not compile matches exactly
-          r.regex.emplace(key);
-        } catch (const std::regex_error&) {
-        }
-        c.rules_.push_back(std::move(r));
-      }
-    }
+    SR_ASSIGN_OR_RETURN(c.zeros_, AutoRoundZeroPoints(config, where));
+    SR_ASSIGN_OR_RETURN(c.blocks_, BlockNames(config, where));
+    SR_RETURN_IF_ERROR(c.ParseExtraConfig(config, where));
   } else {
-    const ojson* format = Member(config, "checkpoint_format");
-    const std::string f = format && format->is_string() ? format->get<std::string>() : "gptq";
-    if (f == "gptq") {
-      c.zeros_ = ZeroPointFormat::kV1;
-    } else if (f == "gptq_v2") {
-      c.zeros_ = ZeroPointFormat::kV2;
-    } else {
-      return Invalid(where,
-                     absl::StrCat("checkpoint_format '", f, "' is not supported (gptq, gptq_v2)"));
-    }
-    const ojson* dynamic = Member(config, "dynamic");
-    if (dynamic) {
-      if (!dynamic->is_object()) return Invalid(where, "'dynamic' must be an object");
-      for (const auto& [key, fields] : dynamic->items()) {
-        Rule r;
-        r.key = key;
-        std::string pattern = key;
-        if (absl::StartsWith(key, "-:")) {
-          r.skip = true;
-          pattern = key.substr(2);
-        } else if (absl::StartsWith(key, "+:")) {
-          pattern = key.substr(2);
-        }
-        const std::string rule_where = absl::StrCat(where, ": dynamic '", key, "'");
-        SR_RETURN_IF_ERROR(ReadOverrides(fields, rule_where, &r.fp, &r.bits, &r.group_size));
-        try {
-          r.regex.emplace(pattern);
-        } catch (const std::regex_error& e) {
-          return Invalid(rule_where, "not a valid regex");
-        }
-        c.rules_.push_back(std::move(r));
-      }
-    }
+    SR_ASSIGN_OR_RETURN(c.zeros_, GptqZeroPoints(config, where));
+    SR_RETURN_IF_ERROR(c.ParseDynamic(config, where));
   }
   return c;
+}
+
+absl::Status PackedQuantizationConfig::ParseExtraConfig(const ojson& config,
+                                                        const std::string& where) {
+  const ojson* extra = Member(config, "extra_config");
+  if (extra == nullptr) return absl::OkStatus();
+  if (!extra->is_object()) return Invalid(where, "'extra_config' must be an object");
+  for (const auto& [key, fields] : extra->items()) {
+    Rule r;
+    r.key = key;
+    SR_RETURN_IF_ERROR(ReadOverrides(fields, absl::StrCat(where, ": extra_config '", key, "'"),
+                                     &r.fp, &r.bits, &r.group_size));
+    try {  // keys are layer names or regexes; one that does not compile matches exactly
+      r.regex.emplace(key);
+    } catch (const std::regex_error&) {
+    }
+    rules_.push_back(std::move(r));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PackedQuantizationConfig::ParseDynamic(const ojson& config, const std::string& where) {
+  const ojson* dynamic = Member(config, "dynamic");
+  if (dynamic == nullptr) return absl::OkStatus();
+  if (!dynamic->is_object()) return Invalid(where, "'dynamic' must be an object");
+  for (const auto& [key, fields] : dynamic->items()) {
+    Rule r;
+    r.key = key;
+    std::string pattern = key;
+    if (absl::StartsWith(key, "-:")) {
+      r.skip = true;
+      pattern = key.substr(2);
+    } else if (absl::StartsWith(key, "+:")) {
+      pattern = key.substr(2);
+    }
+    const std::string rule_where = absl::StrCat(where, ": dynamic '", key, "'");
+    SR_RETURN_IF_ERROR(ReadOverrides(fields, rule_where, &r.fp, &r.bits, &r.group_size));
+    try {
+      r.regex.emplace(pattern);
+    } catch (const std::regex_error& e) {
+      return Invalid(rule_where, "not a valid regex");
+    }
+    rules_.push_back(std::move(r));
+  }
+  return absl::OkStatus();
 }
 
 std::optional<PackedScheme> PackedQuantizationConfig::Resolve(const std::string& name) const {
   PackedScheme s = scheme_;
   const Rule* hit = nullptr;
   if (method_ == "auto-round") {
-    // An exact name wins; then the first regex that matches anywhere in the name.
+    // An exact name wins; then the first regex that matches anywhere in the
+    // name.
     for (const Rule& r : rules_) {
       if (r.key == name) hit = &r;
     }
@@ -207,7 +237,8 @@ std::optional<PackedScheme> PackedQuantizationConfig::Resolve(const std::string&
       if (!in_block) return std::nullopt;
     }
   } else {
-    // GPTQModel's dynamic: the first rule whose regex matches at the start of the name.
+    // GPTQModel's dynamic: the first rule whose regex matches at the start of
+    // the name.
     for (const Rule& r : rules_) {
       if (std::regex_search(name, *r.regex, std::regex_constants::match_continuous)) {
         hit = &r;

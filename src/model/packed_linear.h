@@ -57,6 +57,10 @@ class PackedQuantizationConfig {
     std::optional<int> group_size;
     bool fp = false;  // data_type "fp" / "float": kept unquantized
   };
+  // Parse's steps that fill rules_: auto-round's extra_config, gptq's dynamic.
+  absl::Status ParseExtraConfig(const nlohmann::ordered_json& config, const std::string& where);
+  absl::Status ParseDynamic(const nlohmann::ordered_json& config, const std::string& where);
+
   std::string method_;
   ZeroPointFormat zeros_ = ZeroPointFormat::kV1;
   PackedScheme scheme_;

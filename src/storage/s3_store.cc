@@ -237,6 +237,17 @@ absl::Status ErrorFor(const HttpResponse& r, const std::string& what,
 
 bool Ok(const HttpResponse& r) { return r.status >= 200 && r.status < 300; }
 
+// The CompleteMultipartUpload body listing every part's ETag, in order.
+std::string CompleteMultipartXml(const std::vector<std::string>& etags) {
+  std::string xml = "<CompleteMultipartUpload>";
+  for (size_t i = 0; i < etags.size(); ++i) {
+    absl::StrAppend(&xml, "<Part><PartNumber>", i + 1, "</PartNumber><ETag>", XmlEscape(etags[i]),
+                    "</ETag></Part>");
+  }
+  xml += "</CompleteMultipartUpload>";
+  return xml;
+}
+
 }  // namespace
 
 absl::StatusOr<ObjectInfo> S3Store::Head(const std::string& key) {
@@ -352,40 +363,51 @@ absl::Status S3Store::Put(const std::string& path, const std::string& key,
 
 absl::Status S3Store::PutMultipart(int fd, uint64_t size, const std::string& key,
                                    const TransferProgressFn& progress) {
-  const std::string what = Describe(key);
   Session session(*this);
+  SR_ASSIGN_OR_RETURN(std::string upload_id, CreateMultipartUpload(session, key));
+  std::vector<std::string> etags;
+  absl::Status failure = UploadParts(fd, size, key, upload_id, progress, etags);
+  if (failure.ok()) {
+    failure = CompleteMultipartUpload(session, key, size, upload_id, etags);
+    if (failure.ok()) return absl::OkStatus();
+  }
+  return AbortMultipartUpload(session, key, upload_id, failure);
+}
+
+absl::StatusOr<std::string> S3Store::CreateMultipartUpload(Session& session,
+                                                           const std::string& key) {
+  const std::string what = Describe(key);
   Call create;
   create.method = "POST";
   create.key = key;
   create.query = {{"uploads", ""}};
   SR_ASSIGN_OR_RETURN(HttpResponse created, session.Send(create, what));
   if (!Ok(created)) return ErrorFor(created, what, options_.credentials);
-  SR_ASSIGN_OR_RETURN(std::string upload_id, ParseUploadId(created.body));
+  return ParseUploadId(created.body);
+}
 
+absl::Status S3Store::UploadParts(int fd, uint64_t size, const std::string& key,
+                                  const std::string& upload_id, const TransferProgressFn& progress,
+                                  std::vector<std::string>& etags) {
   const uint64_t part_size = std::max<uint64_t>(options_.part_size, 5ull << 20);
   const int parts = static_cast<int>((size + part_size - 1) / part_size);
-  std::vector<std::string> etags(parts);
+  etags.assign(parts, "");
   std::atomic<int> next{0};
   std::atomic<uint64_t> sent{0};
   std::mutex mu;
   absl::Status failure;
   auto worker = [&] {
-    Session s(*this);
+    Session session(*this);
     for (int i = next.fetch_add(1); i < parts; i = next.fetch_add(1)) {
       {
         std::lock_guard<std::mutex> lock(mu);
         if (!failure.ok()) return;
       }
-      Call part;
-      part.method = "PUT";
-      part.key = key;
-      part.query = {{"partNumber", absl::StrCat(i + 1)}, {"uploadId", upload_id}};
-      part.body_fd = fd;
-      part.body_offset = static_cast<uint64_t>(i) * part_size;
-      part.body_size = std::min(part_size, size - part.body_offset);
+      const uint64_t offset = static_cast<uint64_t>(i) * part_size;
       uint64_t part_sent = 0;  // the most of this part sent in any attempt
+      TransferProgressFn part_progress;
       if (progress) {
-        part.progress = [&](uint64_t done, uint64_t) {
+        part_progress = [&](uint64_t done, uint64_t) {
           if (done <= part_sent) return;
           const uint64_t delta = done - part_sent;
           part_sent = done;
@@ -393,21 +415,15 @@ absl::Status S3Store::PutMultipart(int fd, uint64_t size, const std::string& key
           progress(sent.fetch_add(delta) + delta, size);
         };
       }
-      absl::StatusOr<std::string> hash = Sha256FileRange(fd, part.body_offset, part.body_size, what);
-      absl::StatusOr<HttpResponse> r =
-          hash.ok() ? (part.payload_sha256 = *hash, s.Send(part, what)) : hash.status();
-      absl::Status status =
-          r.ok() ? (Ok(*r) ? absl::OkStatus() : ErrorFor(*r, what, options_.credentials))
-                 : r.status();
-      if (status.ok() && r->headers["etag"].empty()) {
-        status = absl::InternalError(absl::StrCat(what, ": part ", i + 1, " answer has no ETag"));
-      }
+      absl::StatusOr<std::string> etag =
+          UploadPart(session, fd, key, upload_id, i, offset, std::min(part_size, size - offset),
+                     part_progress);
       std::lock_guard<std::mutex> lock(mu);
-      if (!status.ok()) {
-        if (failure.ok()) failure = status;
+      if (!etag.ok()) {
+        if (failure.ok()) failure = etag.status();
         return;
       }
-      etags[i] = r->headers["etag"];
+      etags[i] = *std::move(etag);
     }
   };
   std::vector<std::thread> threads;
@@ -415,42 +431,65 @@ absl::Status S3Store::PutMultipart(int fd, uint64_t size, const std::string& key
     threads.emplace_back(worker);
   }
   for (std::thread& t : threads) t.join();
+  return failure;
+}
 
-  if (failure.ok()) {
-    std::string xml = "<CompleteMultipartUpload>";
-    for (int i = 0; i < parts; ++i) {
-      absl::StrAppend(&xml, "<Part><PartNumber>", i + 1, "</PartNumber><ETag>", XmlEscape(etags[i]),
-                      "</ETag></Part>");
-    }
-    xml += "</CompleteMultipartUpload>";
-    Call complete;
-    complete.method = "POST";
-    complete.key = key;
-    complete.query = {{"uploadId", upload_id}};
-    complete.payload_sha256 = Sha256Hex(xml);
-    complete.body = std::move(xml);
-    absl::StatusOr<HttpResponse> r = session.Send(complete, what);
-    // A retried Complete whose first attempt took effect finds the upload gone:
-    // the object is there when it has the size we sent.
-    if (r.ok() && ParseS3Error(r->body).code == "NoSuchUpload") {
-      absl::StatusOr<ObjectInfo> info = Head(key);
-      if (info.ok() && info->size == size) return absl::OkStatus();
-    }
-    // S3 may answer 200 with an <Error> body when completing fails.
-    if (!r.ok()) {
-      failure = r.status();
-    } else if (!Ok(*r) || r->body.find("<Error>") != std::string::npos) {
-      failure =
-          ErrorFor(Ok(*r) ? HttpResponse{500, {}, r->body, 0} : *r, what, options_.credentials);
-    } else {
-      return absl::OkStatus();
-    }
+absl::StatusOr<std::string> S3Store::UploadPart(Session& session, int fd, const std::string& key,
+                                                const std::string& upload_id, int index,
+                                                uint64_t offset, uint64_t length,
+                                                TransferProgressFn progress) {
+  const std::string what = Describe(key);
+  Call part;
+  part.method = "PUT";
+  part.key = key;
+  part.query = {{"partNumber", absl::StrCat(index + 1)}, {"uploadId", upload_id}};
+  part.body_fd = fd;
+  part.body_offset = offset;
+  part.body_size = length;
+  part.progress = std::move(progress);
+  SR_ASSIGN_OR_RETURN(part.payload_sha256, Sha256FileRange(fd, offset, length, what));
+  SR_ASSIGN_OR_RETURN(HttpResponse r, session.Send(part, what));
+  if (!Ok(r)) return ErrorFor(r, what, options_.credentials);
+  std::string etag = r.headers["etag"];
+  if (etag.empty()) {
+    return absl::InternalError(absl::StrCat(what, ": part ", index + 1, " answer has no ETag"));
   }
+  return etag;
+}
+
+absl::Status S3Store::CompleteMultipartUpload(Session& session, const std::string& key,
+                                              uint64_t size, const std::string& upload_id,
+                                              const std::vector<std::string>& etags) {
+  const std::string what = Describe(key);
+  Call complete;
+  complete.method = "POST";
+  complete.key = key;
+  complete.query = {{"uploadId", upload_id}};
+  std::string xml = CompleteMultipartXml(etags);
+  complete.payload_sha256 = Sha256Hex(xml);
+  complete.body = std::move(xml);
+  absl::StatusOr<HttpResponse> r = session.Send(complete, what);
+  // A retried Complete whose first attempt took effect finds the upload gone:
+  // the object is there when it has the size we sent.
+  if (r.ok() && ParseS3Error(r->body).code == "NoSuchUpload") {
+    absl::StatusOr<ObjectInfo> info = Head(key);
+    if (info.ok() && info->size == size) return absl::OkStatus();
+  }
+  if (!r.ok()) return r.status();
+  // S3 may answer 200 with an <Error> body when completing fails.
+  if (!Ok(*r) || r->body.find("<Error>") != std::string::npos) {
+    return ErrorFor(Ok(*r) ? HttpResponse{500, {}, r->body, 0} : *r, what, options_.credentials);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status S3Store::AbortMultipartUpload(Session& session, const std::string& key,
+                                           const std::string& upload_id, absl::Status failure) {
   Call abort;
   abort.method = "DELETE";
   abort.key = key;
   abort.query = {{"uploadId", upload_id}};
-  absl::StatusOr<HttpResponse> aborted = session.Send(abort, what);
+  absl::StatusOr<HttpResponse> aborted = session.Send(abort, Describe(key));
   if (!aborted.ok() || !Ok(*aborted)) {
     return absl::Status(failure.code(), absl::StrCat(failure.message(),
                                                      " (aborting the multipart upload failed "

@@ -11,6 +11,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "src/storage/credentials.h"
@@ -61,6 +62,25 @@ class S3Store : public ObjectStore {
   class Session;
   absl::Status PutMultipart(int fd, uint64_t size, const std::string& key,
                             const TransferProgressFn& progress);
+  // PutMultipart's steps. Create returns the upload id.
+  absl::StatusOr<std::string> CreateMultipartUpload(Session& session, const std::string& key);
+  // Sends every part, options_.parallel_parts at a time, into etags (one per
+  // part, in order); the first failure stops the rest.
+  absl::Status UploadParts(int fd, uint64_t size, const std::string& key,
+                           const std::string& upload_id, const TransferProgressFn& progress,
+                           std::vector<std::string>& etags);
+  // Part `index` (from 0): bytes [offset, offset + length) of fd; returns its ETag.
+  absl::StatusOr<std::string> UploadPart(Session& session, int fd, const std::string& key,
+                                         const std::string& upload_id, int index, uint64_t offset,
+                                         uint64_t length, TransferProgressFn progress);
+  // OK once the object exists (also when a retried Complete finds it done).
+  absl::Status CompleteMultipartUpload(Session& session, const std::string& key, uint64_t size,
+                                       const std::string& upload_id,
+                                       const std::vector<std::string>& etags);
+  // Deletes the upload's parts after `failure`, which it returns (noting when
+  // the abort failed too).
+  absl::Status AbortMultipartUpload(Session& session, const std::string& key,
+                                    const std::string& upload_id, absl::Status failure);
 
   std::string bucket_;
   S3Options options_;
