@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -52,6 +53,17 @@ absl::StatusOr<v1::ListJobsRequest> BuildListRequest(const ListOptions& o) {
   return request;
 }
 
+// One unary RPC: `call` gets a prepared context. On failure the error is printed and
+// its exit code returned; nullopt on success.
+template <typename Call>
+std::optional<int> CallUnary(Connection& conn, const char* rpc, Call call) {
+  grpc::ClientContext context;
+  conn.Prepare(&context, /*unary=*/true);
+  grpc::Status status = call(&context);
+  if (!status.ok()) return conn.Fail(rpc, status);
+  return std::nullopt;
+}
+
 }  // namespace
 
 int RunSubmit(const GlobalOptions& global, const SubmitOptions& options) {
@@ -64,10 +76,11 @@ int RunSubmit(const GlobalOptions& global, const SubmitOptions& options) {
   v1::SubmitJobRequest request;
   *request.mutable_spec() = *std::move(spec);
   v1::SubmitJobResponse response;
-  grpc::ClientContext context;
-  conn.Prepare(&context, /*unary=*/true);
-  grpc::Status status = conn.stub().SubmitJob(&context, request, &response);
-  if (!status.ok()) return conn.Fail("SubmitJob", status);
+  if (std::optional<int> failed = CallUnary(conn, "SubmitJob", [&](grpc::ClientContext* c) {
+        return conn.stub().SubmitJob(c, request, &response);
+      })) {
+    return *failed;
+  }
   conn.MarkConnected();
   if (global.json) {
     PrintLine(ToJsonLine(response));
@@ -90,10 +103,11 @@ int RunGet(const GlobalOptions& global, const GetOptions& options) {
   v1::GetJobRequest request;
   request.set_job_id(options.job_id);
   v1::Job job;
-  grpc::ClientContext context;
-  conn.Prepare(&context, /*unary=*/true);
-  grpc::Status status = conn.stub().GetJob(&context, request, &job);
-  if (!status.ok()) return conn.Fail("GetJob", status);
+  if (std::optional<int> failed = CallUnary(conn, "GetJob", [&](grpc::ClientContext* c) {
+        return conn.stub().GetJob(c, request, &job);
+      })) {
+    return *failed;
+  }
   PrintJob(global, job);
   return kExitOk;
 }
@@ -109,10 +123,11 @@ int RunList(const GlobalOptions& global, const ListOptions& options) {
   std::set<std::string> seen_tokens;
   while (true) {
     v1::ListJobsResponse response;
-    grpc::ClientContext context;
-    conn.Prepare(&context, /*unary=*/true);
-    grpc::Status status = conn.stub().ListJobs(&context, *request, &response);
-    if (!status.ok()) return conn.Fail("ListJobs", status);
+    if (std::optional<int> failed = CallUnary(conn, "ListJobs", [&](grpc::ClientContext* c) {
+          return conn.stub().ListJobs(c, *request, &response);
+        })) {
+      return *failed;
+    }
     conn.MarkConnected();
     for (const v1::Job& job : response.jobs()) {
       if (global.json) {
@@ -158,10 +173,11 @@ int RunCancel(const GlobalOptions& global, const CancelOptions& options) {
   v1::CancelJobRequest request;
   request.set_job_id(options.job_id);
   v1::Job job;
-  grpc::ClientContext context;
-  conn.Prepare(&context, /*unary=*/true);
-  grpc::Status status = conn.stub().CancelJob(&context, request, &job);
-  if (!status.ok()) return conn.Fail("CancelJob", status);
+  if (std::optional<int> failed = CallUnary(conn, "CancelJob", [&](grpc::ClientContext* c) {
+        return conn.stub().CancelJob(c, request, &job);
+      })) {
+    return *failed;
+  }
   if (global.json) {
     PrintLine(ToJsonLine(job));
   } else {

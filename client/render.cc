@@ -262,8 +262,8 @@ std::string FormatEventLine(const v1::JobEvent& e) {
 std::unique_ptr<EventPrinter> MakeEventPrinter(EventStyle style, std::FILE* out, int columns) {
   switch (style) {
     case EventStyle::kJson:
-      return std::make_unique<LinePrinter>(
-          out, [](const v1::JobEvent& e) { return ToJsonLine(e); });
+      return std::make_unique<LinePrinter>(out,
+                                           [](const v1::JobEvent& e) { return ToJsonLine(e); });
     case EventStyle::kBar:
       return std::make_unique<BarPrinter>(out, columns);
     case EventStyle::kPlain:

@@ -41,21 +41,6 @@ absl::StatusOr<float> ParseFloat(absl::string_view flag, const std::string& text
   return v;
 }
 
-// Sets `*field` from `text` when the flag was given.
-absl::Status SetInt32(absl::string_view flag, const std::optional<std::string>& text,
-                      int32_t* field) {
-  if (!text) return absl::OkStatus();
-  SR_ASSIGN_OR_RETURN(*field, ParseInt32(flag, *text));
-  return absl::OkStatus();
-}
-
-absl::Status SetFloat(absl::string_view flag, const std::optional<std::string>& text,
-                      float* field) {
-  if (!text) return absl::OkStatus();
-  SR_ASSIGN_OR_RETURN(*field, ParseFloat(flag, *text));
-  return absl::OkStatus();
-}
-
 absl::Status SetFormats(const std::vector<std::string>& formats, v1::JobSpec* spec) {
   for (const std::string& f : formats) {
     std::string name(absl::StripAsciiWhitespace(f));
@@ -67,40 +52,47 @@ absl::Status SetFormats(const std::vector<std::string>& formats, v1::JobSpec* sp
   return absl::OkStatus();
 }
 
+// The number flags that set a plain JobSpec field (0 when not given).
+template <typename T>
+struct NumberFlag {
+  const char* flag;
+  std::optional<std::string> SpecFlags::*text;
+  void (v1::JobSpec::*set)(T);
+};
+
 absl::Status SetNumbers(const SpecFlags& f, v1::JobSpec* spec) {
-  int32_t v = 0;
-  SR_RETURN_IF_ERROR(SetInt32("--bits", f.bits, &v));
-  spec->set_bits(v);
-  v = 0;
-  SR_RETURN_IF_ERROR(SetInt32("--group-size", f.group_size, &v));
-  spec->set_group_size(v);
+  static const NumberFlag<int32_t> kInts[] = {
+      {"--bits", &SpecFlags::bits, &v1::JobSpec::set_bits},
+      {"--group-size", &SpecFlags::group_size, &v1::JobSpec::set_group_size},
+      {"--nsamples", &SpecFlags::nsamples, &v1::JobSpec::set_nsamples},
+      {"--seqlen", &SpecFlags::seqlen, &v1::JobSpec::set_seqlen},
+      {"--batch-size", &SpecFlags::batch_size, &v1::JobSpec::set_batch_size},
+      {"--priority", &SpecFlags::priority, &v1::JobSpec::set_priority},
+  };
+  static const NumberFlag<float> kFloats[] = {
+      {"--lr", &SpecFlags::lr, &v1::JobSpec::set_lr},
+      {"--minmax-lr", &SpecFlags::minmax_lr, &v1::JobSpec::set_minmax_lr},
+  };
+  for (const NumberFlag<int32_t>& n : kInts) {
+    if (!(f.*n.text)) continue;
+    SR_ASSIGN_OR_RETURN(int32_t v, ParseInt32(n.flag, *(f.*n.text)));
+    (spec->*n.set)(v);
+  }
+  for (const NumberFlag<float>& n : kFloats) {
+    if (!(f.*n.text)) continue;
+    SR_ASSIGN_OR_RETURN(float v, ParseFloat(n.flag, *(f.*n.text)));
+    (spec->*n.set)(v);
+  }
+  // Wrapped fields: set means given, even to 0.
   if (f.sym) spec->mutable_sym()->set_value(*f.sym);
   if (f.iters) {
     SR_ASSIGN_OR_RETURN(int32_t iters, ParseInt32("--iters", *f.iters));
     spec->mutable_iters()->set_value(iters);
   }
-  float x = 0;
-  SR_RETURN_IF_ERROR(SetFloat("--lr", f.lr, &x));
-  spec->set_lr(x);
-  x = 0;
-  SR_RETURN_IF_ERROR(SetFloat("--minmax-lr", f.minmax_lr, &x));
-  spec->set_minmax_lr(x);
-  v = 0;
-  SR_RETURN_IF_ERROR(SetInt32("--nsamples", f.nsamples, &v));
-  spec->set_nsamples(v);
-  v = 0;
-  SR_RETURN_IF_ERROR(SetInt32("--seqlen", f.seqlen, &v));
-  spec->set_seqlen(v);
-  v = 0;
-  SR_RETURN_IF_ERROR(SetInt32("--batch-size", f.batch_size, &v));
-  spec->set_batch_size(v);
   if (f.seed) {
     SR_ASSIGN_OR_RETURN(uint64_t seed, ParseUint64("--seed", *f.seed));
     spec->mutable_seed()->set_value(seed);
   }
-  v = 0;
-  SR_RETURN_IF_ERROR(SetInt32("--priority", f.priority, &v));
-  spec->set_priority(v);
   return absl::OkStatus();
 }
 
@@ -122,8 +114,7 @@ void AddSpecFlags(CLI::App* cmd, SpecFlags* f) {
                                contract::kExportFormatNames))
       ->allow_extra_args(false)
       ->delimiter(',');
-  text_option("--bits", &f->bits,
-              absl::StrCat("Weight bits: ", contract::SchemeBitsList(" or ")));
+  text_option("--bits", &f->bits, absl::StrCat("Weight bits: ", contract::SchemeBitsList(" or ")));
   text_option("--group-size", &f->group_size, "Group size: -1 or a power of two >= 32");
   CLI::Option* sym = cmd->add_flag_function(
       "--sym", [f](int64_t) { f->sym = true; }, "Symmetric quantization");

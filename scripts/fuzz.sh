@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ALL_TARGETS=(safetensors_header_fuzz model_config_fuzz gguf_check_fuzz job_request_fuzz
-  storage_uri_fuzz auth_fuzz)
+  storage_uri_fuzz auth_fuzz settings_file_fuzz)
 BUILD=build-fuzz
 SECONDS_PER_TARGET=600
 RUNS=-1

@@ -53,8 +53,8 @@ bool PrintBar(const ProgressEvent& e) {
                                    e.block.stats.loss_best, e.block.stats.best_iter)
                  : std::string("RTN, no calibration");
   std::fprintf(stderr, "%s[%s] block %lld/%lld  %s  %.1fs%s%s", tty ? "\r" : "", bar.c_str(),
-               static_cast<long long>(done), static_cast<long long>(e.block.block_count), loss.c_str(),
-               e.block.stats.seconds, e.block.resumed ? " (resumed)" : "",
+               static_cast<long long>(done), static_cast<long long>(e.block.block_count),
+               loss.c_str(), e.block.stats.seconds, e.block.resumed ? " (resumed)" : "",
                tty && done < e.block.block_count ? "" : "\n");
   std::fflush(stderr);
   return true;
@@ -71,8 +71,7 @@ void AddSettingFlags(CLI::App* cmd, SettingFlags& f, CLI::Option* settings) {
       cmd->add_flag("--sym,!--asym", f.sym, "Symmetric (default) or asymmetric"),
       cmd->add_option("--iters", f.iters, "Tuning iterations per block (0: RTN)"),
       cmd->add_option("--nsamples", f.nsamples, "Calibration samples"),
-      cmd->add_option("--seqlen", f.seqlen, "Tokens per calibration sample")
-          ->capture_default_str(),
+      cmd->add_option("--seqlen", f.seqlen, "Tokens per calibration sample")->capture_default_str(),
       cmd->add_option("--batch-size", f.batch_size, "Samples per tuning step")
           ->capture_default_str(),
       cmd->add_option("--lr", f.lr, "Learning rate of V (default 1/iters)"),
@@ -210,9 +209,9 @@ int RunQuantizeCommand(QuantizeCommandOptions o) {
     std::fprintf(stderr, "signround-worker: warning: %s\n", warning.c_str());
   }
   if (o.progress == "json") {
-    PrintJsonEvent(
-        {"done", {{}, static_cast<int64_t>((*report)["blocks"].size()), false},
-         {{"out", o.job.out_dir}}});
+    PrintJsonEvent({"done",
+                    {{}, static_cast<int64_t>((*report)["blocks"].size()), false},
+                    {{"out", o.job.out_dir}}});
   }
   std::fprintf(stderr, "wrote %s in %.1f s", o.job.out_dir.c_str(),
                (*report)["seconds_total"].get<double>());

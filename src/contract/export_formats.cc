@@ -104,16 +104,15 @@ absl::Status CheckFormatScheme(absl::string_view format, const QuantScheme& s) {
   if (s.bits == want.bits && s.sym == want.sym && s.group_size == want.group_size) {
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      format, " holds exactly bits ", want.bits, ", ", want.sym ? "sym" : "asym", ", group_size ",
-      want.group_size, "; the job has bits ", s.bits, ", ", s.sym ? "sym" : "asym",
-      ", group_size ", s.group_size));
+  return absl::InvalidArgumentError(
+      absl::StrCat(format, " holds exactly bits ", want.bits, ", ", want.sym ? "sym" : "asym",
+                   ", group_size ", want.group_size, "; the job has bits ", s.bits, ", ",
+                   s.sym ? "sym" : "asym", ", group_size ", s.group_size));
 }
 
 bool UsesFloatMin(const std::vector<ExportFormat>& formats, const QuantScheme& scheme) {
-  const bool gguf = std::any_of(formats.begin(), formats.end(), [](const ExportFormat& f) {
-    return f.kind == FormatKind::kGguf;
-  });
+  const bool gguf = std::any_of(formats.begin(), formats.end(),
+                                [](const ExportFormat& f) { return f.kind == FormatKind::kGguf; });
   if (!gguf) return false;
   std::optional<GgufFormat> type = GgufFormatForScheme(scheme);
   return type && GgufFormatOf(*type).float_min;

@@ -22,8 +22,8 @@ absl::Status ReadFields(const JsonFields& f, LayerOverride& o) {
   SR_ASSIGN_OR_RETURN(o.sym, f.OptionalBool("sym"));
   if (bits) {
     if (!IsOverrideBits(static_cast<int>(*bits)) || *bits != static_cast<int>(*bits)) {
-      return f.Error("bits", absl::StrCat("must be ", SchemeBitsList(), " or ", kKeepBits,
-                                          ", got ", *bits));
+      return f.Error(
+          "bits", absl::StrCat("must be ", SchemeBitsList(), " or ", kKeepBits, ", got ", *bits));
     }
     o.bits = static_cast<int>(*bits);
   }

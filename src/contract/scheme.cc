@@ -27,9 +27,7 @@ std::string SchemeBitsList(const char* last, bool with_keep) {
   return out;
 }
 
-bool IsRequestGroupSize(int g) {
-  return g == -1 || (g >= 32 && g <= 65536 && (g & (g - 1)) == 0);
-}
+bool IsRequestGroupSize(int g) { return g == -1 || (g >= 32 && g <= 65536 && (g & (g - 1)) == 0); }
 
 absl::Status ValidateQuantScheme(const QuantScheme& s) {
   if (!IsSchemeBits(s.bits)) {

@@ -133,17 +133,30 @@ absl::StatusOr<QuantizeSettings> ParseSettingsFile(absl::string_view text,
     return f.Error("version", absl::StrCat(version, " is not ", kSettingsFileVersion,
                                            " (written by another version of signround)"));
   }
-  static const std::set<std::string> kKeys = {
-      "version",    "recipe",    "formats", "bits",         "group_size",
-      "sym",        "iters",     "lr",      "minmax_lr",    "nsamples",
-      "seqlen",     "batch_size", "seed",   "packed_dtype", "layer_overrides",
-      "allow_split_fused", "allow_gguf_without_vocab"};
+  static const std::set<std::string> kKeys = {"version",
+                                              "recipe",
+                                              "formats",
+                                              "bits",
+                                              "group_size",
+                                              "sym",
+                                              "iters",
+                                              "lr",
+                                              "minmax_lr",
+                                              "nsamples",
+                                              "seqlen",
+                                              "batch_size",
+                                              "seed",
+                                              "packed_dtype",
+                                              "layer_overrides",
+                                              "allow_split_fused",
+                                              "allow_gguf_without_vocab"};
   for (const auto& [key, unused] : j.items()) {
     if (!kKeys.count(key)) return f.Error(key, "is not a setting");
   }
   QuantizeSettings s;
   SR_ASSIGN_OR_RETURN(s.recipe, f.String("recipe"));
-  if (absl::Status st = FindRecipe(s.recipe).status(); !st.ok()) return f.Error("recipe", st.message());
+  if (absl::Status st = FindRecipe(s.recipe).status(); !st.ok())
+    return f.Error("recipe", st.message());
   SR_ASSIGN_OR_RETURN(s.formats, f.OptionalStringList("formats"));
   if (s.formats.empty()) return f.Error("formats", "must list at least one format");
   std::set<std::string> seen;

@@ -89,7 +89,6 @@ absl::StatusOr<QuantizeSettings> ResolveSettings(const QuantizeRequest& request)
 std::string SettingsFileText(const QuantizeSettings& settings);
 // Reads one back; INVALID_ARGUMENT "<where>: ..." for another version, a missing,
 // unknown or mistyped key, or a value ResolveSettings would not produce.
-absl::StatusOr<QuantizeSettings> ParseSettingsFile(absl::string_view text,
-                                                   absl::string_view where);
+absl::StatusOr<QuantizeSettings> ParseSettingsFile(absl::string_view text, absl::string_view where);
 
 }  // namespace signround::contract

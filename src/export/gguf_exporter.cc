@@ -316,9 +316,9 @@ absl::Status CheckGgufExport(GgufFormat format, const ModelConfig& c,
       for (GgufFormat other : contract::kGgufFormats) {
         if (type == FormatType(other)) use = absl::StrCat("use ", GgufFormatName(other));
       }
-      return absl::InvalidArgumentError(absl::StrCat(fmt, " needs ", contract::GgufFormatNeeds(format),
-                                                     " layers; this job quantizes to ",
-                                                     contract::DescribeSchemeLong(*s), " (", use, ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          fmt, " needs ", contract::GgufFormatNeeds(format), " layers; this job quantizes to ",
+          contract::DescribeSchemeLong(*s), " (", use, ")"));
     }
   }
   for (const LayerPlan& p : plans) {

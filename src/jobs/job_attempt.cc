@@ -177,9 +177,8 @@ absl::StatusOr<std::vector<std::string>> JobService::PrepareWorker(const Job& jo
   if (job.attempts > 1) {
     // Blocks an earlier attempt finished, perhaps on another machine. Without
     // them the worker tunes every block again: slower, same result.
-    absl::StatusOr<int> pulled =
-        PullCheckpoints(job.spec.output_uri, JoinPath(in.out_dir, contract::kWorkDirName),
-                        options_.s3);
+    absl::StatusOr<int> pulled = PullCheckpoints(
+        job.spec.output_uri, JoinPath(in.out_dir, contract::kWorkDirName), options_.s3);
     if (!pulled.ok()) {
       spdlog::warn("job={} earlier checkpoints not fetched: {}", job.id,
                    pulled.status().ToString());
@@ -219,9 +218,8 @@ absl::Status JobService::RunWorker(const Job& job, const std::vector<std::string
       absl::Status pushed = PushCheckpoint(output_uri, work_dir, b.stats.index, options_.s3);
       if (!pushed.ok()) spdlog::warn("job={} checkpoint not mirrored: {}", id, pushed.ToString());
     }
-    spdlog::info("job={} block {}/{} loss {:.6g} -> {:.6g}{}", id, b.stats.index + 1,
-                 b.block_count, b.stats.loss_iter0, b.stats.loss_best,
-                 b.resumed ? " (resumed)" : "");
+    spdlog::info("job={} block {}/{} loss {:.6g} -> {:.6g}{}", id, b.stats.index + 1, b.block_count,
+                 b.stats.loss_iter0, b.stats.loss_best, b.resumed ? " (resumed)" : "");
     Record(id, b, "", attempt->owner).IgnoreError();
     {
       std::lock_guard<std::mutex> lock(mu_);

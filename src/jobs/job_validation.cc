@@ -113,15 +113,17 @@ absl::Status ValidatePlacement(const JobSpec& spec, const std::vector<std::strin
             absl::SimpleAtoi(n, &index);
   }
   if (!known) {
-    return Invalid("spec.device", absl::StrCat(QuoteUntrusted(d), " is not any, cpu, cuda or cuda:N"));
+    return Invalid("spec.device",
+                   absl::StrCat(QuoteUntrusted(d), " is not any, cpu, cuda or cuda:N"));
   }
   // An API server without slots does not know its workers' devices.
   if (devices.empty()) return absl::OkStatus();
   for (const std::string& slot : devices) {
     if (DeviceAccepts(slot, d)) return absl::OkStatus();
   }
-  return Invalid("spec.device", absl::StrCat(QuoteUntrusted(d), " matches none of this server's devices (",
-                                             absl::StrJoin(devices, ", "), ")"));
+  return Invalid("spec.device",
+                 absl::StrCat(QuoteUntrusted(d), " matches none of this server's devices (",
+                              absl::StrJoin(devices, ", "), ")"));
 }
 
 absl::Status ValidateMeta(const JobSpec& spec) {
@@ -159,7 +161,8 @@ absl::Status ValidateJobId(absl::string_view id, absl::string_view field) {
   for (size_t i = 2; ok && i < id.size(); ++i) {
     ok = absl::ascii_isdigit(id[i]) || (id[i] >= 'a' && id[i] <= 'f');
   }
-  if (!ok) return Invalid(field, absl::StrCat(QuoteUntrusted(id), " is not a job id (j-<16 hex digits>)"));
+  if (!ok)
+    return Invalid(field, absl::StrCat(QuoteUntrusted(id), " is not a job id (j-<16 hex digits>)"));
   return absl::OkStatus();
 }
 
@@ -187,7 +190,8 @@ absl::Status ValidatePattern(absl::string_view field, const std::string& pattern
   try {
     std::regex re(pattern, std::regex::ECMAScript);
   } catch (const std::regex_error& e) {
-    return Invalid(field, absl::StrCat(QuoteUntrusted(pattern), " is not a valid regex: ", e.what()));
+    return Invalid(field,
+                   absl::StrCat(QuoteUntrusted(pattern), " is not a valid regex: ", e.what()));
   }
   return absl::OkStatus();
 }
@@ -221,8 +225,9 @@ absl::Status ValidateJobSpec(const JobSpec& spec, const std::vector<std::string>
   SR_RETURN_IF_ERROR(CheckUri("spec.model_uri", spec.model_uri));
   SR_RETURN_IF_ERROR(CheckUri("spec.output_uri", spec.output_uri));
   if (spec.bits != 0 && !contract::IsSchemeBits(spec.bits)) {
-    return Invalid("spec.bits", absl::StrCat(spec.bits, " is not one of ", contract::SchemeBitsList(),
-                                             " (0: ", EffectiveSettings().bits, ")"));
+    return Invalid("spec.bits",
+                   absl::StrCat(spec.bits, " is not one of ", contract::SchemeBitsList(),
+                                " (0: ", EffectiveSettings().bits, ")"));
   }
   SR_RETURN_IF_ERROR(CheckGroupSize("spec.group_size", spec.group_size, /*zero_ok=*/true));
   if (spec.iters) SR_RETURN_IF_ERROR(CheckRange("spec.iters", *spec.iters, 0, 100000));

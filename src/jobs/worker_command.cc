@@ -5,8 +5,8 @@
 namespace signround::jobs {
 
 std::vector<std::string> WorkerArgv(const WorkerInputs& in) {
-  std::vector<std::string> argv = {in.worker_bin, "quantize", "--progress", "json",
-                                   "--settings",  in.settings_path};
+  std::vector<std::string> argv = {in.worker_bin, "quantize",   "--progress",
+                                   "json",        "--settings", in.settings_path};
   auto add = [&argv](const char* flag, const std::string& value) {
     argv.push_back(flag);
     argv.push_back(value);

@@ -37,7 +37,6 @@ json StatsToJson(const StoredBlock& b) {
 
 }  // namespace
 
-
 absl::StatusOr<BlockStore> BlockStore::Open(const std::string& dir, const std::string& settings) {
   SR_RETURN_IF_ERROR(MakeDirectories(dir));
   std::string settings_path = JoinPath(dir, kSettingsFile);

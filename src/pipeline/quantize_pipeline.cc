@@ -72,9 +72,12 @@ absl::StatusOr<std::vector<ExportFormat>> FormatsOf(const contract::QuantizeSett
 
 absl::Status ValidateOptions(const QuantizeOptions& o) {
   SR_RETURN_IF_ERROR(ValidateQuantScheme(o.settings.scheme()));
-  if (o.settings.nsamples <= 0) return Invalid(absl::StrCat("nsamples must be positive, got ", o.settings.nsamples));
-  if (o.settings.seqlen < 2) return Invalid(absl::StrCat("seqlen must be at least 2, got ", o.settings.seqlen));
-  if (o.settings.iters < 0) return Invalid(absl::StrCat("iters must be >= 0, got ", o.settings.iters));
+  if (o.settings.nsamples <= 0)
+    return Invalid(absl::StrCat("nsamples must be positive, got ", o.settings.nsamples));
+  if (o.settings.seqlen < 2)
+    return Invalid(absl::StrCat("seqlen must be at least 2, got ", o.settings.seqlen));
+  if (o.settings.iters < 0)
+    return Invalid(absl::StrCat("iters must be >= 0, got ", o.settings.iters));
   if (!Calibrated(o) && o.settings.iters != 0) {
     return Invalid(
         absl::StrCat("a calibration file is required unless iters is 0 (recipe rtn); "
@@ -87,7 +90,8 @@ absl::Status ValidateOptions(const QuantizeOptions& o) {
   if (o.gradient_accumulate_steps <= 0) {
     return Invalid("gradient_accumulate_steps must be positive");
   }
-  if (o.settings.lr < 0 || o.settings.minmax_lr < 0) return Invalid("learning rates must be positive");
+  if (o.settings.lr < 0 || o.settings.minmax_lr < 0)
+    return Invalid("learning rates must be positive");
   if (o.out_dir.empty()) return Invalid("an output directory is required");
   if (o.max_shard_bytes == 0) return Invalid("max_shard_size must be positive");
   SR_RETURN_IF_ERROR(ValidatePackedTorchDtype(o.settings.packed_dtype));
@@ -107,12 +111,18 @@ json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
   const std::string model = o.model_name.empty() ? o.model_dir : o.model_name;
   const std::string calib = o.calib_name.empty() ? o.calib_path : o.calib_name;
   if (!Calibrated(o)) {
-    return {{"model", model},        {"model_parameters", ckpt.parameter_count()},
-            {"calib", nullptr},      {"calibrated", false},
-            {"bits", o.settings.bits}, {"group_size", o.settings.group_size},
-            {"sym", o.settings.sym},   {"layer_config", overrides},
-            {"recipe", o.settings.recipe},    {"iters", o.settings.iters},
-            {"device", o.device},    {"scale_dtype", "float16"}};
+    return {{"model", model},
+            {"model_parameters", ckpt.parameter_count()},
+            {"calib", nullptr},
+            {"calibrated", false},
+            {"bits", o.settings.bits},
+            {"group_size", o.settings.group_size},
+            {"sym", o.settings.sym},
+            {"layer_config", overrides},
+            {"recipe", o.settings.recipe},
+            {"iters", o.settings.iters},
+            {"device", o.device},
+            {"scale_dtype", "float16"}};
   }
   return {{"model", model},
           {"model_parameters", ckpt.parameter_count()},
@@ -139,8 +149,9 @@ json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
 }
 
 absl::StatusOr<at::Tensor> LoadCalibration(const QuantizeOptions& o, const ModelConfig& c) {
-  SR_ASSIGN_OR_RETURN(std::vector<TokenRow> rows,
-                      LoadDatasetRows(o.calib_path, o.model_dir, {o.calib_concat, o.settings.seqlen}));
+  SR_ASSIGN_OR_RETURN(
+      std::vector<TokenRow> rows,
+      LoadDatasetRows(o.calib_path, o.model_dir, {o.calib_concat, o.settings.seqlen}));
   auto samples = SelectSamples(rows, o.settings.nsamples, o.settings.seqlen);
   if (!samples.ok()) {
     return Invalid(absl::StrCat(o.calib_path, ": ", samples.status().message()));
@@ -220,12 +231,27 @@ struct RunContext {
 absl::Status ReportBlock(const RunContext& ctx, const BlockStats& stats, bool resumed,
                          json& blocks) {
   blocks.push_back(BlockStatsToJson(stats));
-  ProgressEvent event{"block", {stats, ctx.ckpt.config().num_hidden_layers, resumed},
+  ProgressEvent event{"block",
+                      {stats, ctx.ckpt.config().num_hidden_layers, resumed},
                       json{{"calibrated", Calibrated(ctx.options)}}};
   if (ctx.progress && !ctx.progress(event)) {
     return absl::CancelledError(absl::StrCat("cancelled after block ", stats.index));
   }
   return absl::OkStatus();
+}
+
+// Block `index` from the work directory when an earlier run finished it
+// (*resumed), else made by `make` from the block's layers and saved there.
+absl::StatusOr<StoredBlock> ResumeOrMake(
+    const BlockStore& store, const std::vector<LayerPlan>& plans, int64_t index,
+    const std::string& prefix,
+    const std::function<absl::StatusOr<StoredBlock>(const std::vector<LayerToQuantize>&)>& make,
+    bool* resumed) {
+  *resumed = store.Has(index);
+  if (*resumed) return store.Load(index, prefix);
+  SR_ASSIGN_OR_RETURN(StoredBlock block, make(BlockLayers(plans, index)));
+  SR_RETURN_IF_ERROR(store.Save(block, prefix));
+  return block;
 }
 
 // RTN without calibration: each block is loaded, rounded to nearest (the same
@@ -237,12 +263,9 @@ absl::StatusOr<json> RunBlocksUncalibrated(const RunContext& ctx, const BlockSto
   for (int64_t i = 0; i < ctx.ckpt.config().num_hidden_layers; ++i) {
     Clock::time_point start = Clock::now();
     const std::string prefix = absl::StrCat("model.layers.", i, ".");
-    StoredBlock block;
-    const bool resumed = store.Has(i);
-    if (resumed) {
-      SR_ASSIGN_OR_RETURN(block, store.Load(i, prefix));
-    } else {
-      std::vector<LayerToQuantize> layers = BlockLayers(plans, i);
+    bool resumed = false;
+    auto round = [&](const std::vector<LayerToQuantize>& layers) -> absl::StatusOr<StoredBlock> {
+      StoredBlock block;
       if (!layers.empty()) {
         SR_ASSIGN_OR_RETURN(BlockWeights original,
                             ctx.impl.load(ctx.ckpt, i, at::kFloat, ctx.device));
@@ -251,8 +274,9 @@ absl::StatusOr<json> RunBlocksUncalibrated(const RunContext& ctx, const BlockSto
         SR_ASSIGN_OR_RETURN(block.layers, RoundBlockToNearest(original, layers, weight_dtype));
       }
       block.stats = {i, static_cast<int>(layers.size()), 0, 0, 0, SecondsSince(start)};
-      SR_RETURN_IF_ERROR(store.Save(block, prefix));
-    }
+      return block;
+    };
+    SR_ASSIGN_OR_RETURN(StoredBlock block, ResumeOrMake(store, plans, i, prefix, round, &resumed));
     SR_RETURN_IF_ERROR(ReportBlock(ctx, block.stats, resumed, blocks));
   }
   return blocks;
@@ -275,21 +299,18 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
     SR_ASSIGN_OR_RETURN(BlockWeights original, ctx.impl.load(ctx.ckpt, i, at::kFloat, ctx.device));
     const BlockWeights base = WithQuantizedWeights(original, {}, ctx.dtype);
     at::Tensor fp_out = ForwardAll(c, ctx.impl.forward, base, rope, fp_in, o.settings.batch_size);
-    StoredBlock block;
-    const bool resumed = store.Has(i);
-    if (resumed) {
-      SR_ASSIGN_OR_RETURN(block, store.Load(i, prefix));
-    } else {
-      std::vector<LayerToQuantize> layers = BlockLayers(plans, i);
+    bool resumed = false;
+    auto tune = [&](const std::vector<LayerToQuantize>& layers) -> absl::StatusOr<StoredBlock> {
       at::Tensor tune_in = o.enable_quanted_input ? q_in : fp_in;
       BlockTuneResult r;
       if (!layers.empty()) {
-        TuneOptions tune = TuneOptionsOf(o);
-        tune.compute_dtype = ctx.dtype;
-        SR_ASSIGN_OR_RETURN(tune.weight_dtype, WeightDType(ctx.ckpt, prefix + layers[0].name));
+        TuneOptions t = TuneOptionsOf(o);
+        t.compute_dtype = ctx.dtype;
+        SR_ASSIGN_OR_RETURN(t.weight_dtype, WeightDType(ctx.ckpt, prefix + layers[0].name));
         SR_ASSIGN_OR_RETURN(r, TuneBlock(c, ctx.impl.forward, original, rope, layers, tune_in,
-                                         fp_out, tune, o.settings.seed + static_cast<uint64_t>(i)));
+                                         fp_out, t, o.settings.seed + static_cast<uint64_t>(i)));
       }
+      StoredBlock block;
       block.layers = std::move(r.layers);
       block.stats = {i,
                      static_cast<int>(layers.size()),
@@ -297,8 +318,9 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
                      r.loss_best,
                      r.best_iter,
                      SecondsSince(start)};
-      SR_RETURN_IF_ERROR(store.Save(block, prefix));
-    }
+      return block;
+    };
+    SR_ASSIGN_OR_RETURN(StoredBlock block, ResumeOrMake(store, plans, i, prefix, tune, &resumed));
     if (o.enable_quanted_input) {
       q_in =
           ForwardAll(c, ctx.impl.forward, WithQuantizedWeights(original, block.layers, ctx.dtype),
@@ -357,8 +379,8 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
                                 ckpt.quantization()->method(), "'); give the original model"));
   }
   SR_ASSIGN_OR_RETURN(const BlockImpl* impl, FindBlockImpl(ckpt.config().model_type));
-  std::vector<LayerPlan> plans = PlanLayers(DecoderLinears(ckpt.config()), o.settings.scheme(),
-                                            o.settings.layer_overrides);
+  std::vector<LayerPlan> plans =
+      PlanLayers(DecoderLinears(ckpt.config()), o.settings.scheme(), o.settings.layer_overrides);
   UseFormatZeroPoints(formats, plans);
   SR_ASSIGN_OR_RETURN(std::vector<std::string> warnings,
                       CheckExportFormats(formats, ckpt.config(), o.model_dir, plans, WaiversOf(o)));
@@ -368,8 +390,9 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   }
   std::vector<TokenRow> eval_rows;
   if (!o.eval_path.empty()) {
-    SR_ASSIGN_OR_RETURN(eval_rows, LoadDatasetRows(o.eval_path, o.model_dir,
-                                                   EvalTextOptions(ckpt.config(), o.settings.seqlen)));
+    SR_ASSIGN_OR_RETURN(eval_rows,
+                        LoadDatasetRows(o.eval_path, o.model_dir,
+                                        EvalTextOptions(ckpt.config(), o.settings.seqlen)));
     SR_RETURN_IF_ERROR(CheckTokenIds(eval_rows, ckpt.config().vocab_size, o.eval_path));
   }
   json settings = SettingsJson(o, ckpt);
@@ -378,8 +401,9 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
                   [](const LayerPlan& p) { return p.quantized && p.scheme.float_min; })) {
     settings["float_min"] = true;
   }
-  SR_ASSIGN_OR_RETURN(BlockStore store,
-                      BlockStore::Open(JoinPath(o.out_dir, contract::kWorkDirName), settings.dump()));
+  SR_ASSIGN_OR_RETURN(
+      BlockStore store,
+      BlockStore::Open(JoinPath(o.out_dir, contract::kWorkDirName), settings.dump()));
   // An earlier run's report would make this run's unfinished outputs look complete.
   SR_RETURN_IF_ERROR(RemoveTree(JoinPath(o.out_dir, "report.json")));
   // fp32 on CPU; bf16 on CUDA with fp32 tuning parameters and loss.

@@ -14,8 +14,8 @@ TEST(ExportFormats, NamesKindsAndDirectories) {
   EXPECT_EQ(FindExportFormat("awq").status().message(),
             "'awq' is not one of " + std::string(kExportFormatNames));
   // Every listed name is found.
-  for (const char* name : {"fake", "auto_round", "auto_gptq", "gguf:q4_0", "gguf:q4_1",
-                           "gguf:q8_0"}) {
+  for (const char* name :
+       {"fake", "auto_round", "auto_gptq", "gguf:q4_0", "gguf:q4_1", "gguf:q8_0"}) {
     EXPECT_TRUE(FindExportFormat(name).ok()) << name;
   }
 }

@@ -10,7 +10,8 @@ namespace {
 using nlohmann::json;
 
 TEST(LayerOverride, JsonRoundTripKeepsOrderAndUnsetFields) {
-  std::vector<LayerOverride> in = {{"mlp", 8, {}, {}}, {"attn", {}, 64, false}, {"mlp", 16, {}, {}}};
+  std::vector<LayerOverride> in = {
+      {"mlp", 8, {}, {}}, {"attn", {}, 64, false}, {"mlp", 16, {}, {}}};
   json j = LayerOverridesToJson(in);
   EXPECT_EQ(j.dump(),
             R"([{"bits":8,"pattern":"mlp"},{"group_size":64,"pattern":"attn","sym":false},)"
@@ -34,8 +35,8 @@ TEST(LayerOverride, FromJsonRejectsHostileEntries) {
   EXPECT_TRUE(absl::StrContains(error(R"([{"pattern":"a","bit":4}])"), "cfg[0]: key 'bit'"));
   EXPECT_TRUE(absl::StrContains(error(R"([{"bits":4}])"), "cfg[0]: key 'pattern'"));
   EXPECT_TRUE(absl::StrContains(error(R"([{"pattern":"(","bits":4}])"), "not a valid regex"));
-  EXPECT_TRUE(absl::StrContains(error(R"([{"pattern":"a","bits":5}])"),
-                                "must be 2, 3, 4, 8 or 16, got 5"));
+  EXPECT_TRUE(
+      absl::StrContains(error(R"([{"pattern":"a","bits":5}])"), "must be 2, 3, 4, 8 or 16, got 5"));
   EXPECT_TRUE(absl::StrContains(error(R"([{"pattern":"a","group_size":0}])"),
                                 "must be positive or -1, got 0"));
   EXPECT_TRUE(absl::StrContains(error(R"([{"pattern":"a","sym":"yes"}])"), "key 'sym'"));

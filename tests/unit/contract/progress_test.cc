@@ -10,10 +10,9 @@ namespace {
 TEST(Progress, BlockEventRoundTripsAndNaNIsNull) {
   ProgressEvent e{"block", {{3, 7, 0.5, std::nan(""), 12, 1.25}, 8, true}, {{"calibrated", true}}};
   const std::string line = ProgressEventLine(e);
-  EXPECT_EQ(line,
-            R"({"best_iter":12,"block_count":8,"calibrated":true,"event":"block","index":3,)"
-            R"("layers_quantized":7,"loss_best":null,"loss_iter0":0.5,"resumed":true,)"
-            R"("seconds":1.25})");
+  EXPECT_EQ(line, R"({"best_iter":12,"block_count":8,"calibrated":true,"event":"block","index":3,)"
+                  R"("layers_quantized":7,"loss_best":null,"loss_iter0":0.5,"resumed":true,)"
+                  R"("seconds":1.25})");
   absl::StatusOr<ProgressEvent> back = ParseProgressEventLine(line);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->kind, "block");

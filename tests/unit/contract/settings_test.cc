@@ -121,8 +121,8 @@ TEST(Settings, FileRejectsWhatResolutionWouldNotWrite) {
   EXPECT_TRUE(absl::StrContains(error("seed", -1), "key 'seed'"));
   EXPECT_TRUE(absl::StrContains(error("packed_dtype", "BFLOAT16"), "key 'packed_dtype'"));
   EXPECT_TRUE(absl::StrContains(error("lr", -1), "key 'lr'"));
-  EXPECT_TRUE(absl::StrContains(error("layer_overrides", {{{"pattern", "("}}}),
-                                "not a valid regex"));
+  EXPECT_TRUE(
+      absl::StrContains(error("layer_overrides", {{{"pattern", "("}}}), "not a valid regex"));
   EXPECT_FALSE(ParseSettingsFile("[]", "s.json").ok());
   EXPECT_FALSE(ParseSettingsFile("{\"version\": 1", "s.json").ok());
 }
