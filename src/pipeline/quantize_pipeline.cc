@@ -107,45 +107,35 @@ absl::Status ValidateOptions(const QuantizeOptions& o) {
 // no calibration or tuning settings (none of them changes its result), has
 // "calib": null, and can never resume a calibrated run's blocks or the reverse.
 json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
-  const json overrides = contract::LayerOverridesToJson(o.settings.layer_overrides);
-  const std::string model = o.model_name.empty() ? o.model_dir : o.model_name;
-  const std::string calib = o.calib_name.empty() ? o.calib_path : o.calib_name;
-  if (!Calibrated(o)) {
-    return {{"model", model},
+  // (Keys are sorted on output, so the order they are added in does not matter.)
+  json s = {{"model", o.model_name.empty() ? o.model_dir : o.model_name},
             {"model_parameters", ckpt.parameter_count()},
-            {"calib", nullptr},
-            {"calibrated", false},
+            {"calibrated", Calibrated(o)},
             {"bits", o.settings.bits},
             {"group_size", o.settings.group_size},
             {"sym", o.settings.sym},
-            {"layer_config", overrides},
+            {"layer_config", contract::LayerOverridesToJson(o.settings.layer_overrides)},
             {"recipe", o.settings.recipe},
             {"iters", o.settings.iters},
             {"device", o.device},
             {"scale_dtype", "float16"}};
+  if (!Calibrated(o)) {
+    s["calib"] = nullptr;
+    return s;
   }
-  return {{"model", model},
-          {"model_parameters", ckpt.parameter_count()},
-          {"calib", calib},
-          {"calib_concat", o.calib_concat},
-          {"calibrated", true},
-          {"bits", o.settings.bits},
-          {"group_size", o.settings.group_size},
-          {"sym", o.settings.sym},
-          {"layer_config", overrides},
-          {"recipe", o.settings.recipe},
-          {"iters", o.settings.iters},
-          {"lr", EffectiveLr(TuneOptionsOf(o))},
-          {"minmax_lr", EffectiveMinmaxLr(TuneOptionsOf(o))},
-          {"nsamples", o.settings.nsamples},
-          {"seqlen", o.settings.seqlen},
-          {"batch_size", o.settings.batch_size},
-          {"gradient_accumulate_steps", o.gradient_accumulate_steps},
-          {"enable_minmax_tuning", o.enable_minmax_tuning},
-          {"enable_quanted_input", o.enable_quanted_input},
-          {"seed", o.settings.seed},
-          {"device", o.device},
-          {"scale_dtype", "float16"}};
+  const TuneOptions tune = TuneOptionsOf(o);
+  s.update({{"calib", o.calib_name.empty() ? o.calib_path : o.calib_name},
+            {"calib_concat", o.calib_concat},
+            {"lr", EffectiveLr(tune)},
+            {"minmax_lr", EffectiveMinmaxLr(tune)},
+            {"nsamples", o.settings.nsamples},
+            {"seqlen", o.settings.seqlen},
+            {"batch_size", o.settings.batch_size},
+            {"gradient_accumulate_steps", o.gradient_accumulate_steps},
+            {"enable_minmax_tuning", o.enable_minmax_tuning},
+            {"enable_quanted_input", o.enable_quanted_input},
+            {"seed", o.settings.seed}});
+  return s;
 }
 
 absl::StatusOr<at::Tensor> LoadCalibration(const QuantizeOptions& o, const ModelConfig& c) {
