@@ -5,7 +5,6 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "src/data/token_tensor.h"
 #include "tests/testing/test_files.h"
 
 namespace signround {
@@ -110,19 +109,6 @@ TEST(SelectSamples, TooFewLongRowsIsAClearError) {
   EXPECT_EQ(s.status().message(), "only 2 rows have at least 4 tokens, need 3");
   EXPECT_EQ(SelectSamples(rows, 0, 4).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(SelectSamples(rows, 1, 0).status().code(), absl::StatusCode::kInvalidArgument);
-}
-
-TEST(TokenTensor, StacksEqualRowsAndPadsUnequalOnes) {
-  absl::StatusOr<at::Tensor> t = TokenRowsToTensor({{1, 2, 3}, {4, 5, 6}});
-  ASSERT_TRUE(t.ok()) << t.status();
-  EXPECT_EQ(t->scalar_type(), at::kLong);
-  EXPECT_TRUE(at::equal(*t, at::tensor({1, 2, 3, 4, 5, 6}, at::kLong).view({2, 3})));
-  absl::StatusOr<at::Tensor> bad = TokenRowsToTensor({{1, 2, 3}, {4, 5}});
-  EXPECT_EQ(bad.status().message(), "token rows: row 2 has 2 tokens, row 1 has 3");
-  EXPECT_FALSE(TokenRowsToTensor({}).ok());
-  absl::StatusOr<at::Tensor> padded = PadTokenRows({{1}, {}, {4, 5, 6}}, 9);
-  ASSERT_TRUE(padded.ok());
-  EXPECT_TRUE(at::equal(*padded, at::tensor({1, 9, 9, 9, 9, 9, 4, 5, 6}, at::kLong).view({3, 3})));
 }
 
 }  // namespace

@@ -8,9 +8,15 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "src/model/layout.h"
+#include "src/model/random_checkpoint.h"
+#include "src/tensor/torch_tensor.h"
+#include "tests/testing/test_files.h"
+#include "tests/unit/model/model_fixtures.h"
 
 namespace signround {
 namespace {
+
+using ::testing::HasSubstr;
 
 ModelConfig TinyConfig(int64_t heads, int64_t kv_heads) {
   ModelConfig c;
@@ -267,6 +273,47 @@ TEST(RmsNorm, NormalisesInFloat32AndCastsBackBeforeTheWeight) {
   EXPECT_NEAR(y[0][1].item<double>(), 8 / std::sqrt(12.5), 1e-6);
   at::Tensor yb = RmsNorm(x.to(at::kBFloat16), g.to(at::kBFloat16), 0.0);
   EXPECT_EQ(yb.scalar_type(), at::kBFloat16);
+}
+
+// ---- Loading a block's weights from a checkpoint. ----
+
+at::Tensor Raw(const Checkpoint& ckpt, const std::string& name) {
+  Checkpoint::Tensor t = *ckpt.Find(name);
+  return *LoadTensor(t.file, *t.entry);
+}
+
+TEST(LoadBlockWeights, LoadsConvertedOwnedCopiesWithBiasesWhereTheFamilyHasThem) {
+  testing::TempDir dir;
+  ASSERT_TRUE(WriteRandomCheckpoint(dir.File("m"), Small("qwen2")).ok());
+  absl::StatusOr<Checkpoint> ckpt = Checkpoint::Open(dir.File("m"));
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  absl::StatusOr<BlockWeights> w = LoadBlockWeights(*ckpt, 1, at::kFloat, at::kCPU);
+  ASSERT_TRUE(w.ok()) << w.status();
+  at::Tensor raw = Raw(*ckpt, "model.layers.1.mlp.down_proj.weight");
+  EXPECT_EQ(w->down_proj.weight.scalar_type(), at::kFloat);
+  EXPECT_TRUE(at::equal(w->down_proj.weight, raw.to(at::kFloat)));
+  EXPECT_NE(w->down_proj.weight.data_ptr(), raw.data_ptr());
+  EXPECT_TRUE(
+      at::equal(w->input_norm, Raw(*ckpt, "model.layers.1.input_layernorm.weight").to(at::kFloat)));
+  // Qwen2: q/k/v have biases, o_proj and the MLP do not.
+  EXPECT_TRUE(w->q_proj.bias.defined());
+  EXPECT_TRUE(w->v_proj.bias.defined());
+  EXPECT_FALSE(w->o_proj.bias.defined());
+  EXPECT_FALSE(w->gate_proj.bias.defined());
+  w->q_proj.weight.mul_(2);  // owned: writable
+}
+
+TEST(LoadBlockWeights, RejectsLayersOutOfRange) {
+  testing::TempDir dir;
+  ASSERT_TRUE(WriteRandomCheckpoint(dir.File("m"), Small("llama")).ok());
+  absl::StatusOr<Checkpoint> ckpt = Checkpoint::Open(dir.File("m"));
+  ASSERT_TRUE(ckpt.ok());
+  for (int64_t layer : {-1, 2}) {
+    absl::StatusOr<BlockWeights> w = LoadBlockWeights(*ckpt, layer, at::kFloat, at::kCPU);
+    EXPECT_EQ(w.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(w.status().message()),
+                HasSubstr("is out of range (the model has 2 layers)"));
+  }
 }
 
 }  // namespace

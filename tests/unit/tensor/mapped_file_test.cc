@@ -1,7 +1,7 @@
-// Opening a checkpoint maps its files without reading them: the mapping's
-// resident pages grow only by the tensors that are actually touched. Measured
-// per mapping from /proc/self/smaps, so library code paged in by LibTorch does
-// not blur the figure.
+// Opening a checkpoint maps its files (src/tensor/mapped_file.h) without reading them: the
+// mapping's resident pages grow only by the tensors that are actually touched, and Evict releases
+// them. Measured per mapping from /proc/self/smaps, so library code paged in by LibTorch does not
+// blur the figure.
 #include <gtest/gtest.h>
 
 #include "src/common/proc_stats.h"

@@ -1,7 +1,8 @@
-// The GGUF exporter, checked through an independent GGUF reader written here
-// (it shares no code with the writer): header, metadata types and values,
-// tensor infos, alignment and offsets, and every tensor's data dequantized
-// back and compared with the engine's integer weights and the checkpoint.
+// The GGUF exporter (src/export/gguf_exporter.h), checked through an independent GGUF reader
+// (tests/testing/gguf_reader.h: it shares no code with the writer): header, metadata types and
+// values, tensor infos, alignment and offsets, and every tensor's data dequantized back and
+// compared with the engine's integer weights and the checkpoint; CheckGgufExport, the format
+// names and the Llama q/k row permutation.
 #include <sys/stat.h>
 
 #include <dirent.h>
@@ -32,6 +33,7 @@
 #include "src/tensor/safetensors_writer.h"
 #include "tests/testing/gguf_reader.h"
 #include "tests/testing/test_files.h"
+#include "tests/unit/export/export_fixtures.h"
 
 namespace signround {
 namespace {
@@ -39,7 +41,6 @@ namespace {
 using namespace ::signround::testing::gguf;  // NOLINT: the reader's types
 using ::signround::testing::TempDir;
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 
 // --- synthetic jobs -------------------------------------------------------
 
@@ -135,14 +136,6 @@ ModelConfig TinyConfig() {
   c->bos_token_id = 1;
   c->eos_token_ids = {2};
   return *c;
-}
-
-QuantScheme Scheme(int bits, int group_size, bool sym) {
-  QuantScheme s;
-  s.bits = bits;
-  s.group_size = group_size;
-  s.sym = sym;
-  return s;
 }
 
 // A checkpoint, its block files and the export source over them.
@@ -791,7 +784,7 @@ TEST(GgufFormatTest, Names) {
   EXPECT_EQ(GgufFileName("m", GgufFormat::kQ8_0), "m-Q8_0.gguf");
 }
 
-// --- permutation, encoders, writer ------------------------------------------
+// --- permutation ------------------------------------------------------------
 
 TEST(GgufPermutationTest, HandComputedRowOrders) {
   // One head of 8 rows: HF halves [0 1 2 3 | 4 5 6 7] interleave.
@@ -830,180 +823,6 @@ TEST(GgufPermutationTest, ScalesAndZerosMoveWithTheirRows) {
     EXPECT_EQ(Half(U16(out, r * 20 + 2)), -want[r] * (want[r] + 1.0)) << r;
     EXPECT_EQ(static_cast<uint8_t>(out[r * 20 + 4]), want[r] * 17) << r;
   }
-}
-
-TEST(GgufQuantsTest, Q8_0FromFloatsMatchesLlamaCpp) {
-  std::vector<float> x(64, 0.0f);  // second block all zeros: d = 0, q = 0
-  for (int j = 0; j < 32; ++j) x[j] = (j - 10) * 0.25f;
-  x[5] = -12.7f;  // amax: d = 0.1, so x / d has exact halves nearby
-  x[6] = 0.25f;   // 2.5 -> roundf rounds away from zero: 3
-  std::string out;
-  QuantizeRowQ8_0(x, &out);
-  ASSERT_EQ(out.size(), 68u);
-  const float d = 12.7f / 127.0f, id = 1.0f / d;
-  EXPECT_EQ(U16(out, 0), FloatToF16(d));
-  for (int j = 0; j < 32; ++j) {
-    EXPECT_EQ(static_cast<int8_t>(out[2 + j]), static_cast<int>(std::roundf(x[j] * id))) << j;
-  }
-  EXPECT_EQ(static_cast<int8_t>(out[2 + 5]), -127);
-  EXPECT_EQ(static_cast<int8_t>(out[2 + 6]), 3);
-  EXPECT_EQ(U16(out, 34), 0);
-  for (int j = 0; j < 32; ++j) EXPECT_EQ(out[36 + j], 0);
-}
-
-TEST(GgufQuantsTest, SchemeTypes) {
-  EXPECT_EQ(GgmlTypeForScheme(Scheme(4, 32, true)), GgmlType::kQ4_0);
-  EXPECT_EQ(GgmlTypeForScheme(Scheme(4, 32, false)), GgmlType::kQ4_1);
-  EXPECT_EQ(GgmlTypeForScheme(Scheme(8, 32, true)), GgmlType::kQ8_0);
-  EXPECT_EQ(GgmlTypeForScheme(Scheme(8, 32, false)), std::nullopt);
-  EXPECT_EQ(GgmlTypeForScheme(Scheme(4, 64, true)), std::nullopt);
-  EXPECT_EQ(GgmlTypeForScheme(Scheme(2, 32, true)), std::nullopt);
-  EXPECT_EQ(GgmlTypeForScheme(Scheme(3, 32, true)), std::nullopt);
-}
-
-TEST(GgufQuantsTest, SymmetricZeroMustBeTheMidpoint) {
-  IntegerLayer l;
-  l.name = "q";
-  l.scheme = Scheme(8, 32, true);
-  l.out = 1;
-  l.in = 32;
-  const std::string codes(32, 'a'), zeros(1, 127), scales(2, '\0');
-  l.codes = codes;
-  l.zeros = zeros;
-  l.scales = scales;
-  std::string out;
-  absl::Status s = EncodeIntegerRow(l, 0, GgmlType::kQ8_0, &out);
-  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
-  EXPECT_EQ(s.message(), "q: row 0 group 0: symmetric zero point is 127, not 128");
-  s = EncodeIntegerRow(l, 0, GgmlType::kQ4_0, &out);
-  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
-}
-
-TEST(GgufFileTest, EveryMetadataTypeAndAlignment) {
-  TempDir tmp;
-  GgufMetadata m;
-  m.AddU8("a.u8", 200);
-  m.AddI8("a.i8", -100);
-  m.AddU16("a.u16", 60000);
-  m.AddI16("a.i16", -30000);
-  m.AddU32("a.u32", 4000000000u);
-  m.AddI32("a.i32", -2000000000);
-  m.AddF32("a.f32", 1.5f);
-  m.AddBool("a.bool", true);
-  m.AddString("a.str", std::string("h\0i", 3));
-  m.AddU64("a.u64", 1ull << 60);
-  m.AddI64("a.i64", -(1ll << 60));
-  m.AddF64("a.f64", 0.1);
-  m.AddArray("a.arr_i32", std::vector<int32_t>{1, -2, 3});
-  m.AddArray("a.arr_f32", std::vector<float>{0.5f});
-  m.AddArray("a.arr_bool", std::vector<bool>{true, false});
-  m.AddArray("a.arr_u8", std::vector<uint8_t>{});
-  m.AddStringArray("a.arr_str", {"x", "", "yz"});
-  std::vector<GgufTensorInfo> tensors = {{"t0", {3}, GgmlType::kF32},
-                                         {"t1", {2, 32}, GgmlType::kQ4_1},
-                                         {"t2", {1, 5}, GgmlType::kF16}};
-  const std::string path = tmp.File("x.gguf");
-  ASSERT_TRUE(WriteGgufFile(path, m, tensors,
-                            [&](size_t i, const GgufTensorInfo& info, const GgufWriteFn& write) {
-                              absl::StatusOr<uint64_t> n = GgufTensorBytes(info);
-                              std::string bytes(*n, static_cast<char>('a' + i));
-                              // In two pieces.
-                              absl::Status s = write(absl::string_view(bytes).substr(0, 1));
-                              return s.ok() ? write(absl::string_view(bytes).substr(1)) : s;
-                            })
-                  .ok());
-  GgufContents g = ReadGguf(path);
-  ASSERT_EQ(g.kv.size(), 17u);
-  EXPECT_EQ(g.kv["a.u8"].type, kU8);
-  EXPECT_EQ(g.kv["a.u8"].u, 200u);
-  EXPECT_EQ(g.kv["a.i8"].type, kI8);
-  EXPECT_EQ(g.kv["a.i8"].i, -100);
-  EXPECT_EQ(g.kv["a.u16"].type, kU16);
-  EXPECT_EQ(g.kv["a.u16"].u, 60000u);
-  EXPECT_EQ(g.kv["a.i16"].type, kI16);
-  EXPECT_EQ(g.kv["a.i16"].i, -30000);
-  EXPECT_EQ(g.kv["a.u32"].type, kU32);
-  EXPECT_EQ(g.kv["a.u32"].u, 4000000000u);
-  EXPECT_EQ(g.kv["a.i32"].type, kI32);
-  EXPECT_EQ(g.kv["a.i32"].i, -2000000000);
-  EXPECT_EQ(g.kv["a.f32"].type, kF32);
-  EXPECT_EQ(g.kv["a.f32"].f, 1.5);
-  EXPECT_EQ(g.kv["a.bool"].type, kBool);
-  EXPECT_EQ(g.kv["a.bool"].u, 1u);
-  EXPECT_EQ(g.kv["a.str"].type, kStr);
-  EXPECT_EQ(g.kv["a.str"].s, std::string("h\0i", 3));
-  EXPECT_EQ(g.kv["a.u64"].type, kU64);
-  EXPECT_EQ(g.kv["a.u64"].u, 1ull << 60);
-  EXPECT_EQ(g.kv["a.i64"].type, kI64);
-  EXPECT_EQ(g.kv["a.i64"].i, -(1ll << 60));
-  EXPECT_EQ(g.kv["a.f64"].type, kF64);
-  EXPECT_EQ(g.kv["a.f64"].f, 0.1);
-  EXPECT_EQ(g.kv["a.arr_i32"].elem_type, kI32);
-  ASSERT_EQ(g.kv["a.arr_i32"].items.size(), 3u);
-  EXPECT_EQ(g.kv["a.arr_i32"].items[1].i, -2);
-  EXPECT_EQ(g.kv["a.arr_f32"].items[0].f, 0.5);
-  EXPECT_EQ(g.kv["a.arr_bool"].elem_type, kBool);
-  EXPECT_EQ(g.kv["a.arr_bool"].items[0].u, 1u);
-  EXPECT_EQ(g.kv["a.arr_bool"].items[1].u, 0u);
-  EXPECT_EQ(g.kv["a.arr_u8"].elem_type, kU8);
-  EXPECT_TRUE(g.kv["a.arr_u8"].items.empty());
-  EXPECT_EQ(g.kv["a.arr_str"].elem_type, kStr);
-  ASSERT_EQ(g.kv["a.arr_str"].items.size(), 3u);
-  EXPECT_EQ(g.kv["a.arr_str"].items[2].s, "yz");
-  ASSERT_EQ(g.tensors.size(), 3u);
-  EXPECT_EQ(g.tensors[0].ne, std::vector<uint64_t>{3});
-  EXPECT_EQ(g.tensors[1].ne, (std::vector<uint64_t>{32, 2}));
-  EXPECT_EQ(g.tensors[1].type, kTQ4_1);
-  EXPECT_EQ(g.tensors[2].ne, (std::vector<uint64_t>{5, 1}));
-  EXPECT_EQ(g.data_start % 32, 0u);
-  EXPECT_EQ(g.tensors[0].offset, 0u);
-  EXPECT_EQ(g.tensors[1].offset, 32u);  // 12 bytes padded
-  EXPECT_EQ(g.tensors[2].offset, 96u);  // 40 bytes padded
-  EXPECT_EQ(g.Data(g.tensors[1], 40), std::string(40, 'b'));
-  EXPECT_EQ(g.bytes.size(), g.data_start + 128);  // the last tensor is padded too
-}
-
-TEST(GgufFileTest, RefusesBadInputAndLeavesNoFile) {
-  TempDir tmp;
-  const std::string path = tmp.File("x.gguf");
-  auto zeros = [](size_t, const GgufTensorInfo& info, const GgufWriteFn& write) {
-    return write(std::string(*GgufTensorBytes(info), '\0'));
-  };
-  GgufMetadata dup;
-  dup.AddU32("k", 1);
-  dup.AddString("k", "v");
-  EXPECT_EQ(WriteGgufFile(path, dup, {}, zeros).message(), "GGUF metadata: duplicate key 'k'");
-  GgufMetadata m;
-  absl::Status s = WriteGgufFile(path, m, {{"t", {4, 48}, GgmlType::kQ8_0}}, zeros);
-  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(s.message(),
-            "GGUF tensor 't' [4, 48] Q8_0: the row length is not a multiple of the block size 32");
-  s = WriteGgufFile(path, m, {{"t", {1}, GgmlType::kF32}, {"t", {1}, GgmlType::kF32}}, zeros);
-  EXPECT_THAT(s.message(), HasSubstr("duplicate GGUF tensor 't'"));
-  s = WriteGgufFile(path, m, {{std::string(64, 'n'), {1}, GgmlType::kF32}}, zeros);
-  EXPECT_THAT(s.message(), HasSubstr("must be 1 to 63 bytes"));
-  // A callback that writes too little, too much, or fails.
-  std::vector<GgufTensorInfo> t = {{"a", {8}, GgmlType::kF32}, {"b", {8}, GgmlType::kF32}};
-  s = WriteGgufFile(path, m, t, [](size_t i, const GgufTensorInfo&, const GgufWriteFn& write) {
-    return write(std::string(i == 1 ? 31 : 32, '\0'));
-  });
-  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
-  EXPECT_THAT(s.message(), HasSubstr("tensor 'b' got 31 of its 32 bytes"));
-  s = WriteGgufFile(path, m, t, [](size_t, const GgufTensorInfo&, const GgufWriteFn& write) {
-    return write(std::string(33, '\0'));
-  });
-  EXPECT_THAT(s.message(), HasSubstr("tensor 'a' got more than its 32 bytes"));
-  s = WriteGgufFile(path, m, t, [](size_t i, const GgufTensorInfo&, const GgufWriteFn& write) {
-    return i == 1 ? absl::DataLossError("boom") : write(std::string(32, '\0'));
-  });
-  EXPECT_EQ(s, absl::DataLossError("boom"));
-  struct stat st;
-  EXPECT_NE(::stat(path.c_str(), &st), 0);
-  DIR* d = ::opendir(tmp.path().c_str());
-  int entries = 0;
-  for (dirent* e; (e = ::readdir(d)) != nullptr;) entries += e->d_name[0] != '.';
-  ::closedir(d);
-  EXPECT_EQ(entries, 0);
 }
 
 }  // namespace
