@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
+#include "gmock/gmock.h"
 
 namespace signround::contract {
 namespace {
 
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 TEST(LayerOverride, JsonRoundTripKeepsOrderAndUnsetFields) {
   std::vector<LayerOverride> in = {
@@ -55,6 +57,57 @@ TEST(LayerOverride, ConfigFileIsAnObjectInFileOrder) {
   EXPECT_EQ(ParseLayerConfig(R"({"a": 4})", "l.json").status().message(),
             "l.json: 'a': must be an object");
   EXPECT_FALSE(ParseLayerConfig(R"({"a": {"bits": 4}, "a": {"bits": 8}})", "l.json").ok());
+}
+
+TEST(ParseLayerConfigTest, EmptyObjectHasNoOverrides) {
+  auto o = ParseLayerConfig("{}", "layers.json");
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->empty());
+}
+
+// Each bad config is INVALID_ARGUMENT starting with the label and naming the pattern.
+void ExpectBadLayerConfig(const std::string& text, const std::string& pattern,
+                          const std::string& fragment) {
+  auto o = ParseLayerConfig(text, "layers.json");
+  ASSERT_FALSE(o.ok()) << text;
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument) << o.status();
+  std::string msg(o.status().message());
+  EXPECT_EQ(msg.rfind("layers.json: '" + pattern + "'", 0), 0u) << msg;
+  EXPECT_THAT(msg, HasSubstr(fragment));
+}
+
+TEST(ParseLayerConfigTest, RejectsInvalidRegex) {
+  ExpectBadLayerConfig(R"({"mlp\\.": {"bits": 8}, "(q_proj": {"bits": 8}})", "(q_proj",
+                       "not a valid regex");
+}
+
+TEST(ParseLayerConfigTest, RejectsUnsupportedBits) {
+  ExpectBadLayerConfig(R"({"down_proj": {"bits": 7}})", "down_proj",
+                       "key 'bits' must be 2, 3, 4, 8 or 16, got 7");
+}
+
+TEST(ParseLayerConfigTest, RejectsZeroGroupSize) {
+  ExpectBadLayerConfig(R"({"o_proj": {"group_size": 0}})", "o_proj",
+                       "key 'group_size' must be positive or -1, got 0");
+}
+
+TEST(ParseLayerConfigTest, RejectsUnknownKey) {
+  ExpectBadLayerConfig(R"({"o_proj": {"bitz": 4}})", "o_proj", "key 'bitz'");
+}
+
+TEST(ParseLayerConfigTest, RejectsNonObjectValue) {
+  ExpectBadLayerConfig(R"({"o_proj": 4})", "o_proj", "must be an object");
+}
+
+TEST(ParseLayerConfigTest, RejectsWrongFieldTypes) {
+  ExpectBadLayerConfig(R"({"o_proj": {"bits": "4"}})", "o_proj", "bits");
+  ExpectBadLayerConfig(R"({"o_proj": {"sym": 1}})", "o_proj", "sym");
+}
+
+TEST(ParseLayerConfigTest, RejectsNonObjectRoot) {
+  auto o = ParseLayerConfig(R"([{"bits": 4}])", "layers.json");
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(o.status().message()), HasSubstr("layers.json"));
 }
 
 }  // namespace

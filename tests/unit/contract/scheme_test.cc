@@ -2,8 +2,53 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
+#include "gmock/gmock.h"
+
 namespace signround::contract {
 namespace {
+
+using ::testing::HasSubstr;
+
+QuantScheme Scheme(int bits, int group_size, bool sym = true) {
+  QuantScheme s;
+  s.bits = bits;
+  s.group_size = group_size;
+  s.sym = sym;
+  return s;
+}
+
+TEST(ValidateQuantSchemeTest, DefaultIsValid) { EXPECT_TRUE(ValidateQuantScheme({}).ok()); }
+
+TEST(ValidateQuantSchemeTest, AcceptsSupportedBitsAndGroupSizes) {
+  for (int bits : {2, 3, 4, 8}) {
+    for (int group_size : {-1, 32, 128}) {
+      for (bool sym : {true, false}) {
+        absl::Status s = ValidateQuantScheme(Scheme(bits, group_size, sym));
+        EXPECT_TRUE(s.ok()) << "bits " << bits << " group_size " << group_size << ": " << s;
+      }
+    }
+  }
+}
+
+TEST(ValidateQuantSchemeTest, RejectsUnsupportedBits) {
+  for (int bits : {0, 1, 5, 6, 7, 16, -4}) {
+    absl::Status s = ValidateQuantScheme(Scheme(bits, 128));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << "bits " << bits;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("bits must be 2, 3, 4 or 8"));
+    EXPECT_THAT(std::string(s.message()), HasSubstr("got " + std::to_string(bits)));
+  }
+}
+
+TEST(ValidateQuantSchemeTest, RejectsBadGroupSizes) {
+  for (int group_size : {0, -2, -128}) {
+    absl::Status s = ValidateQuantScheme(Scheme(4, group_size));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << "group_size " << group_size;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("group_size must be positive or -1"));
+    EXPECT_THAT(std::string(s.message()), HasSubstr("got " + std::to_string(group_size)));
+  }
+}
 
 TEST(Scheme, BitsAreTheOneSet) {
   for (int b : {2, 3, 4, 8}) EXPECT_TRUE(IsSchemeBits(b)) << b;

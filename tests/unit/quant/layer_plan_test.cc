@@ -22,37 +22,6 @@ QuantScheme Scheme(int bits, int group_size, bool sym = true) {
   return s;
 }
 
-TEST(ValidateQuantSchemeTest, DefaultIsValid) { EXPECT_TRUE(ValidateQuantScheme({}).ok()); }
-
-TEST(ValidateQuantSchemeTest, AcceptsSupportedBitsAndGroupSizes) {
-  for (int bits : {2, 3, 4, 8}) {
-    for (int group_size : {-1, 32, 128}) {
-      for (bool sym : {true, false}) {
-        absl::Status s = ValidateQuantScheme(Scheme(bits, group_size, sym));
-        EXPECT_TRUE(s.ok()) << "bits " << bits << " group_size " << group_size << ": " << s;
-      }
-    }
-  }
-}
-
-TEST(ValidateQuantSchemeTest, RejectsUnsupportedBits) {
-  for (int bits : {0, 1, 5, 6, 7, 16, -4}) {
-    absl::Status s = ValidateQuantScheme(Scheme(bits, 128));
-    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << "bits " << bits;
-    EXPECT_THAT(std::string(s.message()), HasSubstr("bits must be 2, 3, 4 or 8"));
-    EXPECT_THAT(std::string(s.message()), HasSubstr("got " + std::to_string(bits)));
-  }
-}
-
-TEST(ValidateQuantSchemeTest, RejectsBadGroupSizes) {
-  for (int group_size : {0, -2, -128}) {
-    absl::Status s = ValidateQuantScheme(Scheme(4, group_size));
-    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << "group_size " << group_size;
-    EXPECT_THAT(std::string(s.message()), HasSubstr("group_size must be positive or -1"));
-    EXPECT_THAT(std::string(s.message()), HasSubstr("got " + std::to_string(group_size)));
-  }
-}
-
 LinearLayer Linear(const std::string& name, int64_t in, int64_t out) {
   LinearLayer l;
   l.name = name;
@@ -202,57 +171,6 @@ TEST(ParseLayerConfigTest, Bits16KeepsTheLayer) {
       EXPECT_TRUE(p.reason.empty()) << p.layer.name;
     }
   }
-}
-
-TEST(ParseLayerConfigTest, EmptyObjectHasNoOverrides) {
-  auto o = ParseLayerConfig("{}", "layers.json");
-  ASSERT_TRUE(o.ok()) << o.status();
-  EXPECT_TRUE(o->empty());
-}
-
-// Each bad config is INVALID_ARGUMENT starting with the label and naming the pattern.
-void ExpectBadLayerConfig(const std::string& text, const std::string& pattern,
-                          const std::string& fragment) {
-  auto o = ParseLayerConfig(text, "layers.json");
-  ASSERT_FALSE(o.ok()) << text;
-  EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument) << o.status();
-  std::string msg(o.status().message());
-  EXPECT_EQ(msg.rfind("layers.json: '" + pattern + "'", 0), 0u) << msg;
-  EXPECT_THAT(msg, HasSubstr(fragment));
-}
-
-TEST(ParseLayerConfigTest, RejectsInvalidRegex) {
-  ExpectBadLayerConfig(R"({"mlp\\.": {"bits": 8}, "(q_proj": {"bits": 8}})", "(q_proj",
-                       "not a valid regex");
-}
-
-TEST(ParseLayerConfigTest, RejectsUnsupportedBits) {
-  ExpectBadLayerConfig(R"({"down_proj": {"bits": 7}})", "down_proj",
-                       "key 'bits' must be 2, 3, 4, 8 or 16, got 7");
-}
-
-TEST(ParseLayerConfigTest, RejectsZeroGroupSize) {
-  ExpectBadLayerConfig(R"({"o_proj": {"group_size": 0}})", "o_proj",
-                       "key 'group_size' must be positive or -1, got 0");
-}
-
-TEST(ParseLayerConfigTest, RejectsUnknownKey) {
-  ExpectBadLayerConfig(R"({"o_proj": {"bitz": 4}})", "o_proj", "key 'bitz'");
-}
-
-TEST(ParseLayerConfigTest, RejectsNonObjectValue) {
-  ExpectBadLayerConfig(R"({"o_proj": 4})", "o_proj", "must be an object");
-}
-
-TEST(ParseLayerConfigTest, RejectsWrongFieldTypes) {
-  ExpectBadLayerConfig(R"({"o_proj": {"bits": "4"}})", "o_proj", "bits");
-  ExpectBadLayerConfig(R"({"o_proj": {"sym": 1}})", "o_proj", "sym");
-}
-
-TEST(ParseLayerConfigTest, RejectsNonObjectRoot) {
-  auto o = ParseLayerConfig(R"([{"bits": 4}])", "layers.json");
-  EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(o.status().message()), HasSubstr("layers.json"));
 }
 
 }  // namespace
