@@ -30,6 +30,14 @@ absl::StatusOr<ExportFormat> FindExportFormat(absl::string_view name) {
   return f;
 }
 
+std::optional<ExportFormat> FindExportFormatByDir(absl::string_view dir_name) {
+  for (absl::string_view name : absl::StrSplit(kExportFormatNames, ", ")) {
+    absl::StatusOr<ExportFormat> f = FindExportFormat(name);
+    if (f.ok() && f->dir_name == dir_name) return *std::move(f);
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<std::vector<ExportFormat>> ParseExportFormats(absl::string_view list) {
   std::vector<ExportFormat> out;
   std::set<std::string> seen;

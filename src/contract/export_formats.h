@@ -30,6 +30,9 @@ inline constexpr char kExportFormatNames[] =
 // The format called exactly `name`; INVALID_ARGUMENT "'<name>' is not one of <names>".
 absl::StatusOr<ExportFormat> FindExportFormat(absl::string_view name);
 
+// The format whose output subdirectory is `dir_name` ("gguf-q4_0" -> gguf:q4_0), or nullopt.
+std::optional<ExportFormat> FindExportFormatByDir(absl::string_view dir_name);
+
 // A comma-separated list ("auto_round,gguf:q4_0", entries trimmed). INVALID_ARGUMENT
 // "format '<name>' is not one of ..." / "format '<name>' is listed twice".
 absl::StatusOr<std::vector<ExportFormat>> ParseExportFormats(absl::string_view list);

@@ -14,6 +14,7 @@
 #include "spdlog/spdlog.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
+#include "src/contract/export_formats.h"
 #include "src/jobs/checkpoint_mirror.h"
 #include "src/jobs/job_service.h"
 #include "src/jobs/job_validation.h"
@@ -58,8 +59,8 @@ absl::Status ListFiles(const std::string& dir, const std::string& rel,
 
 // The export format a top-level output directory holds ("gguf-q4_0" -> "gguf:q4_0").
 std::string FormatOfDir(absl::string_view dir) {
-  if (absl::StartsWith(dir, "gguf-")) return absl::StrCat("gguf:", dir.substr(5));
-  return std::string(dir);
+  std::optional<contract::ExportFormat> f = contract::FindExportFormatByDir(dir);
+  return f ? f->name : std::string(dir);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "src/common/json_util.h"
 #include "src/common/status_macros.h"
+#include "src/contract/scheme.h"
 #include "src/tensor/bit_stream.h"
 #include "src/tensor/float_bytes.h"
 
@@ -24,10 +25,12 @@ absl::StatusOr<int> Bits(const ojson& v, const std::string& where) {
   if (!v.is_number_integer())
     return Invalid(where, absl::StrCat("'bits' must be an integer, got ", v.dump()));
   const int64_t bits = v.get<int64_t>();
-  if (bits != 2 && bits != 3 && bits != 4 && bits != 8 && bits < 16) {
-    return Invalid(where, absl::StrCat("'bits' must be 2, 3, 4, 8 or >= 16, got ", bits));
+  // Other tools write 16 (or 32) for layers they keep unquantized.
+  if (bits < contract::kKeepBits && (bits < 0 || !contract::IsSchemeBits(static_cast<int>(bits)))) {
+    return Invalid(where, absl::StrCat("'bits' must be ", contract::SchemeBitsList(),
+                                       " or >= ", contract::kKeepBits, ", got ", bits));
   }
-  return static_cast<int>(std::min<int64_t>(bits, 16));
+  return static_cast<int>(std::min<int64_t>(bits, contract::kKeepBits));
 }
 
 absl::StatusOr<int> GroupSize(const ojson& v, const std::string& where) {
