@@ -14,11 +14,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "spdlog/spdlog.h"
+#include "src/attempts/checkpoint_mirror.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
-#include "src/jobs/checkpoint_mirror.h"
 #include "src/jobs/job_validation.h"
-#include "src/jobs/postgres_db.h"
+#include "src/store/postgres_db.h"
 
 namespace signround::jobs {
 namespace {

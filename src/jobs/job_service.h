@@ -7,7 +7,7 @@
 // Roles: `all` has both halves; `api` (run_slots false) only stores, reads and
 // cancels; `worker` runs slots. Slots claim jobs with a lease they renew by
 // heartbeat; any process ends lapsed leases, and the job resumes elsewhere
-// from the block checkpoints mirrored next to its output (checkpoint_mirror.h).
+// from the block checkpoints mirrored next to its output (src/attempts/checkpoint_mirror.h).
 #pragma once
 
 #include <atomic>
@@ -23,14 +23,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "src/jobs/child_process.h"
+#include "src/attempts/child_process.h"
+#include "src/attempts/input_cache.h"
 #include "src/jobs/event_hub.h"
-#include "src/jobs/input_cache.h"
 #include "src/jobs/job.h"
-#include "src/jobs/job_store.h"
 #include "src/jobs/service_metrics.h"
 #include "src/storage/local_roots.h"
 #include "src/storage/s3_store.h"
+#include "src/store/job_store.h"
 
 namespace signround::jobs {
 

@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
-#include "src/jobs/job_json.h"
-#include "src/jobs/worker_command.h"
+#include "src/attempts/worker_command.h"
+#include "src/store/job_json.h"
 
 namespace signround::jobs {
 namespace {
