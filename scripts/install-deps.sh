@@ -25,7 +25,7 @@ PACKAGES=(
 )
 
 # --- postgres ---
-# libpq for the Postgres job store (src/jobs/postgres_db.cc); the server for the tests, which
+# libpq for the Postgres job store (src/store/postgres_db.cc); the server for the tests, which
 # start their own on loopback (tests/postgres/postgres_server.sh; setpriv is util-linux).
 PACKAGES+=(libpq-dev postgresql-15)
 # --- end postgres ---

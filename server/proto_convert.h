@@ -5,7 +5,7 @@
 
 #include "signround/v1/quantization_service.pb.h"
 #include "src/jobs/job.h"
-#include "src/jobs/job_store.h"
+#include "src/store/job_store.h"
 
 namespace signround::server {
 

@@ -22,9 +22,9 @@
 #include "src/auth/authenticator.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
-#include "src/jobs/postgres_db.h"
 #include "src/metrics/http_endpoints.h"
 #include "src/storage/credentials.h"
+#include "src/store/postgres_db.h"
 
 namespace signround::server {
 namespace {

@@ -14,11 +14,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "spdlog/spdlog.h"
+#include "src/attempts/checkpoint_mirror.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
-#include "src/jobs/checkpoint_mirror.h"
 #include "src/jobs/job_validation.h"
-#include "src/jobs/postgres_db.h"
+#include "src/store/postgres_db.h"
 
 namespace signround::jobs {
 namespace {
@@ -96,9 +96,7 @@ absl::StatusOr<std::unique_ptr<JobService>> JobService::Start(JobServiceOptions 
   std::unique_ptr<JobService> service(
       new JobService(std::move(options), *std::move(store), lock_fd, registry));
   if (service->options_.run_slots) SR_RETURN_IF_ERROR(service->Recover());
-  for (const std::string& device : service->options_.devices) {
-    service->slots_.emplace_back([s = service.get(), device] { s->SlotLoop(device); });
-  }
+  service->scheduler_.Start();
   service->lease_keeper_ = std::thread([s = service.get()] { s->LeaseKeeperLoop(); });
   return service;
 }
@@ -109,7 +107,10 @@ JobService::JobService(JobServiceOptions options, std::unique_ptr<JobStore> stor
       store_(std::move(store)),
       lock_fd_(lock_fd),
       cache_(JoinPath(options_.data_dir, "cache"), options_.s3),
-      metrics_(registry) {
+      metrics_(registry),
+      scheduler_(
+          options_.devices, [this](const std::string& device) { return ClaimFor(device); },
+          [this](const Job& job, const std::string& device) { RunClaimed(job, device); }) {
   std::random_device random;
   instance_ = absl::StrCat(options_.worker_name, "/", absl::Hex(random(), absl::kZeroPad8));
   registry.AddCollector([this] {
@@ -142,9 +143,9 @@ absl::Status JobService::Recover() {
 }
 
 void JobService::Shutdown() {
-  if (stopping_.load()) return;
+  if (Stopping()) return;
   Drain();
-  stopping_.store(true);
+  scheduler_.Stop();
   std::vector<std::shared_ptr<ChildProcess>> children;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -153,9 +154,7 @@ void JobService::Shutdown() {
     }
   }
   for (const auto& child : children) child->Terminate(std::chrono::milliseconds(2000));
-  work_cv_.notify_all();
-  for (std::thread& t : slots_) t.join();
-  slots_.clear();
+  scheduler_.Join();
   if (lease_keeper_.joinable()) lease_keeper_.join();
 }
 
@@ -321,61 +320,32 @@ absl::Status JobService::Watch(const std::string& id, int64_t from_sequence,
   }
 }
 
-void JobService::SlotLoop(const std::string& device) {
+absl::StatusOr<std::optional<Job>> JobService::ClaimFor(const std::string& device) {
   const auto accepts = [&device](const JobSpec& spec) {
     return DeviceAccepts(device, spec.device);
   };
-  while (!Stopping()) {
-    uint64_t seen;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      seen = work_version_;
-    }
-    absl::StatusOr<std::optional<Job>> claimed;
-    if (!draining_.load()) {
-      ClaimRequest request{device, options_.worker_name, instance_, options_.lease.count(),
-                           NowMs()};
-      claimed = store_->Claim(request, accepts);
-    }
-    if (!claimed.ok() || !claimed->has_value()) {
-      if (!claimed.ok()) {
-        spdlog::error("slot {}: claiming a job: {}", device, claimed.status().ToString());
-      }
-      // Woken by a submission here (or a slot freeing up); jobs submitted to
-      // other processes are found by the timeout.
-      std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait_for(lock, std::chrono::seconds(1),
-                        [&] { return Stopping() || work_version_ != seen; });
-      continue;
-    }
-    const Job job = **claimed;
-    hub_.Publish();
-    spdlog::info("job={} attempt={} QUEUED -> RUNNING on {} (lease {})", job.id, job.attempts,
-                 device, job.lease.owner);
-    auto attempt = std::make_shared<Attempt>();
-    attempt->owner = job.lease.owner;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      running_[job.id] = attempt;
-    }
-    metrics_.slot_busy.With({device}).Set(1);
-    RunAttempt(job, device);
-    metrics_.slot_busy.With({device}).Set(0);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      running_.erase(job.id);
-    }
-    ended_cv_.notify_all();
-    WakeSlots();
-  }
+  ClaimRequest request{device, options_.worker_name, instance_, options_.lease.count(), NowMs()};
+  return store_->Claim(request, accepts);
 }
 
-void JobService::WakeSlots() {
+void JobService::RunClaimed(const Job& job, const std::string& device) {
+  hub_.Publish();
+  spdlog::info("job={} attempt={} QUEUED -> RUNNING on {} (lease {})", job.id, job.attempts, device,
+               job.lease.owner);
+  auto attempt = std::make_shared<Attempt>();
+  attempt->owner = job.lease.owner;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ++work_version_;
+    running_[job.id] = attempt;
   }
-  work_cv_.notify_all();
+  metrics_.slot_busy.With({device}).Set(1);
+  RunAttempt(job, device);
+  metrics_.slot_busy.With({device}).Set(0);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_.erase(job.id);
+  }
+  ended_cv_.notify_all();
 }
 
 }  // namespace signround::jobs

@@ -1,36 +1,37 @@
 // The job service core behind the gRPC API: validates and stores submissions,
-// runs queued jobs on device slots (one child `signround-worker quantize` per
-// running job), relays their progress into the store and to watchers, uploads
+// runs queued jobs on device slots (scheduler.h; one child `signround-worker
+// quantize` per running job), relays their progress into the store and to watchers, uploads
 // the artifacts, and cancels, retries and recovers jobs. No gRPC here:
 // server/ adapts this to the proto.
 //
 // Roles: `all` has both halves; `api` (run_slots false) only stores, reads and
 // cancels; `worker` runs slots. Slots claim jobs with a lease they renew by
 // heartbeat; any process ends lapsed leases, and the job resumes elsewhere
-// from the block checkpoints mirrored next to its output (checkpoint_mirror.h).
+// from the block checkpoints mirrored next to its output (src/attempts/checkpoint_mirror.h).
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "src/jobs/child_process.h"
+#include "src/attempts/child_process.h"
+#include "src/attempts/input_cache.h"
 #include "src/jobs/event_hub.h"
-#include "src/jobs/input_cache.h"
 #include "src/jobs/job.h"
-#include "src/jobs/job_store.h"
+#include "src/jobs/scheduler.h"
 #include "src/jobs/service_metrics.h"
 #include "src/storage/local_roots.h"
 #include "src/storage/s3_store.h"
+#include "src/store/job_store.h"
 
 namespace signround::jobs {
 
@@ -111,7 +112,10 @@ class JobService {
   JobService(JobServiceOptions options, std::unique_ptr<JobStore> store, int lock_fd,
              metrics::Registry& registry);
   absl::Status Recover();
-  void SlotLoop(const std::string& device);
+  // The scheduler's two halves: claim the next queued job `device` accepts,
+  // and run a claimed job's attempt (registered in running_) on it.
+  absl::StatusOr<std::optional<Job>> ClaimFor(const std::string& device);
+  void RunClaimed(const Job& job, const std::string& device);
   void RunAttempt(const Job& job, const std::string& device);
   // lease_keeper.cc: heartbeats for this process's attempts, lapsed leases of any.
   void LeaseKeeperLoop();
@@ -144,8 +148,8 @@ class JobService {
   absl::Status CheckLocalRoots(const JobSpec& spec) const;
   bool CancelRequested(const std::string& id);
   bool LeaseLost(const std::string& id);
-  void WakeSlots();
-  bool Stopping() const { return stopping_.load(); }
+  void WakeSlots() { scheduler_.Wake(); }
+  bool Stopping() const { return scheduler_.stopping(); }
   static int64_t NowMs();  // Unix epoch milliseconds, the store's clock
   std::string JobDir(const std::string& id) const;
 
@@ -157,15 +161,11 @@ class JobService {
   EventHub hub_;
 
   std::mutex mu_;
-  std::condition_variable work_cv_;   // a job was queued, or stopping
-  uint64_t work_version_ = 0;         // bumped by WakeSlots()
   std::condition_variable ended_cv_;  // an attempt finished
   std::map<std::string, std::shared_ptr<Attempt>> running_;
   std::map<std::string, int> watches_;  // open Watch calls per tenant
-  std::atomic<bool> draining_{false};   // no new claims
-  std::atomic<bool> stopping_{false};   // running attempts end now
   std::string instance_;                // worker_name + "/" + a nonce: this process's leases
-  std::vector<std::thread> slots_;
+  Scheduler scheduler_;                 // the slots: one thread per device
   std::thread lease_keeper_;
 };
 

@@ -87,7 +87,7 @@ void JobService::StopChild(const std::shared_ptr<Attempt>& attempt) {
 }
 
 void JobService::Drain() {
-  draining_.store(true);
+  scheduler_.StopClaiming();
   std::map<std::string, int> blocks_at_start;
   {
     std::lock_guard<std::mutex> lock(mu_);

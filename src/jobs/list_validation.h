@@ -9,7 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "src/jobs/job_store.h"
+#include "src/store/job_store.h"
 
 namespace signround::jobs {
 

@@ -16,9 +16,9 @@
 #include "google/protobuf/stubs/logging.h"
 #include "server/proto_convert.h"
 #include "signround/v1/quantization_service.pb.h"
-#include "src/jobs/job_json.h"
 #include "src/jobs/job_validation.h"
 #include "src/storage/storage_uri.h"
+#include "src/store/job_json.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace {

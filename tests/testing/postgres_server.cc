@@ -16,7 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "src/jobs/postgres_db.h"
+#include "src/store/postgres_db.h"
 #include "tests/testing/s3_server.h"  // RunProcess
 #include "tests/testing/spawn.h"
 

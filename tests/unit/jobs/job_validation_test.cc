@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
-#include "src/jobs/job_json.h"
+#include "src/store/job_json.h"
 
 namespace signround::jobs {
 namespace {

@@ -1,4 +1,4 @@
-#include "src/jobs/job_store.h"
+#include "src/store/job_store.h"
 
 #include <limits>
 #include <mutex>
@@ -8,10 +8,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "src/common/status_macros.h"
-#include "src/jobs/job_json.h"
-#include "src/jobs/job_store_internal.h"
-#include "src/jobs/job_store_rows.h"
-#include "src/jobs/sqlite_db.h"
+#include "src/store/job_json.h"
+#include "src/store/job_store_internal.h"
+#include "src/store/job_store_rows.h"
+#include "src/store/sqlite_db.h"
 
 namespace signround::jobs {
 

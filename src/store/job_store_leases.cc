@@ -2,8 +2,8 @@
 // ExpireLeases and RequestCancel, on either backend.
 #include "absl/strings/str_cat.h"
 #include "src/common/status_macros.h"
-#include "src/jobs/job_store.h"
-#include "src/jobs/job_store_rows.h"
+#include "src/store/job_store.h"
+#include "src/store/job_store_rows.h"
 
 namespace signround::jobs {
 

@@ -1,4 +1,4 @@
-#include "src/jobs/checkpoint_mirror.h"
+#include "src/attempts/checkpoint_mirror.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "src/jobs/job_store_internal.h"
+#include "src/store/job_store_internal.h"
 
 #include <limits>
 

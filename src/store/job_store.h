@@ -27,7 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "src/jobs/job.h"
-#include "src/jobs/sql_db.h"
+#include "src/store/sql_db.h"
 
 namespace signround::jobs {
 

@@ -1,4 +1,4 @@
-#include "src/jobs/sql_db.h"
+#include "src/store/sql_db.h"
 
 #include <cmath>
 

@@ -1,6 +1,6 @@
 // The worker's command line and settings file built from a job, and the reading
 // of its progress lines.
-#include "src/jobs/worker_command.h"
+#include "src/attempts/worker_command.h"
 
 #include <gtest/gtest.h>
 

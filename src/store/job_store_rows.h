@@ -15,8 +15,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "src/jobs/job.h"
-#include "src/jobs/job_store.h"
-#include "src/jobs/sql_db.h"
+#include "src/store/job_store.h"
+#include "src/store/sql_db.h"
 
 namespace signround::jobs {
 namespace store_internal {

@@ -1,4 +1,4 @@
-#include "src/jobs/worker_command.h"
+#include "src/attempts/worker_command.h"
 
 #include "absl/strings/str_cat.h"
 

@@ -23,7 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "src/jobs/sql_db.h"
+#include "src/store/sql_db.h"
 
 namespace signround::jobs {
 

@@ -1,4 +1,4 @@
-#include "src/jobs/sqlite_db.h"
+#include "src/store/sqlite_db.h"
 
 #include <sqlite3.h>
 

@@ -10,9 +10,9 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "src/jobs/job_store.h"
-#include "src/jobs/postgres_db.h"
-#include "src/jobs/sqlite_db.h"
+#include "src/store/job_store.h"
+#include "src/store/postgres_db.h"
+#include "src/store/sqlite_db.h"
 #include "tests/testing/postgres_server.h"
 #include "tests/testing/test_files.h"
 

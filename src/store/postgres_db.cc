@@ -1,4 +1,4 @@
-#include "src/jobs/postgres_db.h"
+#include "src/store/postgres_db.h"
 
 #include <libpq-fe.h>
 

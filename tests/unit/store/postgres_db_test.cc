@@ -3,7 +3,7 @@
 // rows, transactions, SQLSTATEs as status codes, credentials kept out of messages,
 // SKIP LOCKED across connections, reconnection after a server restart. Also the parts that
 // need no server: sql::NumberPlaceholders, the SQLSTATE table, number text.
-#include "src/jobs/postgres_db.h"
+#include "src/store/postgres_db.h"
 
 #include <cmath>
 #include <cstdint>

@@ -1,5 +1,5 @@
 // One job's engine process: see child_process.h.
-#include "src/jobs/child_process.h"
+#include "src/attempts/child_process.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 // The block checkpoint mirror over a file:// output: push, pull into another
 // work directory (only what is missing), hostile names in the store refused,
 // delete.
-#include "src/jobs/checkpoint_mirror.h"
+#include "src/attempts/checkpoint_mirror.h"
 
 #include <sys/stat.h>
 

@@ -1,4 +1,4 @@
-#include "src/jobs/input_cache.h"
+#include "src/attempts/input_cache.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,6 +1,6 @@
 // Rows of the job store: reading and writing jobs and events, and applying
 // an event's effect, shared by job_store.cc and job_store_leases.cc.
-#include "src/jobs/job_store_rows.h"
+#include "src/store/job_store_rows.h"
 
 #include <limits>
 
@@ -8,7 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "src/common/status_macros.h"
-#include "src/jobs/job_json.h"
+#include "src/store/job_json.h"
 
 namespace signround::jobs::store_internal {
 namespace {

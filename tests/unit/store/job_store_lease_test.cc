@@ -8,8 +8,8 @@
 #include <set>
 #include <thread>
 
-#include "src/jobs/job_store.h"
-#include "tests/unit/jobs/job_store_fixture.h"
+#include "src/store/job_store.h"
+#include "tests/unit/store/job_store_fixture.h"
 
 namespace signround::jobs {
 namespace {

@@ -1,7 +1,7 @@
 // ChildProcess with ordinary programs (/bin/sh, /bin/sleep, /usr/bin/env, ...)
 // as children: stdout lines, environment, stderr file, exit status, signals,
 // Terminate, process groups, PR_SET_PDEATHSIG and descriptor hygiene.
-#include "src/jobs/child_process.h"
+#include "src/attempts/child_process.h"
 
 #include <fcntl.h>
 #include <signal.h>

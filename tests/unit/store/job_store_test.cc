@@ -3,7 +3,7 @@
 // changes, attempts, events, List paging and filters, durability across
 // reopen and processes, damaged rows; SQLite's damaged files. Leases and
 // claims: job_store_lease_test.cc.
-#include "src/jobs/job_store.h"
+#include "src/store/job_store.h"
 
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -20,7 +20,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/testing/test_files.h"
-#include "tests/unit/jobs/job_store_fixture.h"
+#include "tests/unit/store/job_store_fixture.h"
 
 namespace signround::jobs {
 namespace {

@@ -1,4 +1,4 @@
-#include "src/jobs/job_json.h"
+#include "src/store/job_json.h"
 
 #include <cmath>
 #include <limits>
