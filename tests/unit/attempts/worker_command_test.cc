@@ -9,17 +9,10 @@
 
 #include "src/contract/settings.h"
 #include "src/jobs/job_validation.h"
+#include "tests/unit/jobs/valid_spec.h"
 
 namespace signround::jobs {
 namespace {
-
-JobSpec ValidSpec() {
-  JobSpec s;
-  s.model_uri = "file:///models/llama";
-  s.calibration_uri = "s3://bucket/calib.jsonl";
-  s.output_uri = "s3://bucket/out/";
-  return s;
-}
 
 // The settings as the worker reads them back from the file the service writes.
 contract::QuantizeSettings ThroughTheFile(const JobSpec& spec) {

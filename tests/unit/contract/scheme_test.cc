@@ -11,21 +11,13 @@ namespace {
 
 using ::testing::HasSubstr;
 
-QuantScheme Scheme(int bits, int group_size, bool sym = true) {
-  QuantScheme s;
-  s.bits = bits;
-  s.group_size = group_size;
-  s.sym = sym;
-  return s;
-}
-
 TEST(ValidateQuantSchemeTest, DefaultIsValid) { EXPECT_TRUE(ValidateQuantScheme({}).ok()); }
 
 TEST(ValidateQuantSchemeTest, AcceptsSupportedBitsAndGroupSizes) {
   for (int bits : {2, 3, 4, 8}) {
     for (int group_size : {-1, 32, 128}) {
       for (bool sym : {true, false}) {
-        absl::Status s = ValidateQuantScheme(Scheme(bits, group_size, sym));
+        absl::Status s = ValidateQuantScheme(QuantScheme{bits, group_size, sym});
         EXPECT_TRUE(s.ok()) << "bits " << bits << " group_size " << group_size << ": " << s;
       }
     }
@@ -34,7 +26,7 @@ TEST(ValidateQuantSchemeTest, AcceptsSupportedBitsAndGroupSizes) {
 
 TEST(ValidateQuantSchemeTest, RejectsUnsupportedBits) {
   for (int bits : {0, 1, 5, 6, 7, 16, -4}) {
-    absl::Status s = ValidateQuantScheme(Scheme(bits, 128));
+    absl::Status s = ValidateQuantScheme(QuantScheme{bits, 128});
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << "bits " << bits;
     EXPECT_THAT(std::string(s.message()), HasSubstr("bits must be 2, 3, 4 or 8"));
     EXPECT_THAT(std::string(s.message()), HasSubstr("got " + std::to_string(bits)));
@@ -43,7 +35,7 @@ TEST(ValidateQuantSchemeTest, RejectsUnsupportedBits) {
 
 TEST(ValidateQuantSchemeTest, RejectsBadGroupSizes) {
   for (int group_size : {0, -2, -128}) {
-    absl::Status s = ValidateQuantScheme(Scheme(4, group_size));
+    absl::Status s = ValidateQuantScheme(QuantScheme{4, group_size});
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << "group_size " << group_size;
     EXPECT_THAT(std::string(s.message()), HasSubstr("group_size must be positive or -1"));
     EXPECT_THAT(std::string(s.message()), HasSubstr("got " + std::to_string(group_size)));

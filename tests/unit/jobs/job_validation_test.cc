@@ -5,17 +5,10 @@
 
 #include "absl/strings/match.h"
 #include "src/store/job_json.h"
+#include "tests/unit/jobs/valid_spec.h"
 
 namespace signround::jobs {
 namespace {
-
-JobSpec ValidSpec() {
-  JobSpec s;
-  s.model_uri = "file:///models/llama";
-  s.calibration_uri = "s3://bucket/calib.jsonl";
-  s.output_uri = "s3://bucket/out/";
-  return s;
-}
 
 const std::vector<std::string> kCpu = {"cpu"};
 
