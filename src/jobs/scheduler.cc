@@ -34,7 +34,8 @@ void Scheduler::SlotLoop(const std::string& device) {
       std::lock_guard<std::mutex> lock(mu_);
       seen = work_version_;
     }
-    absl::StatusOr<std::optional<Job>> claimed;
+    // Nothing claimed while draining (not an error: a default StatusOr would be UNKNOWN).
+    absl::StatusOr<std::optional<Job>> claimed = std::optional<Job>();
     if (!draining_.load()) claimed = claim_(device);
     if (!claimed.ok() || !claimed->has_value()) {
       if (!claimed.ok()) {
