@@ -183,7 +183,7 @@ json LayersJson(const std::vector<LayerPlan>& plans) {
       if (p.scheme.float_min) layer["float_min"] = true;
       out.push_back(std::move(layer));
     } else {
-      out.push_back({{"name", p.layer.name}, {"bits", 16}, {"reason", p.reason}});
+      out.push_back({{"name", p.layer.name}, {"bits", contract::kKeepBits}, {"reason", p.reason}});
     }
   }
   return out;

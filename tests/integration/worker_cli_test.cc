@@ -81,6 +81,48 @@ TEST(WorkerCli, UsageErrorsAreNotCrashes) {
   EXPECT_NE(RunWorker("no-such-command").exit_code, 0);
 }
 
+// quantize --settings: the job service's settings file. A file from another version, a
+// bad value or an unknown key is refused before anything is read or written; the
+// setting flags cannot be given with it; a valid file runs the job.
+TEST(WorkerCli, QuantizeSettingsFile) {
+  testing::TempDir dir;
+  ASSERT_EQ(RunWorker("make-test-model --out " + dir.File("m")).exit_code, 0);
+  const std::string good =
+      R"({"version": 1, "recipe": "rtn", "formats": ["fake"], "bits": 4, "group_size": 32,)"
+      R"( "sym": true, "iters": 0, "lr": 0, "minmax_lr": 0, "nsamples": 128, "seqlen": 2048,)"
+      R"( "batch_size": 8, "seed": 42, "packed_dtype": "float16",)"
+      R"( "layer_overrides": [{"pattern": "mlp", "bits": 16}],)"
+      R"( "allow_split_fused": false, "allow_gguf_without_vocab": false})";
+  const std::string quantize =
+      "quantize --model " + dir.File("m") + " --settings " + dir.File("s.json") + " --out ";
+  testing::WriteFile(dir.File("s.json"), R"({"version": 2})");
+  ExpectOneLineError(RunWorker(quantize + dir.File("o1")),
+                     dir.File("s.json") + ": key 'version' 2 is not 1");
+  std::string bad = good;
+  bad.replace(bad.find("\"bits\": 4"), 9, "\"bits\": 5");
+  testing::WriteFile(dir.File("s.json"), bad);
+  ExpectOneLineError(RunWorker(quantize + dir.File("o1")), "bits must be 2, 3, 4 or 8, got 5");
+  testing::WriteFile(dir.File("s.json"), good.substr(0, good.size() - 1) + R"(, "bitz": 4})");
+  ExpectOneLineError(RunWorker(quantize + dir.File("o1")), "key 'bitz' is not a setting");
+  EXPECT_FALSE(std::filesystem::exists(dir.File("o1")));
+
+  testing::WriteFile(dir.File("s.json"), good);
+  Result both = RunWorker(quantize + dir.File("o2") + " --bits 4");
+  EXPECT_NE(both.exit_code, 0);
+  EXPECT_NE(both.err.find("--settings excludes --bits"), std::string::npos) << both.err;
+
+  Result r = RunWorker(quantize + dir.File("o3") + " --progress json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto report = nlohmann::json::parse(testing::ReadFileOrEmpty(dir.File("o3") + "/report.json"));
+  EXPECT_EQ(report["config"]["recipe"], "rtn");
+  EXPECT_EQ(report["config"]["group_size"], 32);
+  EXPECT_EQ(report["config"]["layer_config"][0]["bits"], 16);
+  for (const auto& l : report["layers"]) {
+    const bool mlp = l["name"].get<std::string>().find(".mlp.") != std::string::npos;
+    EXPECT_EQ(l["bits"], mlp ? 16 : 4) << l.dump();
+  }
+}
+
 struct SharedModel {
   const char* name;
   int hidden, intermediate, layers, heads, kv_heads, head_dim, vocab, quantized;
