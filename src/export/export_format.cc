@@ -3,10 +3,12 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "src/common/file_util.h"
 #include "src/common/status_macros.h"
 #include "src/export/fused_groups.h"
 #include "src/export/gguf_exporter.h"
 #include "src/export/gguf_tokenizer.h"
+#include "src/export/packed_exporter.h"
 
 namespace signround {
 
@@ -59,6 +61,24 @@ absl::StatusOr<std::vector<std::string>> CheckExportFormats(
     }
   }
   return warnings;
+}
+
+absl::Status WriteQuantizedExport(const ExportSource& source, const ExportFormat& format,
+                                  const ExportOptions& options, const std::string& dir) {
+  switch (format.kind) {
+    case FormatKind::kFake:
+      break;
+    case FormatKind::kAutoRound:
+      return ExportPacked(source, PackedFormat::kAutoRound, options, dir);
+    case FormatKind::kAutoGptq:
+      return ExportPacked(source, PackedFormat::kAutoGptq, options, dir);
+    case FormatKind::kGguf: {
+      const GgufFormat gguf = *ParseGgufFormat(format.name);
+      const std::string file = GgufFileName(ModelName(source.checkpoint().dir()), gguf);
+      return ExportGguf(source, gguf, JoinPath(dir, file));
+    }
+  }
+  return absl::InternalError(absl::StrCat(format.name, " is not written from the packed layers"));
 }
 
 }  // namespace signround

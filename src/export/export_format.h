@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "src/contract/export_formats.h"
+#include "src/export/export_source.h"
 #include "src/model/config.h"
 #include "src/quant/layer_plan.h"
 
@@ -44,5 +45,12 @@ absl::StatusOr<std::vector<std::string>> CheckExportFormats(
     const std::vector<ExportFormat>& formats, const ModelConfig& config,
     const std::string& model_dir, const std::vector<LayerPlan>& plans,
     const ExportWaivers& waivers);
+
+// Writes `format` (auto_round, auto_gptq or a GGUF type: the formats made from the
+// packed integer layers of `source`) into the directory `dir`. The one place that
+// maps a format kind to its writer; the fake-quantized model, which is made from
+// the work directory's W^, is the pipeline's (WriteFakeQuantized).
+absl::Status WriteQuantizedExport(const ExportSource& source, const ExportFormat& format,
+                                  const ExportOptions& options, const std::string& dir);
 
 }  // namespace signround

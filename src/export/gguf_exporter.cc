@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <utility>
@@ -23,6 +24,20 @@ constexpr size_t kFlushBytes = 1 << 20;
 
 GgmlType FormatType(GgufFormat f) {
   return static_cast<GgmlType>(contract::GgufFormatOf(f).ggml_type);
+}
+
+// "4-bit symmetric (Q4_0), 4-bit asymmetric (Q4_1) or 8-bit symmetric (Q8_0)".
+std::string GgufTypesHeld() {
+  std::string out;
+  const size_t n = std::size(contract::kGgufFormats);
+  for (size_t i = 0; i < n; ++i) {
+    const GgufFormat f = contract::kGgufFormats[i];
+    const contract::GgufFormatInfo& info = contract::GgufFormatOf(f);
+    if (i > 0) out += i + 1 == n ? " or " : ", ";
+    absl::StrAppend(&out, info.bits, "-bit ", info.sym ? "symmetric" : "asymmetric", " (",
+                    GgmlTypeName(FormatType(f)), ")");
+  }
+  return out;
 }
 
 // The GGUF architecture: "llama" (llama, mistral) or "qwen2"; "" otherwise.
@@ -326,8 +341,8 @@ absl::Status CheckGgufExport(GgufFormat format, const ModelConfig& c,
     if (!GgmlTypeForScheme(p.scheme)) {
       return absl::InvalidArgumentError(absl::StrCat(
           fmt, ": layer ", p.layer.name, " is ", contract::DescribeSchemeLong(p.scheme),
-          "; GGUF stores only group-size-32 layers of 4-bit symmetric (Q4_0), 4-bit asymmetric "
-          "(Q4_1) or 8-bit symmetric (Q8_0) (use auto_round or auto_gptq)"));
+          "; GGUF stores only group-size-", contract::kGgufGroupSize, " layers of ",
+          GgufTypesHeld(), " (use auto_round or auto_gptq)"));
     }
     if (p.layer.in % 32 != 0) {
       return absl::InvalidArgumentError(absl::StrCat(fmt, ": layer ", p.layer.name, " has ",

@@ -6,8 +6,6 @@
 #include "absl/strings/str_cat.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
-#include "src/export/gguf_exporter.h"
-#include "src/export/packed_exporter.h"
 #include "src/export/sharded_safetensors.h"
 #include "src/export/staging_dir.h"
 #include "src/tensor/torch_tensor.h"
@@ -94,22 +92,10 @@ absl::Status WriteExport(const Checkpoint& ckpt, const BlockStore& store,
                          const ExportSource& source, const ExportFormat& f,
                          const ExportOptions& options, const std::string& out_dir) {
   SR_ASSIGN_OR_RETURN(StagingDir dir, StagingDir::Create(out_dir, f.dir_name));
-  switch (f.kind) {
-    case FormatKind::kFake:
-      SR_RETURN_IF_ERROR(WriteFakeQuantized(ckpt, store, dir.path(), options.max_shard_bytes));
-      break;
-    case FormatKind::kAutoRound:
-      SR_RETURN_IF_ERROR(ExportPacked(source, PackedFormat::kAutoRound, options, dir.path()));
-      break;
-    case FormatKind::kAutoGptq:
-      SR_RETURN_IF_ERROR(ExportPacked(source, PackedFormat::kAutoGptq, options, dir.path()));
-      break;
-    case FormatKind::kGguf: {
-      const GgufFormat gguf = *ParseGgufFormat(f.name);
-      const std::string file = GgufFileName(ModelName(ckpt.dir()), gguf);
-      SR_RETURN_IF_ERROR(ExportGguf(source, gguf, JoinPath(dir.path(), file)));
-      break;
-    }
+  if (f.kind == FormatKind::kFake) {
+    SR_RETURN_IF_ERROR(WriteFakeQuantized(ckpt, store, dir.path(), options.max_shard_bytes));
+  } else {
+    SR_RETURN_IF_ERROR(WriteQuantizedExport(source, f, options, dir.path()));
   }
   return dir.Commit();
 }
