@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
 #include "src/contract/recipe.h"
@@ -141,6 +142,25 @@ absl::StatusOr<contract::QuantizeSettings> LoadSettings(const QuantizeCommandOpt
 }
 
 }  // namespace
+
+SettingFlags::SettingFlags() {
+  const contract::QuantizeSettings d;
+  bits = d.bits;
+  group_size = d.group_size;
+  sym = d.sym;
+  iters = d.iters;
+  nsamples = d.nsamples;
+  seqlen = d.seqlen;
+  batch_size = d.batch_size;
+  lr = d.lr;
+  minmax_lr = d.minmax_lr;
+  seed = d.seed;
+  recipe = d.recipe;
+  formats = absl::StrJoin(d.formats, ",");
+  packed_dtype = d.packed_dtype;
+  allow_split_fused = d.allow_split_fused;
+  allow_gguf_without_vocab = d.allow_gguf_without_vocab;
+}
 
 CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeCommandOptions& o) {
   CLI::App* cmd = app.add_subcommand("quantize", "Quantize a checkpoint with SignRound");

@@ -13,24 +13,26 @@
 namespace signround::worker {
 
 // The job-setting flags as given; only those given reach the QuantizeRequest,
-// so the recipe's values stand for the rest.
+// so the recipe's values stand for the rest. They start at the contract's
+// defaults (shown in --help).
 struct SettingFlags {
-  int bits = 4;
-  int group_size = 128;
-  bool sym = true;
-  int iters = 200;
-  int nsamples = 128;
-  int seqlen = 2048;
-  int batch_size = 8;
-  double lr = 0;
-  double minmax_lr = 0;
-  uint64_t seed = 42;
-  std::string recipe = "default";
-  std::string formats = "auto_round";
-  std::string packed_dtype = "float16";
+  SettingFlags();
+  int bits;
+  int group_size;
+  bool sym;
+  int iters;
+  int nsamples;
+  int seqlen;
+  int batch_size;
+  double lr;
+  double minmax_lr;
+  uint64_t seed;
+  std::string recipe;
+  std::string formats;  // comma-separated
+  std::string packed_dtype;
   std::string layer_config_path;
-  bool allow_split_fused = false;
-  bool allow_gguf_without_vocab = false;
+  bool allow_split_fused;
+  bool allow_gguf_without_vocab;
 };
 
 struct QuantizeCommandOptions {
