@@ -76,11 +76,18 @@ absl::StatusOr<std::vector<LayerOverride>> LayerOverridesFromJson(const nlohmann
     }
     LayerOverride o;
     SR_ASSIGN_OR_RETURN(o.pattern, f.String("pattern"));
-    SR_RETURN_IF_ERROR(CheckRegex(o.pattern, at));
     SR_RETURN_IF_ERROR(ReadFields(f, o));
     out.push_back(std::move(o));
   }
   return out;
+}
+
+absl::Status CheckLayerOverridePatterns(const std::vector<LayerOverride>& overrides,
+                                        absl::string_view where) {
+  for (size_t i = 0; i < overrides.size(); ++i) {
+    SR_RETURN_IF_ERROR(CheckRegex(overrides[i].pattern, absl::StrCat(where, "[", i, "]")));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<LayerOverride>> ParseLayerConfig(absl::string_view json_text,

@@ -31,9 +31,15 @@ bool IsOverrideBits(int bits);
 // each entry with the fields that are set.
 nlohmann::json LayerOverridesToJson(const std::vector<LayerOverride>& overrides);
 // Reads that shape back. INVALID_ARGUMENT "<where>[i]...: ..." for a bad entry
-// (unknown key, wrong type, bits, group size or pattern).
+// (unknown key, wrong type, bits or group size). Patterns are not compiled here:
+// the job store reads its own rows, checked when submitted; a file from elsewhere
+// also goes through CheckLayerOverridePatterns.
 absl::StatusOr<std::vector<LayerOverride>> LayerOverridesFromJson(const nlohmann::json& list,
                                                                   absl::string_view where);
+// INVALID_ARGUMENT "<where>[i]: not a valid regex: ..." for the first pattern that
+// does not compile (ECMAScript).
+absl::Status CheckLayerOverridePatterns(const std::vector<LayerOverride>& overrides,
+                                        absl::string_view where);
 
 // A person's layer config file: a JSON object {"<regex>": {"bits": 2|3|4|8|16,
 // "group_size": g, "sym": bool}, ...} in file order. INVALID_ARGUMENT names

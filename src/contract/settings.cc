@@ -188,8 +188,9 @@ absl::StatusOr<QuantizeSettings> ParseSettingsFile(absl::string_view text,
   }
   const json* overrides = f.Get("layer_overrides");
   if (overrides == nullptr) return f.Error("layer_overrides", "is required");
-  SR_ASSIGN_OR_RETURN(s.layer_overrides,
-                      LayerOverridesFromJson(*overrides, absl::StrCat(where, ": layer_overrides")));
+  const std::string overrides_where = absl::StrCat(where, ": layer_overrides");
+  SR_ASSIGN_OR_RETURN(s.layer_overrides, LayerOverridesFromJson(*overrides, overrides_where));
+  SR_RETURN_IF_ERROR(CheckLayerOverridePatterns(s.layer_overrides, overrides_where));
   SR_RETURN_IF_ERROR(ReadBool(f, "allow_split_fused", &s.allow_split_fused));
   SR_RETURN_IF_ERROR(ReadBool(f, "allow_gguf_without_vocab", &s.allow_gguf_without_vocab));
   return s;
