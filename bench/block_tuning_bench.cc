@@ -29,15 +29,16 @@ BlockWeights RandomBlock(const ModelConfig& c, at::Device device) {
     return at::randn({out, in}, at::TensorOptions().device(device)) * 0.02;
   };
   BlockWeights b;
-  b.input_norm = at::ones({c.hidden_size}, at::TensorOptions().device(device));
-  b.post_attention_norm = b.input_norm.clone();
-  b.q_proj.weight = w(c.q_dim(), c.hidden_size);
-  b.k_proj.weight = w(c.kv_dim(), c.hidden_size);
-  b.v_proj.weight = w(c.kv_dim(), c.hidden_size);
-  b.o_proj.weight = w(c.hidden_size, c.q_dim());
-  b.gate_proj.weight = w(c.intermediate_size, c.hidden_size);
-  b.up_proj.weight = w(c.intermediate_size, c.hidden_size);
-  b.down_proj.weight = w(c.hidden_size, c.intermediate_size);
+  b.params.emplace_back("input_layernorm",
+                        at::ones({c.hidden_size}, at::TensorOptions().device(device)));
+  b.params.emplace_back("post_attention_layernorm", b.params[0].second.clone());
+  b.linears.push_back({"self_attn.q_proj", {w(c.q_dim(), c.hidden_size), {}}});
+  b.linears.push_back({"self_attn.k_proj", {w(c.kv_dim(), c.hidden_size), {}}});
+  b.linears.push_back({"self_attn.v_proj", {w(c.kv_dim(), c.hidden_size), {}}});
+  b.linears.push_back({"self_attn.o_proj", {w(c.hidden_size, c.q_dim()), {}}});
+  b.linears.push_back({"mlp.gate_proj", {w(c.intermediate_size, c.hidden_size), {}}});
+  b.linears.push_back({"mlp.up_proj", {w(c.intermediate_size, c.hidden_size), {}}});
+  b.linears.push_back({"mlp.down_proj", {w(c.hidden_size, c.intermediate_size), {}}});
   return b;
 }
 
@@ -87,8 +88,8 @@ int main(int argc, char** argv) {
   at::Tensor q_in = at::randn({nsamples, seqlen, hidden}, act);
   at::Tensor fp_out = at::randn({nsamples, seqlen, hidden}, act);
   std::vector<LayerToQuantize> layers;
-  for (absl::string_view name : BlockLinearNames()) {
-    layers.push_back({std::string(name), {bits, group_size, true}});
+  for (const auto& [name, linear] : block.linears) {
+    layers.push_back({name, {bits, group_size, true}});
   }
   BlockForwardFn forward = *FindBlockForward("llama");
 
@@ -104,14 +105,14 @@ int main(int argc, char** argv) {
     r->layers.back().dequant.sum().item<double>();  // waits for the device
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  run(1);              // warm-up: allocator, kernels, BLAS handles
+  run(1);               // warm-up: allocator, kernels, BLAS handles
   double rtn = run(0);  // the fixed cost (grouping, final quantization)
   std::vector<double> per_iter;
   for (int r = 0; r < repeats; ++r) per_iter.push_back((run(tune.iters) - rtn) / tune.iters);
   std::sort(per_iter.begin(), per_iter.end());
 
   int64_t params = 0;
-  for (LinearWeights* l : block.Linears()) params += l->weight.numel();
+  for (const auto& [name, l] : block.linears) params += l.weight.numel();
   std::printf(
       "block:                 hidden %lld, intermediate %lld, heads %lld/%lld, %.1fM "
       "quantized weights, W%d G%d\n",

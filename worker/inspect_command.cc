@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "src/model/checkpoint.h"
+#include "src/model/family.h"
 #include "src/model/layout.h"
 #include "worker/command.h"
 
@@ -81,6 +82,23 @@ json BuildReport(const Checkpoint& ckpt, const std::vector<LayerPlan>& plans,
                    {"kept_16bit", static_cast<int>(plans.size()) - quantized}}},
                  {"linears", linears}};
   if (ckpt.quantization()) report["quant_method"] = ckpt.quantization()->method();
+  std::string kept = "embeddings, norms, lm_head";
+  const ModelFamily* family = FindModelFamily(ckpt.config().model_type);
+  if (family != nullptr && !family->kept_16bit.empty()) {
+    absl::StrAppend(&kept, ", ", family->kept_16bit);
+  }
+  report["kept_16bit_always"] = kept;
+  if (const std::optional<MoeConfig>& moe = ckpt.config().moe; moe) {
+    int64_t moe_layers = 0;
+    for (int64_t i = 0; i < ckpt.config().num_hidden_layers; ++i) {
+      moe_layers += ckpt.config().IsMoeLayer(i) ? 1 : 0;
+    }
+    report["experts"] = {{"num_experts", moe->num_experts},
+                         {"experts_per_token", moe->experts_per_token},
+                         {"expert_intermediate_size", moe->expert_intermediate_size},
+                         {"norm_topk_prob", moe->norm_topk_prob},
+                         {"moe_layers", moe_layers}};
+  }
   return report;
 }
 
@@ -108,6 +126,16 @@ void PrintText(const json& r) {
                 f["name"].get<std::string>().c_str(), f["bytes"].get<unsigned long long>(),
                 f["tensors"].get<unsigned long long>());
   }
+  if (r.contains("experts")) {
+    const json& e = r["experts"];
+    std::printf("experts:      %lld per MoE layer (%lld MoE layers), top-%lld%s, expert ffn %lld\n",
+                e["num_experts"].get<long long>(), e["moe_layers"].get<long long>(),
+                e["experts_per_token"].get<long long>(),
+                e["norm_topk_prob"].get<bool>() ? " renormalised" : "",
+                e["expert_intermediate_size"].get<long long>());
+  }
+  std::printf("16-bit:       %s stay 16-bit whatever the scheme\n",
+              r["kept_16bit_always"].get<std::string>().c_str());
   const json& q = r["quantization"];
   const json& s = r["summary"];
   if (r.contains("quant_method")) {

@@ -9,9 +9,14 @@ namespace signround::contract {
 using nlohmann::json;
 
 json BlockStatsToJson(const BlockStats& s) {
-  return {{"index", s.index},           {"layers_quantized", s.layers_quantized},
-          {"loss_iter0", s.loss_iter0}, {"loss_best", s.loss_best},
-          {"best_iter", s.best_iter},   {"seconds", s.seconds}};
+  json j = {{"index", s.index},           {"layers_quantized", s.layers_quantized},
+            {"loss_iter0", s.loss_iter0}, {"loss_best", s.loss_best},
+            {"best_iter", s.best_iter},   {"seconds", s.seconds}};
+  if (!s.expert_tokens.empty()) {
+    j["expert_tokens"] = s.expert_tokens;
+    j["rounded_experts"] = s.rounded_experts;
+  }
+  return j;
 }
 
 absl::StatusOr<BlockStats> BlockStatsFromJson(const json& j, absl::string_view where) {
@@ -28,6 +33,10 @@ absl::StatusOr<BlockStats> BlockStatsFromJson(const json& j, absl::string_view w
     s.loss_best = number("loss_best");
     s.best_iter = j.at("best_iter").get<int>();
     s.seconds = number("seconds");
+    if (j.contains("expert_tokens")) {
+      s.expert_tokens = j.at("expert_tokens").get<std::vector<int64_t>>();
+      s.rounded_experts = j.at("rounded_experts").get<std::vector<int64_t>>();
+    }
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", e.what()));
   }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -21,9 +22,21 @@ struct BlockStats {
   double loss_best = 0;
   int best_iter = 0;
   double seconds = 0;
+  // MoE blocks of a calibrated run: the calibration tokens each expert received
+  // (top-k selections on the chain the block was tuned on), and the experts that
+  // received fewer than kMinExpertTokens and were rounded to nearest instead of
+  // tuned. Empty for dense blocks.
+  std::vector<int64_t> expert_tokens;
+  std::vector<int64_t> rounded_experts;
 };
 
-// {"index", "layers_quantized", "loss_iter0", "loss_best", "best_iter", "seconds"}.
+// An expert that receives fewer calibration tokens than this in a block is
+// rounded to nearest (RTN) rather than tuned: its signed-gradient steps would
+// follow a handful of tokens (ALGORITHM.md's batches hold 8 x 2048 of them).
+inline constexpr int64_t kMinExpertTokens = 64;
+
+// {"index", "layers_quantized", "loss_iter0", "loss_best", "best_iter", "seconds"},
+// and "expert_tokens" / "rounded_experts" when the block has experts.
 nlohmann::json BlockStatsToJson(const BlockStats& stats);
 // The same keys back (null losses as NaN); other keys are left to the caller.
 absl::StatusOr<BlockStats> BlockStatsFromJson(const nlohmann::json& j, absl::string_view where);

@@ -50,7 +50,7 @@ absl::Status RunBlocks(const Checkpoint& ckpt, const BlockImpl& impl, const Perp
     if (!w.ok()) return w.status();
     for (int64_t b = 0; b < n; b += o.batch_size) {
       at::Tensor slice = hidden.narrow(0, b, std::min(o.batch_size, n - b));
-      slice.copy_(impl.forward(c, *w, rope, slice));
+      slice.copy_(impl.forward(c, *w, rope, slice, nullptr));
     }
   }  // each block's weights are dropped at the end of its iteration
   return absl::OkStatus();
@@ -90,7 +90,7 @@ absl::StatusOr<PerplexityResult> Evaluate(const Checkpoint& ckpt, const BlockImp
   at::Tensor hidden;
   {
     SR_ASSIGN_OR_RETURN(at::Tensor embed, LoadEmbedding(ckpt, o.dtype, o.device));
-    hidden = Embed(embed, ids);
+    hidden = Embed(c, embed, ids);
   }
   SR_RETURN_IF_ERROR(RunBlocks(ckpt, impl, o, hidden));
   SR_ASSIGN_OR_RETURN(HeadWeights head, LoadHeadWeights(ckpt, o.dtype, o.device));

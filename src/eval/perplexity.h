@@ -12,8 +12,8 @@
 
 #include "absl/status/statusor.h"
 #include "src/data/token_dataset.h"
+#include "src/model/block_weights.h"
 #include "src/model/checkpoint.h"
-#include "src/model/llama_block.h"
 
 namespace signround {
 

@@ -2,14 +2,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "src/model/blocks/blocks.h"
 
 namespace signround {
 namespace {
 
-constexpr BlockImpl kBlocks[] = {
-    {"llama", &BlockForward, &LoadBlockWeights},
-    {"mistral", &BlockForward, &LoadBlockWeights},
-    {"qwen2", &BlockForward, &LoadBlockWeights},
+const BlockImpl kBlocks[] = {
+    {"llama", &blocks::DenseForward},        {"mistral", &blocks::DenseForward},
+    {"qwen2", &blocks::DenseForward},        {"qwen3", &blocks::DenseForward},
+    {"qwen3_moe", &blocks::Qwen3MoeForward}, {"mixtral", &blocks::MixtralForward},
+    {"gemma3_text", &blocks::Gemma3Forward}, {"phi3", &blocks::DenseForward},
 };
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "src/model/config.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "src/common/file_util.h"
 #include "src/common/json_util.h"
@@ -152,7 +154,20 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text, absl::
   c.torch_dtype = dtype.value_or("");
   SR_ASSIGN_OR_RETURN(c.bos_token_id, f.OptionalInt("bos_token_id"));
   SR_ASSIGN_OR_RETURN(c.eos_token_ids, f.OptionalIntOrIntList("eos_token_id"));
+  if (family->read_config != nullptr) SR_RETURN_IF_ERROR(family->read_config(f, c));
   return c;
+}
+
+bool ModelConfig::IsMoeLayer(int64_t layer) const {
+  if (!moe) return false;
+  for (int64_t l : moe->mlp_only_layers) {
+    if (l == layer) return false;
+  }
+  return (layer + 1) % moe->decoder_sparse_step == 0;
+}
+
+double ModelConfig::AttentionScale() const {
+  return attention_scale > 0 ? attention_scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
 }
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
@@ -177,10 +192,6 @@ json ModelConfigToJson(const ModelConfig& c) {
       {"tie_word_embeddings", c.tie_word_embeddings},
       {"hidden_act", c.hidden_act},
   };
-  if (c.model_type == "llama") {
-    j["attention_bias"] = c.qkv_bias;
-    j["mlp_bias"] = c.mlp_bias;
-  }
   if (c.rope_scaling) {
     json rs = {{"rope_type", c.rope_scaling->type}, {"factor", c.rope_scaling->factor}};
     if (c.rope_scaling->type == "llama3") {
@@ -196,6 +207,8 @@ json ModelConfigToJson(const ModelConfig& c) {
   if (c.bos_token_id) j["bos_token_id"] = *c.bos_token_id;
   if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
   if (c.eos_token_ids.size() > 1) j["eos_token_id"] = c.eos_token_ids;
+  const ModelFamily* family = FindModelFamily(c.model_type);
+  if (family != nullptr && family->write_config != nullptr) family->write_config(c, j);
   return j;
 }
 

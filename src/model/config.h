@@ -1,5 +1,6 @@
-// config.json of a Llama-family Hugging Face checkpoint, parsed into a typed,
-// validated struct.
+// config.json of a decoder-only Hugging Face checkpoint, parsed into a typed,
+// validated struct. The keys every family shares are read here; each family
+// (src/model/families/) reads its own keys into the fields after them.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,20 @@ struct RopeScaling {
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_position_embeddings = 8192;
+};
+
+// A sparse mixture-of-experts MLP (qwen3_moe, mixtral): a router Linear picks
+// experts_per_token of num_experts gated MLPs per token.
+struct MoeConfig {
+  int64_t num_experts = 0;
+  int64_t experts_per_token = 0;
+  int64_t expert_intermediate_size = 0;
+  // Renormalise the top-k routing weights to sum to 1 (mixtral always does).
+  bool norm_topk_prob = true;
+  // Layer i is sparse when (i + 1) % decoder_sparse_step == 0 and it is not
+  // in mlp_only_layers (qwen3_moe); the others have a dense MLP.
+  int64_t decoder_sparse_step = 1;
+  std::vector<int64_t> mlp_only_layers;
 };
 
 struct ModelConfig {
@@ -45,8 +60,31 @@ struct ModelConfig {
   std::optional<int64_t> bos_token_id;
   std::vector<int64_t> eos_token_ids;
 
+  // Family features beyond the Llama block (set by the family's config reader).
+  std::optional<MoeConfig> moe;
+  // qwen3, gemma3: RMSNorm over each head of q and k (q_norm, k_norm) before RoPE.
+  bool qk_norm = false;
+  // Gemma: every RMSNorm computes x * (1 + w), and embeddings are multiplied by
+  // sqrt(hidden_size) (not the tied lm_head).
+  bool gemma_norms = false;
+  // The attention scale; 0 means head_dim^-0.5 (gemma3: query_pre_attn_scalar^-0.5).
+  double attention_scale = 0;
+  // Layers with sliding_layers[i] attend only to the last sliding_window keys
+  // (j > i - sliding_window), with RoPE base rope_local_theta when it is set
+  // (gemma3; phi3's sliding layers share the global RoPE).
+  std::vector<bool> sliding_layers;
+  int64_t sliding_window = 0;
+  double rope_local_theta = 0;
+
   int64_t q_dim() const { return num_attention_heads * head_dim; }
   int64_t kv_dim() const { return num_key_value_heads * head_dim; }
+  // Whether layer `layer` has a sparse MoE MLP.
+  bool IsMoeLayer(int64_t layer) const;
+  bool IsSlidingLayer(int64_t layer) const {
+    return layer >= 0 && layer < static_cast<int64_t>(sliding_layers.size()) &&
+           sliding_layers[static_cast<size_t>(layer)];
+  }
+  double AttentionScale() const;
 };
 
 // Parses and validates config.json text. `label` (the path) starts errors.

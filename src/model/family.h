@@ -1,13 +1,55 @@
-// Model families keyed by config.json's `model_type`. Each entry states how
-// the family's config differs from plain Llama; later issues hang the block
-// implementation off the same registry.
+// Model families keyed by config.json's `model_type`. A family says how its
+// config differs from plain Llama (its own keys, read by `read_config`), which
+// tensors each decoder block holds (`block_layout`), what stays 16-bit, and the
+// names other runtimes give it. The block's forward pass is registered beside
+// it in block_registry.cc (LibTorch). Adding a family: one file in
+// src/model/families/ (this description) and one in src/model/blocks/ (its
+// forward), plus a row in each table.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
 
 namespace signround {
+
+class JsonFields;
+struct ModelConfig;
+
+// A tensor of a decoder block that is not a quantized Linear (a norm, the MoE
+// router), by module name inside the block: "input_layernorm" is stored as
+// "model.layers.N.input_layernorm.weight".
+struct BlockParam {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+
+// A Linear of a decoder block, by module name inside the block
+// ("self_attn.q_proj"); the weight is [out, in].
+struct BlockLinear {
+  std::string name;
+  int64_t in = 0;
+  int64_t out = 0;
+  bool bias = false;
+  int64_t expert = -1;  // the MoE expert it belongs to, or -1
+};
+
+struct BlockLayout {
+  std::vector<BlockParam> params;
+  std::vector<BlockLinear> linears;
+};
+
+// How llama.cpp names a family (GGUF export).
+struct GgufNaming {
+  absl::string_view arch;  // general.architecture; "" when GGUF export is not supported
+  // Rows of q_proj / k_proj reordered as llama.cpp's converter does for the
+  // "llama" architecture (LlamaQkRowOrder).
+  bool permute_qk = false;
+};
 
 struct ModelFamily {
   absl::string_view model_type;
@@ -19,12 +61,38 @@ struct ModelFamily {
   bool qkv_bias_always;
   // Whether `attention_bias` / `mlp_bias` config keys are honoured.
   bool honours_attention_bias;
+  // Reads the family's own keys into `config` (after the shared ones); may be null.
+  absl::Status (*read_config)(const JsonFields& fields, ModelConfig& config);
+  // Writes them back as config.json keys (make-test-model, inspect --json); may be null.
+  void (*write_config)(const ModelConfig& config, nlohmann::json& out);
+  // The tensors of decoder block `layer`.
+  BlockLayout (*block_layout)(const ModelConfig& config, int64_t layer);
+  // What stays 16-bit besides the embeddings, norms and lm_head ("" or e.g.
+  // "the MoE router (mlp.gate)"), for inspect.
+  absl::string_view kept_16bit;
+  GgufNaming gguf;
+  // transformers' class, config.json's `architectures` (make-test-model).
+  absl::string_view architecture;
 };
 
 // The family for `model_type`, or nullptr when it is not supported.
 const ModelFamily* FindModelFamily(absl::string_view model_type);
 
-// "llama, mistral, qwen2": for error messages.
+// "llama, mistral, qwen2, ...": for error messages.
 std::string SupportedModelTypes();
+
+// Block layout pieces the families share.
+namespace layout {
+// input_layernorm and post_attention_layernorm, [hidden].
+void AddLlamaNorms(const ModelConfig& c, BlockLayout& out);
+// self_attn.{q,k,v,o}_proj (biases as the config says).
+void AddAttention(const ModelConfig& c, BlockLayout& out);
+// self_attn.q_norm and self_attn.k_norm, [head_dim].
+void AddQkNorms(const ModelConfig& c, BlockLayout& out);
+// `prefix`.{gate,up,down} of a gated MLP with `ff` hidden units (expert -1 for a dense MLP).
+void AddGatedMlp(const ModelConfig& c, const std::string& prefix, absl::string_view gate,
+                 absl::string_view up, absl::string_view down, int64_t ff, int64_t expert,
+                 BlockLayout& out);
+}  // namespace layout
 
 }  // namespace signround

@@ -4,17 +4,19 @@
 
 namespace signround {
 
+BlockLayout DecoderBlockLayout(const ModelConfig& c, int64_t layer) {
+  const ModelFamily* family = FindModelFamily(c.model_type);
+  // A ModelConfig comes from ParseModelConfig, which accepts only known families.
+  return family == nullptr ? BlockLayout{} : family->block_layout(c, layer);
+}
+
 std::vector<LinearLayer> DecoderLinears(const ModelConfig& c) {
   std::vector<LinearLayer> out;
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    std::string p = absl::StrCat("model.layers.", i, ".");
-    out.push_back({p + "self_attn.q_proj", i, c.hidden_size, c.q_dim(), c.qkv_bias});
-    out.push_back({p + "self_attn.k_proj", i, c.hidden_size, c.kv_dim(), c.qkv_bias});
-    out.push_back({p + "self_attn.v_proj", i, c.hidden_size, c.kv_dim(), c.qkv_bias});
-    out.push_back({p + "self_attn.o_proj", i, c.q_dim(), c.hidden_size, c.o_bias});
-    out.push_back({p + "mlp.gate_proj", i, c.hidden_size, c.intermediate_size, c.mlp_bias});
-    out.push_back({p + "mlp.up_proj", i, c.hidden_size, c.intermediate_size, c.mlp_bias});
-    out.push_back({p + "mlp.down_proj", i, c.intermediate_size, c.hidden_size, c.mlp_bias});
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    for (const BlockLinear& l : DecoderBlockLayout(c, i).linears) {
+      out.push_back({p + l.name, i, l.in, l.out, l.bias, l.expert});
+    }
   }
   return out;
 }
@@ -22,13 +24,15 @@ std::vector<LinearLayer> DecoderLinears(const ModelConfig& c) {
 std::vector<ExpectedTensor> ExpectedTensors(const ModelConfig& c) {
   std::vector<ExpectedTensor> out;
   out.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}});
-  std::vector<LinearLayer> linears = DecoderLinears(c);
+  // Every block's norms (and routers) first, then every Linear: the order
+  // make-test-model has always written.
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    std::string p = absl::StrCat("model.layers.", i, ".");
-    out.push_back({p + "input_layernorm.weight", {c.hidden_size}});
-    out.push_back({p + "post_attention_layernorm.weight", {c.hidden_size}});
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    for (const BlockParam& t : DecoderBlockLayout(c, i).params) {
+      out.push_back({p + t.name + ".weight", t.shape});
+    }
   }
-  for (const LinearLayer& l : linears) {
+  for (const LinearLayer& l : DecoderLinears(c)) {
     out.push_back({l.name + ".weight", {l.out, l.in}});
     if (l.bias) out.push_back({l.name + ".bias", {l.out}});
   }

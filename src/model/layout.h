@@ -1,4 +1,5 @@
-// The tensors a Llama-family checkpoint must hold, derived from its config.
+// The tensors a checkpoint must hold, derived from its config through its
+// family's block layout (src/model/family.h).
 #pragma once
 
 #include <cstdint>
@@ -6,6 +7,7 @@
 #include <vector>
 
 #include "src/model/config.h"
+#include "src/model/family.h"
 
 namespace signround {
 
@@ -22,9 +24,14 @@ struct LinearLayer {
   int64_t in = 0;
   int64_t out = 0;
   bool bias = false;
+  int64_t expert = -1;  // the MoE expert it belongs to, or -1
 };
 
-// q, k, v, o, gate, up, down of every decoder block, in block order.
+// The block layout of `layer` under the config's family.
+BlockLayout DecoderBlockLayout(const ModelConfig& config, int64_t layer);
+
+// Every Linear of every decoder block (q, k, v, o, gate, up, down for a Llama
+// block; every expert's for an MoE block), in block order.
 std::vector<LinearLayer> DecoderLinears(const ModelConfig& config);
 
 // Every tensor the config implies (embedding, blocks, final norm, lm_head when

@@ -1,12 +1,20 @@
 #include "src/model/model_ends.h"
 
+#include <cmath>
+
 #include "src/common/status_macros.h"
-#include "src/model/llama_block.h"
+#include "src/model/block_ops.h"
 
 namespace signround {
 
-at::Tensor Embed(const at::Tensor& embed_weight, const at::Tensor& ids) {
-  return at::embedding(embed_weight, ids);
+at::Tensor Embed(const ModelConfig& config, const at::Tensor& embed_weight, const at::Tensor& ids) {
+  at::Tensor rows = at::embedding(embed_weight, ids);
+  if (!config.gemma_norms) return rows;
+  // transformers' Gemma3TextScaledWordEmbedding: the scale cast to the weight's dtype.
+  const at::Tensor scale = at::scalar_tensor(std::sqrt(static_cast<double>(config.hidden_size)),
+                                             at::TensorOptions().dtype(at::kFloat))
+                               .to(embed_weight.scalar_type());
+  return rows * scale.to(rows.device());
 }
 
 absl::StatusOr<at::Tensor> LoadEmbedding(const Checkpoint& ckpt, at::ScalarType dtype,
@@ -25,7 +33,7 @@ absl::StatusOr<HeadWeights> LoadHeadWeights(const Checkpoint& ckpt, at::ScalarTy
 }
 
 at::Tensor HeadForward(const ModelConfig& config, const HeadWeights& w, const at::Tensor& h) {
-  return at::linear(RmsNorm(h, w.norm, config.rms_norm_eps), w.lm_head);
+  return at::linear(Norm(config, h, w.norm), w.lm_head);
 }
 
 }  // namespace signround

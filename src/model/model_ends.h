@@ -1,4 +1,4 @@
-// The parts of a Llama-family model around the decoder blocks: the token
+// The parts of a model around the decoder blocks: the token
 // embedding, and the final norm + lm_head that turn hidden states into logits.
 #pragma once
 
@@ -11,8 +11,8 @@
 namespace signround {
 
 // Rows of `embed_weight` [vocab, hidden] for `ids` (any integer shape S):
-// [S..., hidden].
-at::Tensor Embed(const at::Tensor& embed_weight, const at::Tensor& ids);
+// [S..., hidden]; Gemma multiplies them by sqrt(hidden) (in the weight's dtype).
+at::Tensor Embed(const ModelConfig& config, const at::Tensor& embed_weight, const at::Tensor& ids);
 
 struct HeadWeights {
   at::Tensor norm;     // model.norm.weight, [hidden]
@@ -27,7 +27,7 @@ absl::StatusOr<at::Tensor> LoadEmbedding(const Checkpoint& ckpt, at::ScalarType 
 absl::StatusOr<HeadWeights> LoadHeadWeights(const Checkpoint& ckpt, at::ScalarType dtype,
                                             at::Device device);
 
-// Logits [..., vocab] for hidden states [..., hidden]: lm_head(RMSNorm(h)).
+// Logits [..., vocab] for hidden states [..., hidden]: lm_head(norm(h)).
 at::Tensor HeadForward(const ModelConfig& config, const HeadWeights& weights, const at::Tensor& h);
 
 }  // namespace signround

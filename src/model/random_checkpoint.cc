@@ -5,6 +5,7 @@
 #include <map>
 #include <system_error>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
@@ -27,9 +28,7 @@ uint64_t Fnv1a64(absl::string_view s) {
   return h;
 }
 
-bool IsNorm(absl::string_view name) {
-  return name.find("layernorm") != absl::string_view::npos || name == "model.norm.weight";
-}
+bool IsNorm(absl::string_view name) { return absl::EndsWith(name, "norm.weight"); }
 
 // Fills `out` with the tensor's values: norms are 1, everything else is
 // uniform with standard deviation 0.02 (the usual Llama init scale).
@@ -121,12 +120,15 @@ absl::StatusOr<ModelConfig> RandomCheckpointConfig(const RandomCheckpointOptions
   if (o.dtype != DType::kF32 && o.dtype != DType::kF16 && o.dtype != DType::kBF16) {
     return absl::InvalidArgumentError("dtype must be f32, f16 or bf16");
   }
+  const ModelFamily* family = FindModelFamily(o.model_type);
+  if (family == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model_type '", o.model_type,
+                     "' is not supported (supported: ", SupportedModelTypes(), ")"));
+  }
   nlohmann::json j = {
       {"model_type", o.model_type},
-      {"architectures",
-       {o.model_type == "qwen2"     ? "Qwen2ForCausalLM"
-        : o.model_type == "mistral" ? "MistralForCausalLM"
-                                    : "LlamaForCausalLM"}},
+      {"architectures", {family->architecture}},
       {"hidden_size", o.hidden_size},
       {"intermediate_size", o.intermediate_size},
       {"num_hidden_layers", o.num_layers},
@@ -143,6 +145,14 @@ absl::StatusOr<ModelConfig> RandomCheckpointConfig(const RandomCheckpointOptions
       {"hidden_act", "silu"},
   };
   SR_ASSIGN_OR_RETURN(ModelConfig config, ParseModelConfig(j.dump(), "make-test-model options"));
+  if (config.moe) {
+    if (o.num_experts > 0) config.moe->num_experts = o.num_experts;
+    if (o.experts_per_token > 0) config.moe->experts_per_token = o.experts_per_token;
+    config.moe->expert_intermediate_size = o.intermediate_size;
+    config.moe->norm_topk_prob = true;
+    SR_ASSIGN_OR_RETURN(
+        config, ParseModelConfig(ModelConfigToJson(config).dump(), "make-test-model options"));
+  }
   size_t tensors = ExpectedTensors(config).size();
   if (o.shards < 1 || static_cast<size_t>(o.shards) > tensors) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -1,4 +1,4 @@
-// Writes random-initialised Llama-family checkpoints (config.json +
+// Writes random-initialised checkpoints of any supported family (config.json +
 // safetensors, optionally sharded) for tests, benchmarks and the demo. The
 // output depends only on the options: same seed, same bytes.
 #pragma once
@@ -25,6 +25,10 @@ struct RandomCheckpointOptions {
   uint64_t seed = 0;
   int shards = 1;
   bool tie_word_embeddings = false;
+  // MoE families (qwen3_moe, mixtral): 0 keeps the family's default. Each
+  // expert has intermediate_size hidden units.
+  int64_t num_experts = 0;
+  int64_t experts_per_token = 0;
 };
 
 // The config the options describe, validated exactly as a reader would.

@@ -150,23 +150,40 @@ absl::StatusOr<at::Tensor> LoadCalibration(const QuantizeOptions& o, const Model
   return TokenRowsToTensor(*samples);
 }
 
-// block(x) for every row of x, in batches, without gradients.
+// block(x) for every row of x, in batches, without gradients; an MoE block
+// adds each expert's token count to `expert_tokens` when it is not null.
 at::Tensor ForwardAll(const ModelConfig& c, BlockForwardFn forward, const BlockWeights& w,
-                      const RopeTables& rope, const at::Tensor& x, int64_t batch) {
+                      const RopeTables& rope, const at::Tensor& x, int64_t batch,
+                      std::vector<int64_t>* expert_tokens = nullptr) {
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> parts;
   for (int64_t b = 0; b < x.size(0); b += batch) {
-    parts.push_back(forward(c, w, rope, x.narrow(0, b, std::min(batch, x.size(0) - b))));
+    parts.push_back(
+        forward(c, w, rope, x.narrow(0, b, std::min(batch, x.size(0) - b)), expert_tokens));
   }
   return at::cat(parts, 0);
 }
 
-std::vector<LayerToQuantize> BlockLayers(const std::vector<LayerPlan>& plans, int64_t layer) {
+// The experts of `tokens` that received fewer than kMinExpertTokens.
+std::vector<int64_t> StarvedExperts(const std::vector<int64_t>& tokens) {
+  std::vector<int64_t> out;
+  for (size_t e = 0; e < tokens.size(); ++e) {
+    if (tokens[e] < contract::kMinExpertTokens) out.push_back(static_cast<int64_t>(e));
+  }
+  return out;
+}
+
+// The quantized layers of block `layer`; those of the experts in `round_only`
+// are rounded to nearest instead of tuned.
+std::vector<LayerToQuantize> BlockLayers(const std::vector<LayerPlan>& plans, int64_t layer,
+                                         const std::vector<int64_t>& round_only = {}) {
   std::vector<LayerToQuantize> out;
   const std::string prefix = absl::StrCat("model.layers.", layer, ".");
   for (const LayerPlan& p : plans) {
     if (p.layer.layer == layer && p.quantized) {
-      out.push_back({p.layer.name.substr(prefix.size()), p.scheme});
+      const bool starved = p.layer.expert >= 0 && std::find(round_only.begin(), round_only.end(),
+                                                            p.layer.expert) != round_only.end();
+      out.push_back({p.layer.name.substr(prefix.size()), p.scheme, starved});
     }
   }
   return out;
@@ -236,10 +253,10 @@ absl::StatusOr<StoredBlock> ResumeOrMake(
     const BlockStore& store, const std::vector<LayerPlan>& plans, int64_t index,
     const std::string& prefix,
     const std::function<absl::StatusOr<StoredBlock>(const std::vector<LayerToQuantize>&)>& make,
-    bool* resumed) {
+    bool* resumed, const std::vector<int64_t>& round_only = {}) {
   *resumed = store.Has(index);
   if (*resumed) return store.Load(index, prefix);
-  SR_ASSIGN_OR_RETURN(StoredBlock block, make(BlockLayers(plans, index)));
+  SR_ASSIGN_OR_RETURN(StoredBlock block, make(BlockLayers(plans, index, round_only)));
   SR_RETURN_IF_ERROR(store.Save(block, prefix));
   return block;
 }
@@ -278,7 +295,7 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
   const ModelConfig& c = ctx.ckpt.config();
   const QuantizeOptions& o = ctx.options;
   SR_ASSIGN_OR_RETURN(at::Tensor embed, LoadEmbedding(ctx.ckpt, ctx.dtype, ctx.device));
-  at::Tensor fp_in = Embed(embed, ids.to(ctx.device));
+  at::Tensor fp_in = Embed(c, embed, ids.to(ctx.device));
   embed = at::Tensor();
   at::Tensor q_in = fp_in;
   const RopeTables rope = MakeRopeTables(c, o.settings.seqlen, ctx.device);
@@ -288,7 +305,15 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
     const std::string prefix = absl::StrCat("model.layers.", i, ".");
     SR_ASSIGN_OR_RETURN(BlockWeights original, ctx.impl.load(ctx.ckpt, i, at::kFloat, ctx.device));
     const BlockWeights base = WithQuantizedWeights(original, {}, ctx.dtype);
-    at::Tensor fp_out = ForwardAll(c, ctx.impl.forward, base, rope, fp_in, o.settings.batch_size);
+    // An MoE block counts the tokens each expert receives on the chain it is tuned on.
+    std::vector<int64_t> expert_tokens;
+    const bool moe = c.IsMoeLayer(i) && !store.Has(i);
+    at::Tensor fp_out = ForwardAll(c, ctx.impl.forward, base, rope, fp_in, o.settings.batch_size,
+                                   moe && !o.enable_quanted_input ? &expert_tokens : nullptr);
+    if (moe && o.enable_quanted_input) {
+      ForwardAll(c, ctx.impl.forward, base, rope, q_in, o.settings.batch_size, &expert_tokens);
+    }
+    const std::vector<int64_t> starved = StarvedExperts(expert_tokens);
     bool resumed = false;
     auto tune = [&](const std::vector<LayerToQuantize>& layers) -> absl::StatusOr<StoredBlock> {
       at::Tensor tune_in = o.enable_quanted_input ? q_in : fp_in;
@@ -308,9 +333,12 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
                      r.loss_best,
                      r.best_iter,
                      SecondsSince(start)};
+      block.stats.expert_tokens = expert_tokens;
+      block.stats.rounded_experts = starved;
       return block;
     };
-    SR_ASSIGN_OR_RETURN(StoredBlock block, ResumeOrMake(store, plans, i, prefix, tune, &resumed));
+    SR_ASSIGN_OR_RETURN(StoredBlock block,
+                        ResumeOrMake(store, plans, i, prefix, tune, &resumed, starved));
     if (o.enable_quanted_input) {
       q_in =
           ForwardAll(c, ctx.impl.forward, WithQuantizedWeights(original, block.layers, ctx.dtype),

@@ -23,11 +23,10 @@ at::Tensor CastOrUndefined(const at::Tensor& t, at::ScalarType dtype) {
 
 BlockWeights CastBlock(const BlockWeights& w, at::ScalarType dtype) {
   BlockWeights out = w;
-  out.input_norm = CastOrUndefined(w.input_norm, dtype);
-  out.post_attention_norm = CastOrUndefined(w.post_attention_norm, dtype);
-  for (LinearWeights* l : out.Linears()) {
-    l->weight = CastOrUndefined(l->weight, dtype);
-    l->bias = CastOrUndefined(l->bias, dtype);
+  for (auto& [name, t] : out.params) t = CastOrUndefined(t, dtype);
+  for (auto& [name, l] : out.linears) {
+    l.weight = CastOrUndefined(l.weight, dtype);
+    l.bias = CastOrUndefined(l.bias, dtype);
   }
   return out;
 }
@@ -50,7 +49,7 @@ double MicroBatchLoss(const ModelConfig& config, BlockForwardFn forward, const B
       w.FindLinear(l.name)->weight =
           QuantDequantWeight(l.weight, l.scheme, l.params, o.weight_dtype, o.compute_dtype);
     }
-    at::Tensor out = forward(config, w, rope, Rows(q_in, idx));
+    at::Tensor out = forward(config, w, rope, Rows(q_in, idx), nullptr);
     loss = at::mse_loss(out.to(at::kFloat), Rows(fp_out, idx).to(at::kFloat)) / divisor;
   }
   // Each W^ now lives only in the graph, which frees it once its layer's backward has run.
@@ -102,7 +101,7 @@ absl::StatusOr<std::vector<TunedLayer>> PrepareLayers(const BlockWeights& origin
     if (lw == nullptr) return absl::InvalidArgumentError(absl::StrCat("no layer named ", l.name));
     TunedLayer t{l.name, l.scheme, GroupWeight(lw->weight, l.scheme.group_size), {}};
     t.params = InitialRoundingParams(t.weight);
-    if (trainable) {
+    if (trainable && !l.round_only) {
       t.params.v.requires_grad_(true);
       t.params.alpha.requires_grad_(minmax);
       t.params.beta.requires_grad_(minmax);

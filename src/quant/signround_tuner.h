@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "src/model/block_registry.h"
+#include "src/model/block_weights.h"
 #include "src/quant/qdq.h"
 
 namespace signround {
@@ -38,6 +39,9 @@ double EffectiveMinmaxLr(const TuneOptions& options);
 struct LayerToQuantize {
   std::string name;  // inside the block, e.g. "self_attn.q_proj"
   QuantScheme scheme;
+  // Rounded to nearest and held fixed while the block's other layers are tuned
+  // (an MoE expert with too few calibration tokens).
+  bool round_only = false;
 };
 
 struct QuantizedLinear {

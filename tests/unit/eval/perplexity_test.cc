@@ -134,8 +134,8 @@ TEST_F(PerplexityTest, SubstitutedBlocksAreUsedInOrder) {
     asked.push_back(layer);
     absl::StatusOr<BlockWeights> w = LoadBlockWeights(*ckpt_, layer, at::kFloat, at::kCPU);
     if (w.ok()) {
-      w->o_proj.weight.zero_();
-      w->down_proj.weight.zero_();
+      w->FindLinear("self_attn.o_proj")->weight.zero_();
+      w->FindLinear("mlp.down_proj")->weight.zero_();
     }
     return w;
   };
@@ -171,7 +171,9 @@ TEST_F(PerplexityTest, SubstituteErrorsPropagate) {
   // Weights of the wrong shape are an error, not a crash.
   o.block_weights = [&](int64_t layer) -> absl::StatusOr<BlockWeights> {
     absl::StatusOr<BlockWeights> w = LoadBlockWeights(*ckpt_, layer, at::kFloat, at::kCPU);
-    if (w.ok()) w->q_proj.weight = w->q_proj.weight.narrow(0, 0, 8);
+    if (w.ok())
+      w->FindLinear("self_attn.q_proj")->weight =
+          w->FindLinear("self_attn.q_proj")->weight.narrow(0, 0, 8);
     return w;
   };
   EXPECT_EQ(EvaluatePerplexity(*ckpt_, Rows({5}, 0), o).status().code(),

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "src/model/llama_block.h"
+#include "src/model/block_ops.h"
 #include "src/model/random_checkpoint.h"
 #include "tests/testing/test_files.h"
 #include "tests/unit/model/model_fixtures.h"
@@ -23,7 +23,7 @@ TEST(ModelEnds, EmbedPicksRowsAndTiedHeadUsesTheEmbedding) {
   absl::StatusOr<at::Tensor> embed = LoadEmbedding(*ckpt, at::kFloat, at::kCPU);
   ASSERT_TRUE(embed.ok());
   at::Tensor ids = at::tensor({3, 0, 47, 3}, at::kLong).view({2, 2});
-  at::Tensor e = Embed(*embed, ids);
+  at::Tensor e = Embed(ckpt->config(), *embed, ids);
   ASSERT_EQ(e.sizes(), (std::vector<int64_t>{2, 2, 32}));
   EXPECT_TRUE(at::equal(e[1][0], (*embed)[47]));
   EXPECT_TRUE(at::equal(e[0][0], e[1][1]));

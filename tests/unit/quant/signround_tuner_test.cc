@@ -10,9 +10,10 @@
 
 #include <ATen/ATen.h>
 
-#include "src/model/llama_block.h"
+#include "src/model/blocks/blocks.h"
 #include "src/quant/batch_sampler.h"
 #include "src/quant/qdq.h"
+#include "tests/unit/model/block_fixtures.h"
 
 namespace signround {
 namespace {
@@ -41,21 +42,26 @@ BlockWeights RandomBlock(const ModelConfig& c) {
   at::manual_seed(1234);
   auto w = [](int64_t out, int64_t in) { return at::randn({out, in}) * 0.05; };
   BlockWeights b;
-  b.input_norm = at::ones({c.hidden_size}) + at::randn({c.hidden_size}) * 0.05;
-  b.post_attention_norm = at::ones({c.hidden_size}) + at::randn({c.hidden_size}) * 0.05;
-  b.q_proj.weight = w(c.q_dim(), c.hidden_size);
-  b.k_proj.weight = w(c.kv_dim(), c.hidden_size);
-  b.v_proj.weight = w(c.kv_dim(), c.hidden_size);
-  b.o_proj.weight = w(c.hidden_size, c.q_dim());
-  b.gate_proj.weight = w(c.intermediate_size, c.hidden_size);
-  b.up_proj.weight = w(c.intermediate_size, c.hidden_size);
-  b.down_proj.weight = w(c.hidden_size, c.intermediate_size);
+  b.params.emplace_back("input_layernorm",
+                        at::ones({c.hidden_size}) + at::randn({c.hidden_size}) * 0.05);
+  b.params.emplace_back("post_attention_layernorm",
+                        at::ones({c.hidden_size}) + at::randn({c.hidden_size}) * 0.05);
+  b.linears.push_back({"self_attn.q_proj", {w(c.q_dim(), c.hidden_size), {}}});
+  b.linears.push_back({"self_attn.k_proj", {w(c.kv_dim(), c.hidden_size), {}}});
+  b.linears.push_back({"self_attn.v_proj", {w(c.kv_dim(), c.hidden_size), {}}});
+  b.linears.push_back({"self_attn.o_proj", {w(c.hidden_size, c.q_dim()), {}}});
+  b.linears.push_back({"mlp.gate_proj", {w(c.intermediate_size, c.hidden_size), {}}});
+  b.linears.push_back({"mlp.up_proj", {w(c.intermediate_size, c.hidden_size), {}}});
+  b.linears.push_back({"mlp.down_proj", {w(c.hidden_size, c.intermediate_size), {}}});
   return b;
 }
 
 std::vector<LayerToQuantize> AllLayers(QuantScheme scheme) {
   std::vector<LayerToQuantize> out;
-  for (absl::string_view name : BlockLinearNames()) out.push_back({std::string(name), scheme});
+  for (const char* name : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                           "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}) {
+    out.push_back({name, scheme});
+  }
   return out;
 }
 
@@ -68,15 +74,15 @@ class TuneBlockTest : public ::testing::Test {
     at::manual_seed(99);
     q_in_ = at::randn({kSamples, kTokens, kHidden});
     at::NoGradGuard no_grad;
-    fp_out_ = BlockForward(config_, original_, rope_, q_in_);
+    fp_out_ = blocks::DenseForward(config_, original_, rope_, q_in_, nullptr);
   }
 
   BlockTuneResult Tune(QuantScheme scheme, int iters, uint64_t seed, int64_t batch = 4) {
     TuneOptions o;
     o.iters = iters;
     o.batch_size = batch;
-    auto r = TuneBlock(config_, &BlockForward, original_, rope_, AllLayers(scheme), q_in_, fp_out_,
-                       o, seed);
+    auto r = TuneBlock(config_, &blocks::DenseForward, original_, rope_, AllLayers(scheme), q_in_,
+                       fp_out_, o, seed);
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *std::move(r) : BlockTuneResult();
   }
@@ -108,8 +114,9 @@ TEST_F(TuneBlockTest, ZeroItersIsRtn) {
   std::vector<int64_t> idx = BatchSampler(kSamples, 4, 7).Next();
   at::Tensor rows = at::tensor(idx, at::kLong);
   at::NoGradGuard no_grad;
-  at::Tensor out = BlockForward(config_, WithQuantizedWeights(original_, r.layers, at::kFloat),
-                                rope_, q_in_.index_select(0, rows));
+  at::Tensor out =
+      blocks::DenseForward(config_, WithQuantizedWeights(original_, r.layers, at::kFloat), rope_,
+                           q_in_.index_select(0, rows), nullptr);
   double mse = at::mse_loss(out, fp_out_.index_select(0, rows)).item<double>();
   // Tolerance 1e-6 relative: the same fp32 ops in the same order, so in practice exact.
   EXPECT_NEAR(r.loss_iter0, mse, 1e-6 * mse);
@@ -191,8 +198,8 @@ TEST_F(TuneBlockTest, CodesInRangeAndDequantIsScaleTimesCodeMinusZero) {
 TEST_F(TuneBlockTest, UnknownLayerIsAnError) {
   TuneOptions o;
   o.iters = 1;
-  auto r = TuneBlock(config_, &BlockForward, original_, rope_, {{"mlp.nope", {4, 32, true}}}, q_in_,
-                     fp_out_, o, 1);
+  auto r = TuneBlock(config_, &blocks::DenseForward, original_, rope_,
+                     {{"mlp.nope", {4, 32, true}}}, q_in_, fp_out_, o, 1);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("mlp.nope"), absl::string_view::npos);
 }
@@ -201,10 +208,12 @@ TEST_F(TuneBlockTest, WithQuantizedWeightsReplacesOnlyTheTunedLayers) {
   BlockTuneResult r = Tune({2, 32, true}, 0, 1);
   r.layers.erase(r.layers.begin() + 1, r.layers.end());  // keep q_proj only
   BlockWeights w = WithQuantizedWeights(original_, r.layers, at::kFloat);
-  EXPECT_TRUE(at::equal(w.q_proj.weight, r.layers[0].dequant));
-  EXPECT_FALSE(at::equal(w.q_proj.weight, original_.q_proj.weight));
-  EXPECT_TRUE(at::equal(w.k_proj.weight, original_.k_proj.weight));
-  EXPECT_TRUE(at::equal(w.down_proj.weight, original_.down_proj.weight));
+  EXPECT_TRUE(at::equal(Lin(w, "self_attn.q_proj").weight, r.layers[0].dequant));
+  EXPECT_FALSE(
+      at::equal(Lin(w, "self_attn.q_proj").weight, Lin(original_, "self_attn.q_proj").weight));
+  EXPECT_TRUE(
+      at::equal(Lin(w, "self_attn.k_proj").weight, Lin(original_, "self_attn.k_proj").weight));
+  EXPECT_TRUE(at::equal(Lin(w, "mlp.down_proj").weight, Lin(original_, "mlp.down_proj").weight));
 }
 
 }  // namespace

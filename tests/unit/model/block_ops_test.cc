@@ -1,4 +1,4 @@
-#include "src/model/llama_block.h"
+#include "src/model/block_ops.h"
 
 #include <cmath>
 #include <limits>
@@ -7,10 +7,13 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "src/model/block_registry.h"
+#include "src/model/blocks/blocks.h"
 #include "src/model/layout.h"
 #include "src/model/random_checkpoint.h"
 #include "src/tensor/torch_tensor.h"
 #include "tests/testing/test_files.h"
+#include "tests/unit/model/block_fixtures.h"
 #include "tests/unit/model/model_fixtures.h"
 
 namespace signround {
@@ -32,28 +35,6 @@ ModelConfig TinyConfig(int64_t heads, int64_t kv_heads) {
   c.rms_norm_eps = 1e-5;
   c.rope_theta = 10000.0;
   return c;
-}
-
-LinearWeights RandomLinear(int64_t out, int64_t in, bool bias) {
-  LinearWeights l;
-  l.weight = at::randn({out, in}) / std::sqrt(static_cast<double>(in));
-  if (bias) l.bias = at::randn({out}) * 0.1;
-  return l;
-}
-
-BlockWeights RandomBlock(const ModelConfig& c, uint64_t seed) {
-  at::manual_seed(seed);
-  BlockWeights w;
-  w.input_norm = 1 + 0.2 * at::randn({c.hidden_size});
-  w.post_attention_norm = 1 + 0.2 * at::randn({c.hidden_size});
-  w.q_proj = RandomLinear(c.q_dim(), c.hidden_size, c.qkv_bias);
-  w.k_proj = RandomLinear(c.kv_dim(), c.hidden_size, c.qkv_bias);
-  w.v_proj = RandomLinear(c.kv_dim(), c.hidden_size, c.qkv_bias);
-  w.o_proj = RandomLinear(c.hidden_size, c.q_dim(), c.o_bias);
-  w.gate_proj = RandomLinear(c.intermediate_size, c.hidden_size, c.mlp_bias);
-  w.up_proj = RandomLinear(c.intermediate_size, c.hidden_size, c.mlp_bias);
-  w.down_proj = RandomLinear(c.hidden_size, c.intermediate_size, c.mlp_bias);
-  return w;
 }
 
 // ---- A plain float64 re-implementation of one block on one sequence. ----
@@ -111,27 +92,28 @@ at::Tensor RefHeadRows(const LinearWeights& l, int64_t head, int64_t d, const at
 // x: [T, hidden] float64. Query head h reads kv head h / n_rep.
 at::Tensor ReferenceBlock(const ModelConfig& c, const BlockWeights& w, const at::Tensor& x) {
   const int64_t d = c.head_dim, n_rep = c.num_attention_heads / c.num_key_value_heads;
-  at::Tensor xn = RefRmsNorm(x, w.input_norm, c.rms_norm_eps);
+  at::Tensor xn = RefRmsNorm(x, w.param("input_layernorm"), c.rms_norm_eps);
   std::vector<at::Tensor> heads;
   for (int64_t h = 0; h < c.num_attention_heads; ++h) {
-    at::Tensor q = RefRope(RefHeadRows(w.q_proj, h, d, xn), c.rope_theta);
-    at::Tensor k = RefRope(RefHeadRows(w.k_proj, h / n_rep, d, xn), c.rope_theta);
-    at::Tensor v = RefHeadRows(w.v_proj, h / n_rep, d, xn);
+    at::Tensor q = RefRope(RefHeadRows(Lin(w, "self_attn.q_proj"), h, d, xn), c.rope_theta);
+    at::Tensor k = RefRope(RefHeadRows(Lin(w, "self_attn.k_proj"), h / n_rep, d, xn), c.rope_theta);
+    at::Tensor v = RefHeadRows(Lin(w, "self_attn.v_proj"), h / n_rep, d, xn);
     at::Tensor scores = at::matmul(q, k.t()) / std::sqrt(static_cast<double>(d));
     heads.push_back(at::matmul(RefCausalSoftmax(scores), v));
   }
-  at::Tensor h1 = x + RefLinear(at::cat(heads, 1), w.o_proj.weight, w.o_proj.bias);
-  at::Tensor hn = RefRmsNorm(h1, w.post_attention_norm, c.rms_norm_eps);
-  at::Tensor gate = RefLinear(hn, w.gate_proj.weight, w.gate_proj.bias);
-  at::Tensor up = RefLinear(hn, w.up_proj.weight, w.up_proj.bias);
+  at::Tensor h1 = x + RefLinear(at::cat(heads, 1), Lin(w, "self_attn.o_proj").weight,
+                                Lin(w, "self_attn.o_proj").bias);
+  at::Tensor hn = RefRmsNorm(h1, w.param("post_attention_layernorm"), c.rms_norm_eps);
+  at::Tensor gate = RefLinear(hn, Lin(w, "mlp.gate_proj").weight, Lin(w, "mlp.gate_proj").bias);
+  at::Tensor up = RefLinear(hn, Lin(w, "mlp.up_proj").weight, Lin(w, "mlp.up_proj").bias);
   at::Tensor act = gate / (1 + (-gate).exp()) * up;
-  return h1 + RefLinear(act, w.down_proj.weight, w.down_proj.bias);
+  return h1 + RefLinear(act, Lin(w, "mlp.down_proj").weight, Lin(w, "mlp.down_proj").bias);
 }
 
 void ExpectMatchesReference(const ModelConfig& c, const BlockWeights& w) {
   at::manual_seed(11);
   at::Tensor x = at::randn({2, 7, c.hidden_size});
-  at::Tensor got = BlockForward(c, w, MakeRopeTables(c, 7, at::kCPU), x);
+  at::Tensor got = blocks::DenseForward(c, w, MakeRopeTables(c, 7, at::kCPU), x, nullptr);
   ASSERT_EQ(got.sizes(), x.sizes());
   for (int64_t b = 0; b < 2; ++b) {
     at::Tensor want = ReferenceBlock(c, w, D(x[b]));
@@ -160,11 +142,11 @@ TEST(LlamaBlock, GroupedQueryAttentionEqualsMultiHeadWithRepeatedKvHeads) {
   auto repeat = [&](const at::Tensor& t) {
     return t.view({2, gqa.head_dim, -1}).repeat_interleave(2, 0).reshape({4 * gqa.head_dim, -1});
   };
-  wm.k_proj.weight = repeat(w.k_proj.weight);
-  wm.v_proj.weight = repeat(w.v_proj.weight);
+  Lin(wm, "self_attn.k_proj").weight = repeat(Lin(w, "self_attn.k_proj").weight);
+  Lin(wm, "self_attn.v_proj").weight = repeat(Lin(w, "self_attn.v_proj").weight);
   at::Tensor x = at::randn({2, 5, gqa.hidden_size});
-  at::Tensor a = BlockForward(gqa, w, MakeRopeTables(gqa, 5, at::kCPU), x);
-  at::Tensor b = BlockForward(mha, wm, MakeRopeTables(mha, 5, at::kCPU), x);
+  at::Tensor a = blocks::DenseForward(gqa, w, MakeRopeTables(gqa, 5, at::kCPU), x, nullptr);
+  at::Tensor b = blocks::DenseForward(mha, wm, MakeRopeTables(mha, 5, at::kCPU), x, nullptr);
   EXPECT_TRUE(at::allclose(a, b, 1e-5, 1e-6));
 }
 
@@ -173,11 +155,11 @@ TEST(LlamaBlock, LaterTokensDoNotChangeEarlierOutputs) {
   BlockWeights w = RandomBlock(c, 4);
   RopeTables rope = MakeRopeTables(c, 8, at::kCPU);
   at::Tensor x = at::randn({1, 8, c.hidden_size});
-  at::Tensor out = BlockForward(c, w, rope, x);
+  at::Tensor out = blocks::DenseForward(c, w, rope, x, nullptr);
   for (int64_t t : {0, 3, 6}) {
     at::Tensor x2 = x.clone();
     x2.narrow(1, t + 1, 7 - t).add_(at::randn({1, 7 - t, c.hidden_size}));
-    at::Tensor out2 = BlockForward(c, w, rope, x2);
+    at::Tensor out2 = blocks::DenseForward(c, w, rope, x2, nullptr);
     EXPECT_TRUE(at::allclose(out.narrow(1, 0, t + 1), out2.narrow(1, 0, t + 1), 1e-5, 1e-6))
         << "t = " << t;
     EXPECT_FALSE(at::allclose(out.narrow(1, t + 1, 7 - t), out2.narrow(1, t + 1, 7 - t)))
@@ -189,12 +171,13 @@ TEST(LlamaBlock, GradientsReachSwappedAndOriginalWeights) {
   ModelConfig c = TinyConfig(4, 2);
   BlockWeights w = RandomBlock(c, 5);
   // What a tuner does: a leaf parameter, and W^ computed from it with autograd.
-  at::Tensor v = at::zeros_like(w.q_proj.weight).requires_grad_(true);
-  w.FindLinear("self_attn.q_proj")->weight = w.q_proj.weight + v;
-  w.down_proj.weight.requires_grad_(true);
-  at::Tensor out = BlockForward(c, w, MakeRopeTables(c, 6, at::kCPU), at::randn({2, 6, 24}));
+  at::Tensor v = at::zeros_like(Lin(w, "self_attn.q_proj").weight).requires_grad_(true);
+  w.FindLinear("self_attn.q_proj")->weight = Lin(w, "self_attn.q_proj").weight + v;
+  Lin(w, "mlp.down_proj").weight.requires_grad_(true);
+  at::Tensor out =
+      blocks::DenseForward(c, w, MakeRopeTables(c, 6, at::kCPU), at::randn({2, 6, 24}), nullptr);
   out.sum().backward();
-  for (const at::Tensor& g : {v.grad(), w.down_proj.weight.grad()}) {
+  for (const at::Tensor& g : {v.grad(), Lin(w, "mlp.down_proj").weight.grad()}) {
     ASSERT_TRUE(g.defined());
     EXPECT_TRUE(at::isfinite(g).all().item<bool>());
     EXPECT_GT(g.abs().sum().item<double>(), 0.0);
@@ -205,17 +188,23 @@ TEST(LlamaBlock, LinearNamesMatchTheCheckpointLayout) {
   ModelConfig c = TinyConfig(4, 2);
   std::vector<LinearLayer> layers = DecoderLinears(c);
   BlockWeights w = RandomBlock(c, 6);
-  ASSERT_EQ(layers.size(), static_cast<size_t>(kBlockLinearCount));
-  for (int i = 0; i < kBlockLinearCount; ++i) {
-    absl::string_view name = BlockLinearNames()[i];
-    EXPECT_EQ(layers[i].name, "model.layers.0." + std::string(name));
-    LinearWeights* l = w.FindLinear(name);
-    ASSERT_NE(l, nullptr) << name;
-    EXPECT_EQ(l, w.Linears()[i]);
-    EXPECT_EQ(l->weight.size(0), layers[i].out) << name;
-    EXPECT_EQ(l->weight.size(1), layers[i].in) << name;
+  const std::vector<std::string> want = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                         "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                         "mlp.down_proj"};
+  ASSERT_EQ(layers.size(), want.size());
+  ASSERT_EQ(w.linears.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(layers[i].name, "model.layers.0." + want[i]);
+    EXPECT_EQ(w.linears[i].first, want[i]);
+    LinearWeights* l = w.FindLinear(want[i]);
+    ASSERT_NE(l, nullptr) << want[i];
+    EXPECT_EQ(l, &w.linears[i].second);
+    EXPECT_EQ(l->weight.size(0), layers[i].out) << want[i];
+    EXPECT_EQ(l->weight.size(1), layers[i].in) << want[i];
   }
   EXPECT_EQ(w.FindLinear("q_proj"), nullptr);
+  EXPECT_THROW(w.linear("q_proj"), c10::Error);
+  EXPECT_THROW(w.param("q_norm"), c10::Error);
 }
 
 // ---- Rotary embeddings ----
@@ -290,17 +279,17 @@ TEST(LoadBlockWeights, LoadsConvertedOwnedCopiesWithBiasesWhereTheFamilyHasThem)
   absl::StatusOr<BlockWeights> w = LoadBlockWeights(*ckpt, 1, at::kFloat, at::kCPU);
   ASSERT_TRUE(w.ok()) << w.status();
   at::Tensor raw = Raw(*ckpt, "model.layers.1.mlp.down_proj.weight");
-  EXPECT_EQ(w->down_proj.weight.scalar_type(), at::kFloat);
-  EXPECT_TRUE(at::equal(w->down_proj.weight, raw.to(at::kFloat)));
-  EXPECT_NE(w->down_proj.weight.data_ptr(), raw.data_ptr());
-  EXPECT_TRUE(
-      at::equal(w->input_norm, Raw(*ckpt, "model.layers.1.input_layernorm.weight").to(at::kFloat)));
+  EXPECT_EQ(Lin(*w, "mlp.down_proj").weight.scalar_type(), at::kFloat);
+  EXPECT_TRUE(at::equal(Lin(*w, "mlp.down_proj").weight, raw.to(at::kFloat)));
+  EXPECT_NE(Lin(*w, "mlp.down_proj").weight.data_ptr(), raw.data_ptr());
+  EXPECT_TRUE(at::equal(w->param("input_layernorm"),
+                        Raw(*ckpt, "model.layers.1.input_layernorm.weight").to(at::kFloat)));
   // Qwen2: q/k/v have biases, o_proj and the MLP do not.
-  EXPECT_TRUE(w->q_proj.bias.defined());
-  EXPECT_TRUE(w->v_proj.bias.defined());
-  EXPECT_FALSE(w->o_proj.bias.defined());
-  EXPECT_FALSE(w->gate_proj.bias.defined());
-  w->q_proj.weight.mul_(2);  // owned: writable
+  EXPECT_TRUE(Lin(*w, "self_attn.q_proj").bias.defined());
+  EXPECT_TRUE(Lin(*w, "self_attn.v_proj").bias.defined());
+  EXPECT_FALSE(Lin(*w, "self_attn.o_proj").bias.defined());
+  EXPECT_FALSE(Lin(*w, "mlp.gate_proj").bias.defined());
+  Lin(*w, "self_attn.q_proj").weight.mul_(2);  // owned: writable
 }
 
 TEST(LoadBlockWeights, RejectsLayersOutOfRange) {

@@ -1,0 +1,106 @@
+// Gemma 3 (text): norms x * (1 + w), four per block (input, post-attention,
+// pre-feedforward, post-feedforward) plus q/k norms; embeddings scaled by
+// sqrt(hidden); GELU-tanh gated MLP; sliding-window layers with their own RoPE
+// base beside global ones; attention scale query_pre_attn_scalar^-0.5.
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "src/common/json_util.h"
+#include "src/common/status_macros.h"
+#include "src/model/config.h"
+#include "src/model/families/families.h"
+
+namespace signround::families {
+namespace {
+
+absl::Status RefuseSet(const JsonFields& f, absl::string_view key) {
+  if (f.Get(key) != nullptr) return f.Error(key, "is not supported (only null)");
+  return absl::OkStatus();
+}
+
+// layer_types when given, else transformers' sliding_window_pattern rule.
+absl::Status ReadSlidingLayers(const JsonFields& f, ModelConfig& c) {
+  SR_ASSIGN_OR_RETURN(std::vector<std::string> types, f.OptionalStringList("layer_types"));
+  c.sliding_layers.assign(static_cast<size_t>(c.num_hidden_layers), false);
+  if (!types.empty()) {
+    if (static_cast<int64_t>(types.size()) != c.num_hidden_layers) {
+      return f.Error("layer_types", absl::StrCat("has ", types.size(), " entries for ",
+                                                 c.num_hidden_layers, " layers"));
+    }
+    for (size_t i = 0; i < types.size(); ++i) {
+      if (types[i] != "sliding_attention" && types[i] != "full_attention") {
+        return f.Error("layer_types", absl::StrCat("entry ", i, " '", types[i],
+                                                   "' is neither sliding_attention nor "
+                                                   "full_attention"));
+      }
+      c.sliding_layers[i] = types[i] == "sliding_attention";
+    }
+    return absl::OkStatus();
+  }
+  SR_ASSIGN_OR_RETURN(std::optional<int64_t> pattern, f.OptionalInt("sliding_window_pattern"));
+  const int64_t p = pattern.value_or(6);
+  if (p < 1) return f.Error("sliding_window_pattern", "must be at least 1");
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) c.sliding_layers[i] = (i + 1) % p != 0;
+  return absl::OkStatus();
+}
+
+absl::Status ReadGemma3(const JsonFields& f, ModelConfig& c) {
+  SR_RETURN_IF_ERROR(RefuseSet(f, "final_logit_softcapping"));
+  SR_RETURN_IF_ERROR(RefuseSet(f, "attn_logit_softcapping"));
+  SR_ASSIGN_OR_RETURN(std::optional<bool> bidi, f.OptionalBool("use_bidirectional_attention"));
+  if (bidi.value_or(false)) {
+    return f.Error("use_bidirectional_attention", "true is not supported (causal only)");
+  }
+  SR_ASSIGN_OR_RETURN(std::optional<std::string> act, f.OptionalString("hidden_activation"));
+  c.hidden_act = act.value_or("gelu_pytorch_tanh");
+  if (c.hidden_act != "gelu_pytorch_tanh") {
+    return f.Error("hidden_activation",
+                   absl::StrCat("'", c.hidden_act, "' is not supported (only gelu_pytorch_tanh)"));
+  }
+  SR_ASSIGN_OR_RETURN(std::optional<double> scalar, f.OptionalDouble("query_pre_attn_scalar"));
+  const double s = scalar.value_or(256);
+  if (!(s > 0)) return f.Error("query_pre_attn_scalar", "must be positive");
+  c.attention_scale = 1.0 / std::sqrt(s);
+  SR_ASSIGN_OR_RETURN(std::optional<int64_t> window, f.OptionalInt("sliding_window"));
+  c.sliding_window = window.value_or(4096);
+  if (c.sliding_window < 1) return f.Error("sliding_window", "must be at least 1");
+  SR_ASSIGN_OR_RETURN(std::optional<double> local, f.OptionalDouble("rope_local_base_freq"));
+  c.rope_local_theta = local.value_or(10000.0);
+  if (!(c.rope_local_theta > 0)) return f.Error("rope_local_base_freq", "must be positive");
+  SR_RETURN_IF_ERROR(ReadSlidingLayers(f, c));
+  c.qk_norm = true;
+  c.gemma_norms = true;
+  return absl::OkStatus();
+}
+
+BlockLayout Gemma3Layout(const ModelConfig& c, int64_t /*layer*/) {
+  BlockLayout out;
+  layout::AddLlamaNorms(c, out);
+  out.params.push_back({"pre_feedforward_layernorm", {c.hidden_size}});
+  out.params.push_back({"post_feedforward_layernorm", {c.hidden_size}});
+  layout::AddQkNorms(c, out);
+  layout::AddAttention(c, out);
+  layout::AddGatedMlp(c, "mlp.", "gate_proj", "up_proj", "down_proj", c.intermediate_size, -1, out);
+  return out;
+}
+
+void WriteGemma3(const ModelConfig& c, nlohmann::json& out) {
+  out.erase("hidden_act");
+  out["hidden_activation"] = c.hidden_act;
+  out["attention_bias"] = c.qkv_bias;
+  out["query_pre_attn_scalar"] = 1.0 / (c.attention_scale * c.attention_scale);
+  out["sliding_window"] = c.sliding_window;
+  out["rope_local_base_freq"] = c.rope_local_theta;
+  nlohmann::json types = nlohmann::json::array();
+  for (bool s : c.sliding_layers) types.push_back(s ? "sliding_attention" : "full_attention");
+  out["layer_types"] = types;
+}
+
+}  // namespace
+
+const ModelFamily kGemma3 = {
+    "gemma3_text",      131072,       1e-6,          false, true,
+    &ReadGemma3,        &WriteGemma3, &Gemma3Layout, "",    {"gemma3", false},
+    "Gemma3ForCausalLM"};
+
+}  // namespace signround::families

@@ -1,0 +1,38 @@
+// Qwen3: the Llama block with RMSNorm over each head of q and k (q_norm,
+// k_norm) before RoPE, and an explicit head_dim.
+#include "absl/strings/str_cat.h"
+#include "src/common/json_util.h"
+#include "src/common/status_macros.h"
+#include "src/model/config.h"
+#include "src/model/families/families.h"
+
+namespace signround::families {
+namespace {
+
+absl::Status ReadQwen3(const JsonFields& f, ModelConfig& c) {
+  SR_ASSIGN_OR_RETURN(std::optional<bool> sliding, f.OptionalBool("use_sliding_window"));
+  if (sliding.value_or(false)) {
+    return f.Error("use_sliding_window", "true is not supported (only full attention)");
+  }
+  c.qk_norm = true;
+  return absl::OkStatus();
+}
+
+BlockLayout Qwen3Layout(const ModelConfig& c, int64_t /*layer*/) {
+  BlockLayout out;
+  layout::AddLlamaNorms(c, out);
+  layout::AddQkNorms(c, out);
+  layout::AddAttention(c, out);
+  layout::AddGatedMlp(c, "mlp.", "gate_proj", "up_proj", "down_proj", c.intermediate_size, -1, out);
+  return out;
+}
+
+void WriteQwen3(const ModelConfig& c, nlohmann::json& out) { out["attention_bias"] = c.qkv_bias; }
+
+}  // namespace
+
+const ModelFamily kQwen3 = {"qwen3",           32768,       1e-6,         false, true,
+                            &ReadQwen3,        &WriteQwen3, &Qwen3Layout, "",    {"qwen3", false},
+                            "Qwen3ForCausalLM"};
+
+}  // namespace signround::families
