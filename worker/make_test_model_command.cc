@@ -4,16 +4,18 @@
 #include <cstdio>
 
 #include "absl/status/status.h"
+#include "src/model/family.h"
 #include "worker/command.h"
 
 namespace signround::worker {
 
 CLI::App* AddMakeTestModelCommand(CLI::App& app, MakeTestModelOptions& o) {
   CLI::App* cmd = app.add_subcommand(
-      "make-test-model", "Write a random-initialised Llama checkpoint (deterministic per seed)");
+      "make-test-model",
+      "Write a random-initialised checkpoint of any supported family (deterministic per seed)");
   RandomCheckpointOptions& m = o.model;
   cmd->add_option("--out", o.out_dir, "Output directory (must not exist or be empty)")->required();
-  cmd->add_option("--model-type", m.model_type, "llama, mistral or qwen2")->capture_default_str();
+  cmd->add_option("--model-type", m.model_type, SupportedModelTypes())->capture_default_str();
   cmd->add_option("--hidden", m.hidden_size, "hidden_size")->capture_default_str();
   cmd->add_option("--intermediate", m.intermediate_size, "intermediate_size")
       ->capture_default_str();
@@ -27,6 +29,11 @@ CLI::App* AddMakeTestModelCommand(CLI::App& app, MakeTestModelOptions& o) {
   cmd->add_option("--seed", m.seed, "Random seed")->capture_default_str();
   cmd->add_option("--shards", m.shards, "Number of safetensors files")->capture_default_str();
   cmd->add_flag("--tie-embeddings", m.tie_word_embeddings, "Tie lm_head to the embedding");
+  cmd->add_option("--experts", m.num_experts,
+                  "MoE families: experts per layer (0: the family's default), each with "
+                  "--intermediate hidden units");
+  cmd->add_option("--experts-per-token", m.experts_per_token,
+                  "MoE families: experts each token is routed to (0: the family's default)");
   return cmd;
 }
 

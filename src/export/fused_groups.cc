@@ -1,5 +1,6 @@
 #include "src/export/fused_groups.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <utility>
@@ -18,10 +19,36 @@ bool SameLayerScheme(const LayerPlan& a, const LayerPlan& b) {
 
 // One fused group of one layer whose members differ.
 struct SplitGroup {
-  std::string module;  // "model.layers.0.self_attn"
-  const FusedGroupKind* kind;
-  std::vector<const LayerPlan*> members;  // in kind->members order
+  std::string module;                     // "model.layers.0.self_attn"
+  const FusedGroupKind* kind;             // nullptr: the experts of an MoE layer
+  std::vector<const LayerPlan*> members;  // in kind->members order (experts: plan order)
 };
+
+// The module holding expert Linear `p` ("model.layers.0.mlp.experts" for
+// "model.layers.0.mlp.experts.3.gate_proj").
+std::string ExpertsModule(const LayerPlan& p) {
+  const std::string& name = p.layer.name;
+  const size_t at = name.rfind(absl::StrCat(".", p.layer.expert, "."));
+  return at == std::string::npos ? name : name.substr(0, at);
+}
+
+// The experts of each MoE layer whose Linears do not all share a scheme: vLLM's
+// FusedMoE holds every expert of a layer in one module of one scheme.
+void FindSplitExperts(const std::vector<LayerPlan>& plans, std::vector<SplitGroup>& out) {
+  std::map<int64_t, SplitGroup> by_layer;
+  for (const LayerPlan& p : plans) {
+    if (p.layer.expert < 0) continue;
+    SplitGroup& g = by_layer[p.layer.layer];
+    if (g.members.empty()) g.module = ExpertsModule(p);
+    g.kind = nullptr;
+    g.members.push_back(&p);
+  }
+  for (auto& [layer, g] : by_layer) {
+    bool same = true;
+    for (const LayerPlan* m : g.members) same &= SameLayerScheme(*m, *g.members.front());
+    if (!same) out.push_back(std::move(g));
+  }
+}
 
 std::vector<SplitGroup> FindSplitGroups(const std::vector<LayerPlan>& plans) {
   std::map<std::string, const LayerPlan*, std::less<>> by_name;
@@ -50,19 +77,33 @@ std::vector<SplitGroup> FindSplitGroups(const std::vector<LayerPlan>& plans) {
       }
     }
   }
+  FindSplitExperts(plans, out);
   return out;
 }
 
-// "model.layers.0.self_attn.{q_proj,k_proj,v_proj}"
+// "model.layers.0.self_attn.{q_proj,k_proj,v_proj}", "model.layers.0.mlp.experts.*"
 std::string GroupName(const SplitGroup& g) {
+  if (g.kind == nullptr) return absl::StrCat(g.module, ".*");
   return absl::StrCat(g.module, ".{", absl::StrJoin(g.kind->members, ","), "}");
 }
 
-// "q_proj 4-bit g128 sym, k_proj 8-bit g128 sym, v_proj 4-bit g128 sym"
+// vLLM's module: "qkv_proj", "MoE" (its FusedMoE).
+std::string FusedName(const SplitGroup& g) { return g.kind == nullptr ? "MoE" : g.kind->fused; }
+
+// "q_proj 4-bit g128 sym, k_proj 8-bit g128 sym, v_proj 4-bit g128 sym"; for
+// experts, the first Linear of each distinct scheme ("0.gate_proj 4-bit g32
+// sym, 3.down_proj 8-bit g32 sym").
 std::string MemberSchemes(const SplitGroup& g) {
-  std::vector<std::string> parts;
+  std::vector<std::string> parts, seen;
   for (size_t i = 0; i < g.members.size(); ++i) {
-    parts.push_back(absl::StrCat(g.kind->members[i], " ", DescribeLayerScheme(*g.members[i])));
+    const std::string scheme = DescribeLayerScheme(*g.members[i]);
+    if (g.kind != nullptr) {
+      parts.push_back(absl::StrCat(g.kind->members[i], " ", scheme));
+    } else if (std::find(seen.begin(), seen.end(), scheme) == seen.end()) {
+      seen.push_back(scheme);
+      parts.push_back(
+          absl::StrCat(g.members[i]->layer.name.substr(g.module.size() + 1), " ", scheme));
+    }
   }
   return absl::StrJoin(parts, ", ");
 }
@@ -85,7 +126,7 @@ std::string DescribeLayerScheme(const LayerPlan& plan) {
 std::vector<std::string> SplitFusedGroups(const std::vector<LayerPlan>& plans) {
   std::vector<std::string> out;
   for (const SplitGroup& g : FindSplitGroups(plans)) {
-    out.push_back(absl::StrCat(GroupName(g), " (vLLM's ", g.kind->fused, "): ", MemberSchemes(g)));
+    out.push_back(absl::StrCat(GroupName(g), " (vLLM's ", FusedName(g), "): ", MemberSchemes(g)));
   }
   return out;
 }
@@ -101,7 +142,7 @@ absl::Status CheckFusedGroups(absl::string_view format_name, const std::vector<L
         split.size() > 2 ? " more fused groups differ" : " more fused group differs", " likewise");
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      format_name, ": ", GroupName(g), " form vLLM's fused ", g.kind->fused,
+      format_name, ": ", GroupName(g), " form vLLM's fused ", FusedName(g),
       " but have different schemes (", MemberSchemes(g), ")", more,
       "; give them the same scheme in the layer config, or pass --allow-split-fused to write it "
       "anyway (vLLM will not load it; transformers and GPTQModel do not fuse and will)"));

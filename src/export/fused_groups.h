@@ -17,10 +17,9 @@
 namespace signround {
 
 // One kind of fused module: the members are the Linears `<block>.<parent>.<member>`
-// of one decoder layer ("model.layers.3" + "self_attn" + "q_proj"). MoE experts can
-// be added as a group whose parent is "mlp.experts" and whose members are
-// "<e>.gate_proj", "<e>.up_proj" (and "<e>.down_proj") for every expert e:
-// vLLM's FusedMoE takes one scheme for all experts of a layer.
+// of one decoder layer ("model.layers.3" + "self_attn" + "q_proj"). Besides these,
+// the experts of an MoE layer (the Linears whose LinearLayer::expert is set) form
+// one group: vLLM's FusedMoE takes one scheme for all experts of a layer.
 struct FusedGroupKind {
   std::string parent;                // "self_attn"
   std::string fused;                 // vLLM's module: "qkv_proj"
@@ -34,8 +33,8 @@ const std::vector<FusedGroupKind>& FusedGroupKinds();
 // "4-bit g128 sym", "2-bit g-1 asym", "16-bit" (an unquantized layer).
 std::string DescribeLayerScheme(const LayerPlan& plan);
 
-// Every fused group of `plans` (in plan order) whose members do not all have the
-// same `quantized` flag and scheme, one line each:
+// Every fused group of `plans` (in plan order, then the expert groups by layer)
+// whose members do not all have the same `quantized` flag and scheme, one line each:
 // "model.layers.0.self_attn.{q_proj,k_proj,v_proj} (vLLM's qkv_proj): q_proj 4-bit
 // g128 sym, k_proj 8-bit g128 sym, v_proj 4-bit g128 sym". A group counts only
 // when all its members are in `plans`.

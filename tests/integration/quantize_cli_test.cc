@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -76,15 +77,37 @@ constexpr int kVocab = 128;
 constexpr int kLayers = 5;
 
 // Hidden 64, intermediate 128: every Linear is a multiple of 32, so all are
-// quantized by default.
-std::string MakeSmallModel(const testing::TempDir& dir) {
+// quantized by default. `more`: e.g. another --model-type and its experts.
+std::string MakeSmallModel(const testing::TempDir& dir, const std::vector<std::string>& more = {}) {
   std::string model = dir.File("model");
-  Result r = RunWorker({"make-test-model", "--out", model, "--hidden", "64", "--intermediate",
-                        "128", "--layers", std::to_string(kLayers), "--heads", "4", "--kv-heads",
-                        "2", "--vocab", std::to_string(kVocab), "--dtype", "f32", "--seed", "3"});
+  std::vector<std::string> args = {"make-test-model",
+                                   "--out",
+                                   model,
+                                   "--hidden",
+                                   "64",
+                                   "--intermediate",
+                                   "128",
+                                   "--layers",
+                                   std::to_string(kLayers),
+                                   "--heads",
+                                   "4",
+                                   "--kv-heads",
+                                   "2",
+                                   "--vocab",
+                                   std::to_string(kVocab),
+                                   "--dtype",
+                                   "f32",
+                                   "--seed",
+                                   "3"};
+  args.insert(args.end(), more.begin(), more.end());
+  Result r = RunWorker(args);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return model;
 }
+
+// A Mixtral-style model: 4 experts per layer, each token routed to 2.
+const std::vector<std::string> kSmallMoe = {"--model-type",        "mixtral", "--experts", "4",
+                                            "--experts-per-token", "2"};
 
 // `rows` rows of `len` deterministic token ids below `vocab`.
 std::string CalibJsonl(int rows, int len, int vocab) {
@@ -327,9 +350,16 @@ TEST(QuantizeCli, TwoRunsAreByteIdentical) {
   EXPECT_FALSE(fs::exists(out1 + "/.signround-work"));
 }
 
-TEST(QuantizeCli, ResumesAfterKillNineWithIdenticalResults) {
+class QuantizeCliResume : public ::testing::TestWithParam<bool> {};
+
+// Dense and MoE (every expert's layers in the block files, the expert token
+// counts in the stored stats).
+INSTANTIATE_TEST_SUITE_P(DenseAndMoe, QuantizeCliResume, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Moe" : "Dense"; });
+
+TEST_P(QuantizeCliResume, AfterKillNineWithIdenticalResults) {
   testing::TempDir dir;
-  std::string model = MakeSmallModel(dir);
+  std::string model = MakeSmallModel(dir, GetParam() ? kSmallMoe : std::vector<std::string>());
   std::string calib = WriteSmallCalib(dir);
   const std::string killed = dir.File("killed"), clean = dir.File("clean");
   // 200 iterations: a block takes most of a second, so the kill lands while
@@ -359,6 +389,81 @@ TEST(QuantizeCli, ResumesAfterKillNineWithIdenticalResults) {
   Result uninterrupted = RunWorker(SmallQuantizeArgs(model, calib, clean, 200));
   ASSERT_EQ(uninterrupted.exit_code, 0) << uninterrupted.err;
   ExpectSameOutputs(killed, clean);
+}
+
+// The bytes of tensor `name` in `file` (empty, with a failure, when absent).
+std::string TensorBytes(const std::string& file, const std::string& name) {
+  auto f = SafetensorsFile::Open(file);
+  EXPECT_TRUE(f.ok()) << f.status();
+  if (!f.ok()) return "";
+  auto entry = (*f)->Find(name);
+  EXPECT_TRUE(entry.ok()) << entry.status();
+  return entry.ok() ? std::string((*f)->Bytes(**entry)) : "";
+}
+
+// An MoE expert that receives no calibration tokens gets no gradient: it is
+// rounded to nearest (exactly the codes an RTN run gives it, finite scales)
+// and named in the block's rounded_experts, while the attention is tuned.
+TEST(QuantizeCliMoe, ExpertsWithoutTokensAreRoundedToNearestAndNamed) {
+  testing::TempDir dir;
+  constexpr int kExperts = 16;
+  // One calibration row of 8 tokens, each routed to 1 of 16 experts: at least
+  // 8 experts of every block receive nothing.
+  std::string model = MakeSmallModel(dir, {"--model-type", "mixtral", "--experts",
+                                           std::to_string(kExperts), "--experts-per-token", "1"});
+  std::string calib = dir.File("calib.jsonl");
+  testing::WriteFile(calib, CalibJsonl(1, 8, kVocab));
+  auto args = [&](const std::string& out, int iters) {
+    return Set(Set(Set(Set(SmallQuantizeArgs(model, calib, out, iters), "--nsamples", "1"),
+                       "--seqlen", "8"),
+                   "--batch-size", "1"),
+               "--format", "fake,auto_round");
+  };
+  Result tuned = RunWorker(args(dir.File("tuned"), 30));
+  ASSERT_EQ(tuned.exit_code, 0) << tuned.err;
+  Result rtn = RunWorker(args(dir.File("rtn"), 0));
+  ASSERT_EQ(rtn.exit_code, 0) << rtn.err;
+
+  json report = json::parse(ReadAll(dir.File("tuned") + "/report.json"));
+  std::vector<json> events = BlockEvents(tuned.out);
+  ASSERT_EQ(report["blocks"].size(), static_cast<size_t>(kLayers));
+  ASSERT_EQ(events.size(), static_cast<size_t>(kLayers));
+  const std::string tuned_fake = dir.File("tuned") + "/fake/model.safetensors";
+  const std::string rtn_fake = dir.File("rtn") + "/fake/model.safetensors";
+  bool attention_tuned = false;
+  for (int i = 0; i < kLayers; ++i) {
+    const json& b = report["blocks"][i];
+    EXPECT_EQ(events[i]["expert_tokens"], b["expert_tokens"]) << i;
+    EXPECT_EQ(events[i]["rounded_experts"], b["rounded_experts"]) << i;
+    std::vector<int64_t> tokens = b["expert_tokens"].get<std::vector<int64_t>>();
+    ASSERT_EQ(tokens.size(), static_cast<size_t>(kExperts)) << b.dump();
+    EXPECT_EQ(std::accumulate(tokens.begin(), tokens.end(), int64_t{0}), 8) << b.dump();
+    EXPECT_GE(std::count(tokens.begin(), tokens.end(), 0), 8) << b.dump();
+    // Every expert here is under the threshold (8 tokens in all): each is named.
+    std::vector<int64_t> all(kExperts);
+    std::iota(all.begin(), all.end(), 0);
+    EXPECT_EQ(b["rounded_experts"].get<std::vector<int64_t>>(), all) << b.dump();
+    const std::string p = absl::StrCat("model.layers.", i, ".block_sparse_moe.experts.");
+    for (int e = 0; e < kExperts; ++e) {
+      for (const char* w : {"w1", "w2", "w3"}) {
+        const std::string name = absl::StrCat(p, e, ".", w);
+        EXPECT_TRUE(TensorBytes(tuned_fake, name + ".weight") ==
+                    TensorBytes(rtn_fake, name + ".weight"))
+            << name << " is not its RTN weight";
+        const std::string scales =
+            TensorBytes(dir.File("tuned") + "/auto_round/model.safetensors", name + ".scales");
+        ASSERT_FALSE(scales.empty()) << name;
+        for (size_t k = 0; k + 1 < scales.size(); k += 2) {
+          uint16_t h;
+          std::memcpy(&h, scales.data() + k, 2);
+          ASSERT_NE(h & 0x7c00, 0x7c00) << name << ": scale " << k / 2 << " is not finite";
+        }
+      }
+    }
+    const std::string q = absl::StrCat("model.layers.", i, ".self_attn.q_proj.weight");
+    attention_tuned |= TensorBytes(tuned_fake, q) != TensorBytes(rtn_fake, q);
+  }
+  EXPECT_TRUE(attention_tuned) << "tuning changed no attention layer";
 }
 
 TEST(QuantizeCli, ChangedSettingsDiscardStaleBlocks) {

@@ -146,5 +146,38 @@ TEST(FusedGroups, DescribesSchemes) {
   EXPECT_EQ(FusedGroupKinds()[1].members, std::vector<std::string>({"gate_proj", "up_proj"}));
 }
 
+// vLLM's FusedMoE holds every expert of a layer in one module of one scheme.
+TEST(FusedGroups, ExpertsOfOneLayerShareAScheme) {
+  RandomCheckpointOptions o;
+  o.model_type = "mixtral";
+  o.hidden_size = 64;
+  o.intermediate_size = 96;
+  o.num_layers = 2;
+  o.num_experts = 4;
+  o.experts_per_token = 2;
+  auto config = RandomCheckpointConfig(o);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto plans = [&](const char* cfg) {
+    auto overrides = ParseLayerConfig(cfg, "layers.json");
+    EXPECT_TRUE(overrides.ok()) << overrides.status();
+    return PlanLayers(DecoderLinears(*config), {4, 32, true}, *overrides);
+  };
+  // All experts of a layer alike, another layer different: fine.
+  EXPECT_TRUE(
+      CheckFusedGroups("auto_round", plans(R"({"layers\\.1\\.block_sparse_moe": {"bits": 8}})"))
+          .ok());
+  std::vector<LayerPlan> split = plans(R"({"layers\\.0\\..*experts\\.3\\.w2": {"bits": 8}})");
+  absl::Status s = CheckFusedGroups("auto_gptq", split);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "auto_gptq: model.layers.0.block_sparse_moe.experts.* form vLLM's fused MoE but "
+            "have different schemes (0.w1 4-bit g32 sym, 3.w2 8-bit g32 sym); give them the same "
+            "scheme in the layer config, or pass --allow-split-fused to write it anyway (vLLM "
+            "will not load it; transformers and GPTQModel do not fuse and will)");
+  EXPECT_EQ(SplitFusedGroups(split),
+            std::vector<std::string>({"model.layers.0.block_sparse_moe.experts.* (vLLM's "
+                                      "MoE): 0.w1 4-bit g32 sym, 3.w2 8-bit g32 sym"}));
+}
+
 }  // namespace
 }  // namespace signround
