@@ -235,6 +235,12 @@ std::string FormatEventLine(const v1::JobEvent& e) {
                       b.layers_quantized(), " loss ", Loss(b.loss_iter0()), " -> ",
                       Loss(b.best_loss()), " (best iter ", b.best_iteration(), ") ",
                       absl::StrFormat("%.1fs", b.seconds()), b.resumed() ? " resumed" : "");
+      if (b.expert_tokens_size() > 0) {
+        absl::StrAppend(&out, " expert tokens ", absl::StrJoin(b.expert_tokens(), ","));
+      }
+      if (b.rounded_experts_size() > 0) {
+        absl::StrAppend(&out, " rounded experts ", absl::StrJoin(b.rounded_experts(), ","));
+      }
       break;
     }
     case v1::JobEvent::kStateChange: {

@@ -162,6 +162,9 @@ void ToProto(const jobs::JobEvent& e, pb::JobEvent* p) {
     out->set_best_iteration(b->stats.best_iter);
     out->set_seconds(b->stats.seconds);
     out->set_resumed(b->resumed);
+    out->mutable_expert_tokens()->Add(b->stats.expert_tokens.begin(), b->stats.expert_tokens.end());
+    out->mutable_rounded_experts()->Add(b->stats.rounded_experts.begin(),
+                                        b->stats.rounded_experts.end());
   } else if (const auto* a = std::get_if<jobs::Artifact>(&e.payload)) {
     ToProto(*a, p->mutable_artifact_uploaded()->mutable_artifact());
   } else if (const auto* err = std::get_if<jobs::JobError>(&e.payload)) {

@@ -119,6 +119,21 @@ class Fields {
     return absl::OkStatus();
   }
 
+  // A list of non-negative integers.
+  absl::Status Counts(absl::string_view key, std::vector<int64_t>* out) const {
+    const json* v = Find(key);
+    if (v == nullptr) return absl::OkStatus();
+    if (!v->is_array()) return WrongType(key, "a list of counts", *v);
+    out->clear();
+    for (const json& e : *v) {
+      if (!e.is_number_integer() || e.get<int64_t>() < 0) {
+        return WrongType(key, "a list of counts", *v);
+      }
+      out->push_back(e.get<int64_t>());
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status Bool(absl::string_view key, bool* out) const {
     const json* v = Find(key);
     if (v == nullptr) return absl::OkStatus();
@@ -309,14 +324,19 @@ json EventPayloadToJson(const EventPayload& payload) {
   if (const auto* p = std::get_if<BlockProgress>(&payload)) {
     // The stored keys (rows outlive versions): block_index, best_loss, best_iteration.
     const contract::BlockStats& b = p->stats;
-    return {{"block_index", b.index},
-            {"block_count", p->block_count},
-            {"layers_quantized", b.layers_quantized},
-            {"loss_iter0", DoubleToJson(b.loss_iter0)},
-            {"best_loss", DoubleToJson(b.loss_best)},
-            {"best_iteration", b.best_iter},
-            {"seconds", DoubleToJson(b.seconds)},
-            {"resumed", p->resumed}};
+    json out = {{"block_index", b.index},
+                {"block_count", p->block_count},
+                {"layers_quantized", b.layers_quantized},
+                {"loss_iter0", DoubleToJson(b.loss_iter0)},
+                {"best_loss", DoubleToJson(b.loss_best)},
+                {"best_iteration", b.best_iter},
+                {"seconds", DoubleToJson(b.seconds)},
+                {"resumed", p->resumed}};
+    if (!b.expert_tokens.empty()) {
+      out["expert_tokens"] = b.expert_tokens;
+      out["rounded_experts"] = b.rounded_experts;
+    }
+    return out;
   }
   if (const auto* a = std::get_if<Artifact>(&payload)) return ArtifactToJson(*a);
   const auto& e = std::get<JobError>(payload);
@@ -350,6 +370,8 @@ absl::StatusOr<EventPayload> EventPayloadFromJson(absl::string_view kind, const 
     SR_RETURN_IF_ERROR(f.Int("best_iteration", &b.best_iter));
     SR_RETURN_IF_ERROR(f.Double("seconds", &b.seconds));
     SR_RETURN_IF_ERROR(f.Bool("resumed", &p.resumed));
+    SR_RETURN_IF_ERROR(f.Counts("expert_tokens", &b.expert_tokens));
+    SR_RETURN_IF_ERROR(f.Counts("rounded_experts", &b.rounded_experts));
     return EventPayload(p);
   }
   if (kind == "error") {

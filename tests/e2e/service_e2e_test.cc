@@ -5,8 +5,10 @@
 // ../shared stories260k. Failures and recovery: service_recovery_e2e_test.cc.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
+#include <ostream>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -44,7 +46,9 @@ std::vector<std::pair<int, int>> PlainBlockLines(const std::string& out) {
 // The CLI flow of the acceptance: submit --watch (plain lines: one per block, in
 // order), get --json (SUCCEEDED with its artifacts, each at its URI with the stated
 // size and sha256), watch --json of the ended job (the whole log again).
-void CliFlow(const ServerProcess& server, const JobFlags& flags, int blocks, const Fetcher& fetch) {
+// `id`, when given, receives the job's id.
+void CliFlow(const ServerProcess& server, const JobFlags& flags, int blocks, const Fetcher& fetch,
+             std::string* id_out = nullptr) {
   std::vector<std::string> args = {"submit"};
   std::vector<std::string> more = flags.Args();
   args.insert(args.end(), more.begin(), more.end());
@@ -53,6 +57,7 @@ void CliFlow(const ServerProcess& server, const JobFlags& flags, int blocks, con
   ASSERT_EQ(submit.exit_code, 0) << Describe(submit) << "\nserver log:\n" << server.LogTail();
   const std::string id = submit.out.substr(0, submit.out.find('\n'));
   ASSERT_TRUE(std::regex_match(id, std::regex("j-[0-9a-f]{16}"))) << Describe(submit);
+  if (id_out != nullptr) *id_out = id;
   std::vector<std::pair<int, int>> lines = PlainBlockLines(submit.out);
   ASSERT_EQ(lines.size(), static_cast<size_t>(blocks)) << submit.out;
   for (int i = 0; i < blocks; ++i) {
@@ -173,6 +178,72 @@ TEST_F(ServiceE2ETest, CliFlowOnSharedStories260k) {
   flags.nsamples = 16;
   flags.seqlen = 128;
   CliFlow(*server, flags, 5, FileFetcher());  // stories260k has 5 decoder blocks
+}
+
+// A job for each model family of ../shared/models/ZOO.md through the server;
+// the MoE ones stream each expert's calibration tokens with every block.
+struct ZooJob {
+  const char* model;
+  int blocks;
+  int experts;  // 0: dense
+  int experts_per_token;
+};
+
+void PrintTo(const ZooJob& j, std::ostream* os) { *os << j.model; }
+
+class ServiceFamilyE2ETest : public ServiceE2ETest, public ::testing::WithParamInterface<ZooJob> {};
+
+INSTANTIATE_TEST_SUITE_P(Zoo, ServiceFamilyE2ETest,
+                         ::testing::Values(ZooJob{"qwen3-tiny", 4, 0, 0},
+                                           ZooJob{"qwen3moe-tiny", 4, 8, 2},
+                                           ZooJob{"mixtral-tiny", 4, 8, 2},
+                                           ZooJob{"gemma3-tiny", 6, 0, 0},
+                                           ZooJob{"phi3-tiny", 4, 0, 0}),
+                         [](const auto& info) {
+                           std::string name = info.param.model;
+                           name.erase(std::remove(name.begin(), name.end(), '-'), name.end());
+                           return name;
+                         });
+
+TEST_P(ServiceFamilyE2ETest, CliFlow) {
+  const std::string shared =
+      testing::SharedDir().empty() ? "" : fs::canonical(testing::SharedDir()).string();
+  const std::string model = shared + "/models/" + GetParam().model;
+  const std::string calib = shared + "/data/stories260k-calib-128x256.jsonl";
+  if (shared.empty() || !fs::exists(model + "/config.json") || !fs::exists(calib)) {
+    GTEST_SKIP() << "../shared/models/" << GetParam().model << " is absent";
+  }
+  std::unique_ptr<ServerProcess> server = StartServer("data");
+  ASSERT_TRUE(server);
+  JobFlags flags;
+  flags.model = FileUri(model);
+  flags.calib = FileUri(calib);
+  flags.out = FileUri(dir_.File("out"));
+  flags.formats = {"auto_round"};
+  flags.iters = 5;
+  flags.nsamples = 8;
+  flags.seqlen = 64;
+  std::string id;
+  CliFlow(*server, flags, GetParam().blocks, FileFetcher(), &id);
+  ASSERT_FALSE(id.empty());
+  CliResult watch = RunCli(server->grpc_address(), {"--json", "watch", id}, 30);
+  ASSERT_EQ(watch.exit_code, 0) << Describe(watch);
+  absl::StatusOr<std::vector<v1::JobEvent>> events = ParseEventLines(watch.out);
+  ASSERT_TRUE(events.ok()) << events.status();
+  int blocks = 0;
+  for (const v1::JobEvent& e : *events) {
+    if (!e.has_block_progress()) continue;
+    ++blocks;
+    const v1::BlockProgress& b = e.block_progress();
+    ASSERT_EQ(b.expert_tokens_size(), GetParam().experts) << b.ShortDebugString();
+    int64_t sum = 0;
+    for (int64_t n : b.expert_tokens()) sum += n;
+    if (GetParam().experts > 0) {
+      EXPECT_EQ(sum, int64_t{8} * 64 * GetParam().experts_per_token) << b.ShortDebugString();
+    }
+  }
+  EXPECT_EQ(blocks, GetParam().blocks);
+  EXPECT_TRUE(server->Stop().ok()) << server->LogTail();
 }
 
 }  // namespace

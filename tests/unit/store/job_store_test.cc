@@ -322,6 +322,25 @@ TEST_P(JobStoreTest, NonFiniteLossesSurvive) {
   EXPECT_TRUE(std::isnan(std::get<BlockProgress>((*events)[1].payload).stats.loss_best));
 }
 
+// An MoE block's expert token counts and rounded experts are stored with its
+// progress event and read back; a dense block's stay empty.
+TEST_P(JobStoreTest, ExpertTokenCountsSurvive) {
+  const std::string id = NewJob();
+  MustAppend(id, Change(JobState::kQueued, JobState::kRunning), "cpu");
+  BlockProgress moe = Progress(0, 2, 0.5, 28);
+  moe.stats.expert_tokens = {100, 0, 37, 9000};
+  moe.stats.rounded_experts = {1, 2};
+  MustAppend(id, moe);
+  MustAppend(id, Progress(1, 2, 0.25));
+  auto events = store_->Events(id, 3);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 2u);
+  const contract::BlockStats& got = std::get<BlockProgress>((*events)[0].payload).stats;
+  EXPECT_EQ(got.expert_tokens, moe.stats.expert_tokens);
+  EXPECT_EQ(got.rounded_experts, moe.stats.rounded_experts);
+  EXPECT_TRUE(std::get<BlockProgress>((*events)[1].payload).stats.expert_tokens.empty());
+}
+
 TEST_P(JobStoreTest, ListFiltersByStateAndLabels) {
   const std::string a = NewJob({{"team", "nlp"}, {"env", "prod"}});
   const std::string b = NewJob({{"team", "nlp"}, {"env", "dev"}});
