@@ -17,6 +17,7 @@
 #include "nlohmann/json.hpp"
 #include "src/common/proc_stats.h"
 #include "src/model/block_registry.h"
+#include "src/model/layout.h"
 #include "src/quant/signround_tuner.h"
 #include "src/tensor/device.h"
 
@@ -24,21 +25,18 @@ namespace {
 
 using namespace signround;
 
+// Block 0 of the config's family: unit norms, weights (and routers) N(0, 0.02^2).
 BlockWeights RandomBlock(const ModelConfig& c, at::Device device) {
-  auto w = [&](int64_t out, int64_t in) {
-    return at::randn({out, in}, at::TensorOptions().device(device)) * 0.02;
-  };
+  const auto on = at::TensorOptions().device(device);
+  const BlockLayout layout = DecoderBlockLayout(c, 0);
   BlockWeights b;
-  b.params.emplace_back("input_layernorm",
-                        at::ones({c.hidden_size}, at::TensorOptions().device(device)));
-  b.params.emplace_back("post_attention_layernorm", b.params[0].second.clone());
-  b.linears.push_back({"self_attn.q_proj", {w(c.q_dim(), c.hidden_size), {}}});
-  b.linears.push_back({"self_attn.k_proj", {w(c.kv_dim(), c.hidden_size), {}}});
-  b.linears.push_back({"self_attn.v_proj", {w(c.kv_dim(), c.hidden_size), {}}});
-  b.linears.push_back({"self_attn.o_proj", {w(c.hidden_size, c.q_dim()), {}}});
-  b.linears.push_back({"mlp.gate_proj", {w(c.intermediate_size, c.hidden_size), {}}});
-  b.linears.push_back({"mlp.up_proj", {w(c.intermediate_size, c.hidden_size), {}}});
-  b.linears.push_back({"mlp.down_proj", {w(c.hidden_size, c.intermediate_size), {}}});
+  for (const BlockParam& p : layout.params) {
+    b.params.emplace_back(p.name, p.shape.size() == 1 ? at::ones(p.shape, on)
+                                                      : at::randn(p.shape, on) * 0.02);
+  }
+  for (const BlockLinear& l : layout.linears) {
+    b.linears.push_back({l.name, {at::randn({l.out, l.in}, on) * 0.02, {}}});
+  }
   return b;
 }
 
