@@ -1,7 +1,10 @@
-// Exports a quantized Llama-family job as one GGUF file for llama.cpp. Every
-// quantized layer maps exactly onto a ggml block type (group size 32: 4-bit
-// sym -> Q4_0, 4-bit asym -> Q4_1, 8-bit sym -> Q8_0), built from the engine's
-// integer codes, never from float weights; 16-bit layers are written as F16.
+// Exports a quantized job as one GGUF file for llama.cpp. Every quantized layer
+// maps exactly onto a ggml block type (group size 32: 4-bit sym -> Q4_0, 4-bit
+// asym -> Q4_1, 8-bit sym -> Q8_0), built from the engine's integer codes,
+// never from float weights; 16-bit layers are written as F16. What differs per
+// model family (architecture name, tensor names, stacked MoE experts, norm
+// shift, extra metadata, what llama.cpp cannot compute) is the family's
+// GgufNaming (src/model/family.h); the code here is the same for all.
 #pragma once
 
 #include <cstdint>
@@ -28,11 +31,15 @@ absl::string_view GgufFormatName(GgufFormat format);
 std::string GgufFileName(absl::string_view model_name, GgufFormat format);
 
 // INVALID_ARGUMENT with the reason when the job cannot be written exactly in
-// `format`: model_type other than llama, mistral (GGUF arch "llama") or qwen2
-// (arch "qwen2"); rope_scaling other than none, linear or llama3 (llama3 with
-// llama / mistral only); a quantized layer with no exact block type; or the
-// job's default scheme (the most common one among the quantized layers) not
-// being `format`'s type. A job with no quantized layer is accepted.
+// `format`: a model_type without a GGUF architecture; rope_scaling other than
+// none, linear or llama3 (llama3 where the architecture has rope_freqs); a
+// hidden_act the architecture does not compute; what the family's
+// GgufNaming::check refuses (e.g. qwen3_moe dense layers, a gemma3
+// query_pre_attn_scalar llama.cpp ignores); the job's default scheme (the most
+// common one among the quantized layers) not being `format`'s type; a
+// quantized layer with no exact block type; a block tensor the architecture
+// has no name for, or a bias it does not load; or the experts stacked into one
+// tensor having different schemes. A job with no quantized layer is accepted.
 absl::Status CheckGgufExport(GgufFormat format, const ModelConfig& config,
                              const std::vector<LayerPlan>& plans);
 

@@ -28,6 +28,8 @@ std::string SupportedModelTypes() {
   });
 }
 
+absl::Span<const ModelFamily* const> ModelFamilies() { return kFamilies; }
+
 namespace layout {
 
 void AddLlamaNorms(const ModelConfig& c, BlockLayout& out) {

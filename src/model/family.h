@@ -9,10 +9,12 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "nlohmann/json.hpp"
 
 namespace signround {
@@ -43,12 +45,57 @@ struct BlockLayout {
   std::vector<BlockLinear> linears;
 };
 
-// How llama.cpp names a family (GGUF export).
+// One tensor of a decoder block in llama.cpp's naming (GGUF export).
+struct GgufBlockTensor {
+  // The module name inside the block, as in BlockParam / BlockLinear; "*" stands
+  // for the expert index of an MoE expert's Linear ("mlp.experts.*.gate_proj"):
+  // the Linears of every expert of a layer are stacked into one 3-D tensor
+  // [num_experts, out, in] (expert-major), of one ggml type.
+  absl::string_view module;
+  // The name after "blk.N." (".weight" / ".bias" appended): "attn_norm", "ffn_gate_exps".
+  absl::string_view gguf;
+  // Whether the architecture loads a bias for this Linear (blk.N.<gguf>.bias).
+  bool bias = false;
+};
+
+// A metadata key an architecture adds beside the ones every architecture
+// shares, typed exactly as llama.cpp's loader reads it (it refuses another type).
+struct GgufKey {
+  enum class Type { kU32, kF32 };
+  std::string name;  // after "<arch>.": "expert_count", "attention.sliding_window"
+  Type type = Type::kU32;
+  int64_t u32 = 0;  // kU32 (the exporter checks that it fits)
+  double f32 = 0;   // kF32
+
+  static GgufKey U32(std::string name, int64_t v) { return {std::move(name), Type::kU32, v, 0}; }
+  static GgufKey F32(std::string name, double v) { return {std::move(name), Type::kF32, 0, v}; }
+};
+
+// How llama.cpp names and computes a family (GGUF export). Everything that
+// differs between architectures is here, so the exporter has no per-family code.
 struct GgufNaming {
   absl::string_view arch;  // general.architecture; "" when GGUF export is not supported
-  // Rows of q_proj / k_proj reordered as llama.cpp's converter does for the
-  // "llama" architecture (LlamaQkRowOrder).
+  // Rows of q_proj / k_proj (attn_q / attn_k) reordered as llama.cpp's converter
+  // does for the "llama" architecture (LlamaQkRowOrder).
   bool permute_qk = false;
+  // Every tensor a block of the family may hold (block_layout's params and
+  // linears) and its GGUF name. Params (norms, the MoE router) are written F32.
+  absl::Span<const GgufBlockTensor> block_tensors;
+  // Added to every norm weight (a block param whose module name ends in "norm",
+  // and model.norm) on export: Gemma's norms compute x * (1 + w), llama.cpp's
+  // x * w, so its converter adds 1.
+  float norm_shift = 0;
+  // The MLP activation the architecture computes (config hidden_act).
+  absl::string_view hidden_act = "silu";
+  // Whether llama3 rope_scaling can be written (the rope_freqs tensor).
+  bool llama3_rope = false;
+  // The architecture's own metadata keys (expert counts, sliding window, ...);
+  // null when it has none.
+  std::vector<GgufKey> (*metadata)(const ModelConfig& config) = nullptr;
+  // What of `config` the architecture cannot compute as the engine does:
+  // INVALID_ARGUMENT "<config key> <value> cannot be exported: <why>" (the
+  // exporter prefixes the format); null when nothing is refused.
+  absl::Status (*check)(const ModelConfig& config) = nullptr;
 };
 
 struct ModelFamily {
@@ -80,6 +127,9 @@ const ModelFamily* FindModelFamily(absl::string_view model_type);
 
 // "llama, mistral, qwen2, ...": for error messages.
 std::string SupportedModelTypes();
+
+// Every supported family, in the order SupportedModelTypes lists them.
+absl::Span<const ModelFamily* const> ModelFamilies();
 
 // Block layout pieces the families share.
 namespace layout {

@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "src/common/file_util.h"
 #include "tests/testing/s3_server.h"
 #include "tests/testing/test_files.h"
 #include "tests/testing/worker_process.h"
@@ -55,23 +56,27 @@ std::string SkipReason() {
     if (!reason.empty()) GTEST_SKIP() << reason; \
   } while (0)
 
-std::string ModelDir() { return testing::SharedDir() + "/models/" + kModel; }
+std::string ModelDir(const std::string& model = kModel) {
+  return testing::SharedDir() + "/models/" + model;
+}
 std::string CalibFile() {
   return testing::SharedDir() + "/data/" + kModel + "-calib-128x256.jsonl";
 }
 std::string EvalFile() { return testing::SharedDir() + "/data/" + kModel + "-eval-256.jsonl"; }
 
 // The file `quantize --format <format>` writes: gguf:q4_1 -> OUT/gguf-q4_1/stories260k-Q4_1.gguf.
-std::string GgufPath(const std::string& out, const std::string& format) {
+std::string GgufPath(const std::string& out, const std::string& format,
+                     const std::string& model = kModel) {
   std::string dir = format, type = format.substr(5);
   dir[4] = '-';
   for (char& c : type) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return absl::StrCat(out, "/", dir, "/", kModel, "-", type, ".gguf");
+  return absl::StrCat(out, "/", dir, "/", model, "-", type, ".gguf");
 }
 
-// Runs `quantize` on stories260k with `settings`; false (with a failure) when it fails.
-bool Quantize(const std::string& out, const std::vector<std::string>& settings) {
-  std::vector<std::string> args = {"quantize", "--model", ModelDir(), "--out", out};
+// Runs `quantize` on `model` (stories260k) with `settings`; false (with a failure) when it fails.
+bool Quantize(const std::string& out, const std::vector<std::string>& settings,
+              const std::string& model = kModel) {
+  std::vector<std::string> args = {"quantize", "--model", ModelDir(model), "--out", out};
   args.insert(args.end(), settings.begin(), settings.end());
   const auto start = std::chrono::steady_clock::now();
   Result r = RunWorker(args);
@@ -171,6 +176,82 @@ INSTANTIATE_TEST_SUITE_P(Types, LlamaCppGgufTest,
                            std::string name = std::string(info.param.format).substr(5);  // q4_0
                            for (char& ch : name)
                              ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+                           return name;
+                         });
+
+// --- every model family: its GGUF architecture in llama.cpp ----------------------------
+
+struct FamilyCase {
+  const char* model;  // a tiny trained model of ../shared/models (ZOO.md)
+  const char* format;
+  std::vector<std::string> scheme;
+};
+
+std::ostream& operator<<(std::ostream& os, const FamilyCase& c) {
+  return os << c.model << " " << c.format;
+}
+
+class LlamaCppFamilyTest : public ::testing::TestWithParam<FamilyCase> {};
+
+// One RTN job per family and type (no calibration) writes the GGUF file and the
+// fake-quantized model, and evaluates the latter (report.json's perplexity.quantized):
+// llama.cpp loads the file under the family's architecture (qwen3, qwen3moe, llama with
+// experts, gemma3, phi3), generates, and its perplexity on the same rows is within 0.5%.
+TEST_P(LlamaCppFamilyTest, LoadsGeneratesAndMatchesOurPerplexity) {
+  SKIP_WITHOUT_LLAMA_CPP();
+  const FamilyCase& c = GetParam();
+  if (!fs::exists(ModelDir(c.model) + "/config.json")) GTEST_SKIP() << c.model << " is absent";
+  testing::TempDir dir;
+  const std::string out = dir.File("out");
+  std::vector<std::string> settings = {
+      "--iters", "0",        "--group-size", "32",
+      "--eval",  EvalFile(), "--format",     absl::StrCat(c.format, ",fake")};
+  settings.insert(settings.end(), c.scheme.begin(), c.scheme.end());
+  ASSERT_TRUE(Quantize(out, settings, c.model));
+  const std::string gguf = GgufPath(out, c.format, c.model);
+  ASSERT_TRUE(fs::exists(gguf)) << gguf;
+  absl::StatusOr<std::string> report_text = ReadFileToString(out + "/report.json", 16 << 20);
+  ASSERT_TRUE(report_text.ok()) << report_text.status();
+  const json report = json::parse(*report_text);
+  const double ppl_ours = report["perplexity"].value("quantized", NAN);
+
+  const json llama = LlamaScore(gguf, /*generate=*/16);
+  ASSERT_TRUE(llama.is_object());
+  const std::string text = llama.value("generated_text", "");
+  const size_t generated = llama.value("generated_tokens", json::array()).size();
+  std::printf("  %s %s: llama.cpp generated %zu tokens: \"%s%s\"\n", c.model, c.format, generated,
+              kPrompt, text.c_str());
+  EXPECT_GE(generated, 8u);
+  EXPECT_FALSE(text.empty());
+
+  const double ppl_llama = Perplexity(llama);
+  std::printf("  %s %s: perplexity ours %.6f (fake model), llama.cpp %.6f (GGUF), relative %.2e\n",
+              c.model, c.format, ppl_ours, ppl_llama, std::abs(ppl_llama - ppl_ours) / ppl_ours);
+  EXPECT_EQ(llama["rows"], 142);  // stories260k-eval-256.jsonl: 142 rows of 256 ids
+  EXPECT_EQ(llama["predictions"], 142 * 255);
+  EXPECT_NEAR(ppl_llama, ppl_ours, 0.005 * ppl_ours);
+}
+
+std::vector<FamilyCase> FamilyCases() {
+  std::vector<FamilyCase> out;
+  for (const char* model :
+       {"qwen3-tiny", "qwen3moe-tiny", "mixtral-tiny", "gemma3-tiny", "phi3-tiny"}) {
+    out.push_back({model, "gguf:q4_0", {"--bits", "4", "--sym"}});
+    out.push_back({model, "gguf:q8_0", {"--bits", "8", "--sym"}});
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, LlamaCppFamilyTest, ::testing::ValuesIn(FamilyCases()),
+                         [](const ::testing::TestParamInfo<FamilyCase>& info) {
+                           // qwen3moe-tiny gguf:q4_0 -> qwen3moe_Q4_0
+                           std::string name = info.param.model;
+                           name = name.substr(0, name.find('-')) + "_" +
+                                  std::string(info.param.format).substr(5);
+                           for (size_t i = name.find('_') + 1; i < name.size(); ++i) {
+                             name[i] = static_cast<char>(
+                                 std::toupper(static_cast<unsigned char>(name[i])));
+                           }
                            return name;
                          });
 

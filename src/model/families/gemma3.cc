@@ -3,6 +3,9 @@
 // sqrt(hidden); GELU-tanh gated MLP; sliding-window layers with their own RoPE
 // base beside global ones; attention scale query_pre_attn_scalar^-0.5.
 #include <cmath>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "src/common/json_util.h"
@@ -96,11 +99,96 @@ void WriteGemma3(const ModelConfig& c, nlohmann::json& out) {
   out["layer_types"] = types;
 }
 
+// llama.cpp's "gemma3": HF post_attention_layernorm is post_attention_norm and
+// pre_feedforward_layernorm is ffn_norm; every norm gets +1 (the converter's
+// norm_shift); q, k and v biases only.
+constexpr GgufBlockTensor kGemma3Gguf[] = {
+    {"input_layernorm", "attn_norm"},
+    {"post_attention_layernorm", "post_attention_norm"},
+    {"pre_feedforward_layernorm", "ffn_norm"},
+    {"post_feedforward_layernorm", "post_ffw_norm"},
+    {"self_attn.q_norm", "attn_q_norm"},
+    {"self_attn.k_norm", "attn_k_norm"},
+    {"self_attn.q_proj", "attn_q", true},
+    {"self_attn.k_proj", "attn_k", true},
+    {"self_attn.v_proj", "attn_v", true},
+    {"self_attn.o_proj", "attn_output"},
+    {"mlp.gate_proj", "ffn_gate"},
+    {"mlp.up_proj", "ffn_up"},
+    {"mlp.down_proj", "ffn_down"},
+};
+
+// llama.cpp makes layer i sliding iff i % p < p - 1 for the u32 key
+// attention.sliding_window_pattern p (every layer when p is 0; a per-layer
+// array is not read). The p that gives `sliding_layers`, or nullopt when none
+// does; 1 (no layer sliding) when there are none.
+std::optional<int64_t> SlidingWindowPattern(const ModelConfig& c) {
+  const int64_t n = c.num_hidden_layers;
+  for (int64_t p = 0; p <= n; ++p) {
+    bool same = true;
+    for (int64_t i = 0; i < n && same; ++i) {
+      same = c.IsSlidingLayer(i) == (p == 0 || i % p < p - 1);
+    }
+    if (same) return p;
+  }
+  return std::nullopt;
+}
+
+bool AnySliding(const ModelConfig& c) {
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    if (c.IsSlidingLayer(i)) return true;
+  }
+  return false;
+}
+
+// The sliding window, its layer pattern and the local RoPE base, when a layer
+// slides (without attention.sliding_window llama.cpp makes every layer global).
+// rope.freq_base_swa: llama.cpp's default is 10000, written anyway.
+std::vector<GgufKey> Gemma3GgufKeys(const ModelConfig& c) {
+  if (!AnySliding(c)) return {};
+  return {GgufKey::U32("attention.sliding_window", c.sliding_window),
+          GgufKey::U32("attention.sliding_window_pattern", SlidingWindowPattern(c).value_or(0)),
+          GgufKey::F32("rope.freq_base_swa", c.rope_local_theta)};
+}
+
+absl::Status CheckGemma3Gguf(const ModelConfig& c) {
+  // llama.cpp reads no query_pre_attn_scalar: it scales by head_dim^-0.5, or
+  // (hidden_size / num_attention_heads)^-0.5 for 62 layers (Gemma 3 27B).
+  const double scalar = 1.0 / (c.AttentionScale() * c.AttentionScale());
+  const int64_t llama_scalar =
+      c.num_hidden_layers == 62 ? c.hidden_size / c.num_attention_heads : c.head_dim;
+  if (std::abs(scalar - static_cast<double>(llama_scalar)) > 1e-6 * llama_scalar) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "query_pre_attn_scalar ", scalar,
+        " cannot be exported: llama.cpp's gemma3 ignores it and scales attention by ", llama_scalar,
+        "^-0.5 (",
+        c.num_hidden_layers == 62 ? "hidden_size / num_attention_heads for 62 layers" : "head_dim",
+        ")"));
+  }
+  if (!SlidingWindowPattern(c)) {
+    std::string types;
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i) types += c.IsSlidingLayer(i) ? 'S' : 'G';
+    return absl::InvalidArgumentError(absl::StrCat(
+        "layer_types (", types,
+        ": S sliding, G global) cannot be exported: llama.cpp's gemma3 slides layer i iff i % p "
+        "< p - 1 for one sliding_window_pattern p"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-const ModelFamily kGemma3 = {
-    "gemma3_text",      131072,       1e-6,          false, true,
-    &ReadGemma3,        &WriteGemma3, &Gemma3Layout, "",    {"gemma3", false},
-    "Gemma3ForCausalLM"};
+const ModelFamily kGemma3 = {"gemma3_text",
+                             131072,
+                             1e-6,
+                             false,
+                             true,
+                             &ReadGemma3,
+                             &WriteGemma3,
+                             &Gemma3Layout,
+                             "",
+                             {"gemma3", false, kGemma3Gguf, /*norm_shift=*/1, "gelu_pytorch_tanh",
+                              false, &Gemma3GgufKeys, &CheckGemma3Gguf},
+                             "Gemma3ForCausalLM"};
 
 }  // namespace signround::families

@@ -19,6 +19,31 @@ void WriteLlamaBiases(const ModelConfig& c, nlohmann::json& out) {
   out["mlp_bias"] = c.mlp_bias;
 }
 
+// llama.cpp's "llama" loads every Linear's bias; "qwen2" only q, k and v's.
+constexpr GgufBlockTensor kLlamaGguf[] = {
+    {"input_layernorm", "attn_norm"},     {"post_attention_layernorm", "ffn_norm"},
+    {"self_attn.q_proj", "attn_q", true}, {"self_attn.k_proj", "attn_k", true},
+    {"self_attn.v_proj", "attn_v", true}, {"self_attn.o_proj", "attn_output", true},
+    {"mlp.gate_proj", "ffn_gate", true},  {"mlp.up_proj", "ffn_up", true},
+    {"mlp.down_proj", "ffn_down", true},
+};
+constexpr GgufBlockTensor kQwen2Gguf[] = {
+    {"input_layernorm", "attn_norm"},     {"post_attention_layernorm", "ffn_norm"},
+    {"self_attn.q_proj", "attn_q", true}, {"self_attn.k_proj", "attn_k", true},
+    {"self_attn.v_proj", "attn_v", true}, {"self_attn.o_proj", "attn_output"},
+    {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
+    {"mlp.down_proj", "ffn_down"},
+};
+
+constexpr GgufNaming kLlamaNaming = {"llama",
+                                     /*permute_qk=*/true,
+                                     kLlamaGguf,
+                                     0,
+                                     "silu",
+                                     /*llama3_rope=*/true,
+                                     nullptr,
+                                     nullptr};
+
 }  // namespace
 
 const ModelFamily kLlama = {"llama",
@@ -30,21 +55,21 @@ const ModelFamily kLlama = {"llama",
                             &WriteLlamaBiases,
                             &LlamaLayout,
                             "",
-                            {"llama", /*permute_qk=*/true},
+                            kLlamaNaming,
                             "LlamaForCausalLM"};
-const ModelFamily kMistral = {"mistral",
-                              4096 * 32,
-                              1e-6,
-                              false,
-                              false,
-                              nullptr,
-                              nullptr,
-                              &LlamaLayout,
-                              "",
-                              {"llama", /*permute_qk=*/true},
-                              "MistralForCausalLM"};
-const ModelFamily kQwen2 = {"qwen2",           32768,   1e-6,         true, false,
-                            nullptr,           nullptr, &LlamaLayout, "",   {"qwen2", false},
+const ModelFamily kMistral = {
+    "mistral",    4096 * 32,           1e-6, false, false, nullptr, nullptr, &LlamaLayout, "",
+    kLlamaNaming, "MistralForCausalLM"};
+const ModelFamily kQwen2 = {"qwen2",
+                            32768,
+                            1e-6,
+                            true,
+                            false,
+                            nullptr,
+                            nullptr,
+                            &LlamaLayout,
+                            "",
+                            {"qwen2", false, kQwen2Gguf, 0, "silu", false, nullptr, nullptr},
                             "Qwen2ForCausalLM"};
 
 }  // namespace signround::families

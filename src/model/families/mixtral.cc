@@ -33,6 +33,23 @@ void WriteMixtral(const ModelConfig& c, nlohmann::json& out) {
   out["num_experts_per_tok"] = c.moe->experts_per_token;
 }
 
+// llama.cpp's "llama" with experts (expert_count > 0): Llama attention (q/k
+// permuted, every bias loaded) and a sparse MoE MLP in every layer, the
+// experts' w1 / w3 / w2 stacked as ffn_gate_exps / ffn_up_exps / ffn_down_exps.
+// feed_forward_length is each expert's (intermediate_size).
+constexpr GgufBlockTensor kMixtralGguf[] = {
+    {"input_layernorm", "attn_norm"},
+    {"post_attention_layernorm", "ffn_norm"},
+    {"self_attn.q_proj", "attn_q", true},
+    {"self_attn.k_proj", "attn_k", true},
+    {"self_attn.v_proj", "attn_v", true},
+    {"self_attn.o_proj", "attn_output", true},
+    {"block_sparse_moe.gate", "ffn_gate_inp"},
+    {"block_sparse_moe.experts.*.w1", "ffn_gate_exps"},
+    {"block_sparse_moe.experts.*.w3", "ffn_up_exps"},
+    {"block_sparse_moe.experts.*.w2", "ffn_down_exps"},
+};
+
 }  // namespace
 
 const ModelFamily kMixtral = {"mixtral",
@@ -44,7 +61,8 @@ const ModelFamily kMixtral = {"mixtral",
                               &WriteMixtral,
                               &MixtralLayout,
                               "the MoE router (block_sparse_moe.gate)",
-                              {"llama", /*permute_qk=*/true},
+                              {"llama", /*permute_qk=*/true, kMixtralGguf, 0, "silu",
+                               /*llama3_rope=*/true, &GgufExpertKeys, nullptr},
                               "MixtralForCausalLM"};
 
 }  // namespace signround::families

@@ -49,4 +49,9 @@ void AddSparseMoe(const ModelConfig& c, absl::string_view router, absl::string_v
   }
 }
 
+std::vector<GgufKey> GgufExpertKeys(const ModelConfig& c) {
+  return {GgufKey::U32("expert_count", c.moe->num_experts),
+          GgufKey::U32("expert_used_count", c.moe->experts_per_token)};
+}
+
 }  // namespace signround::families

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "src/common/json_util.h"
 #include "src/model/config.h"
@@ -19,5 +20,8 @@ absl::Status SetMoe(const JsonFields& f, absl::string_view experts_key, MoeConfi
 void AddSparseMoe(const ModelConfig& c, absl::string_view router, absl::string_view experts_prefix,
                   absl::string_view gate, absl::string_view up, absl::string_view down,
                   BlockLayout& out);
+
+// expert_count and expert_used_count (GGUF metadata, u32).
+std::vector<GgufKey> GgufExpertKeys(const ModelConfig& c);
 
 }  // namespace signround::families

@@ -42,10 +42,46 @@ void WritePhi3(const ModelConfig& c, nlohmann::json& out) {
   if (c.sliding_window > 0) out["sliding_window"] = c.sliding_window;
 }
 
+// llama.cpp's "phi3": the fused Linears as they are (attn_qkv rows [q | k | v],
+// ffn_up rows [gate | up]; there is no ffn_gate); a qkv bias only.
+constexpr GgufBlockTensor kPhi3Gguf[] = {
+    {"input_layernorm", "attn_norm"},         {"post_attention_layernorm", "ffn_norm"},
+    {"self_attn.qkv_proj", "attn_qkv", true}, {"self_attn.o_proj", "attn_output"},
+    {"mlp.gate_up_proj", "ffn_up"},           {"mlp.down_proj", "ffn_down"},
+};
+
+absl::Status CheckPhi3Gguf(const ModelConfig& c) {
+  if (c.q_dim() != c.hidden_size) {
+    return absl::InvalidArgumentError(absl::StrCat("head_dim ", c.head_dim,
+                                                   " cannot be exported: llama.cpp's phi3 needs "
+                                                   "num_attention_heads * head_dim (",
+                                                   c.q_dim(), ") to equal hidden_size (",
+                                                   c.hidden_size, ")"));
+  }
+  // llama.cpp disables Phi-3's sliding window (every layer attends to every
+  // key), which is the same only while no context exceeds the window.
+  if (c.sliding_window > 0 && c.sliding_window < c.max_position_embeddings) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sliding_window ", c.sliding_window,
+        " cannot be exported: llama.cpp's phi3 ignores the sliding window, so contexts longer "
+        "than it (up to max_position_embeddings ",
+        c.max_position_embeddings, ") would attend differently"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-const ModelFamily kPhi3 = {"phi3",           4096,       1e-5,        false, false,
-                           &ReadPhi3,        &WritePhi3, &Phi3Layout, "",    {"phi3", false},
+const ModelFamily kPhi3 = {"phi3",
+                           4096,
+                           1e-5,
+                           false,
+                           false,
+                           &ReadPhi3,
+                           &WritePhi3,
+                           &Phi3Layout,
+                           "",
+                           {"phi3", false, kPhi3Gguf, 0, "silu", false, nullptr, &CheckPhi3Gguf},
                            "Phi3ForCausalLM"};
 
 }  // namespace signround::families

@@ -29,10 +29,28 @@ BlockLayout Qwen3Layout(const ModelConfig& c, int64_t /*layer*/) {
 
 void WriteQwen3(const ModelConfig& c, nlohmann::json& out) { out["attention_bias"] = c.qkv_bias; }
 
+// llama.cpp's "qwen3" loads q, k and v biases (not o_proj's, nor the MLP's).
+constexpr GgufBlockTensor kQwen3Gguf[] = {
+    {"input_layernorm", "attn_norm"},     {"post_attention_layernorm", "ffn_norm"},
+    {"self_attn.q_norm", "attn_q_norm"},  {"self_attn.k_norm", "attn_k_norm"},
+    {"self_attn.q_proj", "attn_q", true}, {"self_attn.k_proj", "attn_k", true},
+    {"self_attn.v_proj", "attn_v", true}, {"self_attn.o_proj", "attn_output"},
+    {"mlp.gate_proj", "ffn_gate"},        {"mlp.up_proj", "ffn_up"},
+    {"mlp.down_proj", "ffn_down"},
+};
+
 }  // namespace
 
-const ModelFamily kQwen3 = {"qwen3",           32768,       1e-6,         false, true,
-                            &ReadQwen3,        &WriteQwen3, &Qwen3Layout, "",    {"qwen3", false},
+const ModelFamily kQwen3 = {"qwen3",
+                            32768,
+                            1e-6,
+                            false,
+                            true,
+                            &ReadQwen3,
+                            &WriteQwen3,
+                            &Qwen3Layout,
+                            "",
+                            {"qwen3", false, kQwen3Gguf, 0, "silu", false, nullptr, nullptr},
                             "Qwen3ForCausalLM"};
 
 }  // namespace signround::families

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -148,9 +149,10 @@ struct Job {
 };
 
 std::unique_ptr<Job> MakeJob(const ModelConfig& config, DType dtype, const QuantScheme& scheme,
-                             const std::string& layer_config = "") {
+                             const std::string& layer_config = "",
+                             const std::string& model_name = "tiny-llama") {
   auto job = std::make_unique<Job>();
-  job->model_dir = job->tmp->File("tiny-llama");
+  job->model_dir = job->tmp->File(model_name);
   WriteCheckpoint(job->model_dir, config, dtype);
   absl::StatusOr<Checkpoint> ckpt = Checkpoint::Open(job->model_dir);
   if (!ckpt.ok()) throw std::runtime_error(std::string(ckpt.status().message()));
@@ -761,7 +763,8 @@ TEST(CheckGgufExportTest, RefusesModelTypesAndRopeScaling) {
   std::vector<LayerPlan> p = Plans(c, Scheme(4, 32, true));
   c.model_type = "gemma";
   EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, p),
-            "gguf:q4_0: model_type 'gemma' cannot be exported (llama, mistral, qwen2)");
+            "gguf:q4_0: model_type 'gemma' cannot be exported (llama, mistral, qwen2, qwen3, "
+            "qwen3_moe, mixtral, gemma3_text, phi3)");
   c.model_type = "qwen2";
   c.rope_scaling = RopeScaling{"llama3", 8.0};
   EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, p),
@@ -772,6 +775,396 @@ TEST(CheckGgufExportTest, RefusesModelTypesAndRopeScaling) {
   EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, p),
             "gguf:q4_0: rope_scaling type 'yarn' cannot be exported for model_type 'llama' "
             "(GGUF export supports linear, and llama3 for llama)");
+}
+
+// --- the other families: tensor plans from GgufNaming ------------------------
+
+// A tiny config of `model_type` (2 layers, hidden 64, 4 heads of 16, 2 KV heads, ffn 32;
+// MoE: 4 experts, 2 per token, each with ffn 32), as make-test-model writes it.
+ModelConfig FamilyConfig(const std::string& model_type, int64_t layers = 2) {
+  RandomCheckpointOptions o;
+  o.model_type = model_type;
+  o.hidden_size = 64;
+  o.intermediate_size = 32;
+  o.num_layers = layers;
+  o.num_heads = 4;
+  o.num_kv_heads = 2;
+  o.vocab_size = 40;
+  o.max_position_embeddings = 512;
+  o.num_experts = 4;
+  o.experts_per_token = 2;
+  absl::StatusOr<ModelConfig> c = RandomCheckpointConfig(o);
+  if (!c.ok()) throw std::runtime_error(std::string(c.status().message()));
+  if (c->gemma_norms) c->attention_scale = 1.0 / std::sqrt(16.0);  // llama.cpp's head_dim^-0.5
+  return *c;
+}
+
+std::set<std::string> TensorNames(const GgufContents& g) {
+  std::set<std::string> out;
+  for (const TensorInfo& t : g.tensors) out.insert(t.name);
+  return out;
+}
+
+// GGUF tensor `name` holds the Linears `layers` (one [out, in], or a stack of experts
+// [experts, out, in] in expert order): every element from the integer weights when they
+// are quantized, else the checkpoint's weights rounded to F16.
+void ExpectLinearTensor(const Job& job, const GgufContents& g, const std::string& name,
+                        const std::vector<std::string>& layers, uint32_t type,
+                        int64_t permute_heads = 0) {
+  SCOPED_TRACE(name);
+  const TensorInfo& t = g.Tensor(name);
+  EXPECT_EQ(t.type, type);
+  const LinearLayer* first = nullptr;
+  std::vector<LinearLayer> linears = DecoderLinears(job.source->config());
+  for (const LinearLayer& l : linears) {
+    if (l.name == layers.front()) first = &l;
+  }
+  ASSERT_NE(first, nullptr);
+  const int64_t out = first->out, in = first->in;
+  std::vector<uint64_t> ne = {static_cast<uint64_t>(in), static_cast<uint64_t>(out)};
+  if (layers.size() > 1) ne.push_back(layers.size());
+  ASSERT_EQ(t.ne, ne);
+  const std::vector<double> x = Dequantize(g, t);
+  for (size_t e = 0; e < layers.size(); ++e) {
+    const IntegerLayer* layer = job.source->Layer(layers[e]);
+    const std::vector<double> w =
+        layer == nullptr ? CheckpointValues(job, layers[e] + ".weight") : std::vector<double>();
+    for (int64_t r = 0; r < out; ++r) {
+      const int64_t n = permute_heads ? HfRow(r, out, permute_heads) : r;
+      for (int64_t k = 0; k < in; ++k) {
+        const double got = x[(e * out + r) * in + k];
+        if (layer != nullptr) {
+          ASSERT_EQ(got, Half(layer->scale_bits(n, k / 32)) *
+                             (layer->code(n, k) - layer->zero(n, k / 32)))
+              << layers[e] << " row " << r << " col " << k;
+        } else {
+          ASSERT_EQ(got, Half(FloatToF16(static_cast<float>(w[n * in + k]))))
+              << layers[e] << " row " << r << " col " << k;
+        }
+      }
+    }
+  }
+}
+
+// GGUF tensor `name` is the checkpoint's `hf` in F32 plus `shift`.
+void ExpectF32Tensor(const Job& job, const GgufContents& g, const std::string& name,
+                     const std::string& hf, float shift = 0) {
+  SCOPED_TRACE(name);
+  const TensorInfo& t = g.Tensor(name);
+  EXPECT_EQ(t.type, kTF32);
+  Checkpoint::Tensor src = *job.ckpt->Find(hf);
+  std::vector<uint64_t> ne(src.entry->shape.rbegin(), src.entry->shape.rend());
+  ASSERT_EQ(t.ne, ne);
+  const std::vector<double> w = CheckpointValues(job, hf), x = Dequantize(g, t);
+  ASSERT_EQ(x.size(), w.size());
+  for (size_t i = 0; i < w.size(); ++i) {
+    ASSERT_EQ(x[i], static_cast<float>(w[i]) + shift) << i;
+  }
+}
+
+std::vector<std::string> Experts(int64_t layer, const std::string& prefix, const std::string& name,
+                                 int64_t experts) {
+  std::vector<std::string> out;
+  for (int64_t e = 0; e < experts; ++e) {
+    out.push_back(absl::StrCat("model.layers.", layer, ".", prefix, e, ".", name));
+  }
+  return out;
+}
+
+TEST(GgufFamilyExportTest, Qwen3MoeStacksEachLayersExperts) {
+  ModelConfig c = FamilyConfig("qwen3_moe");
+  // Layer 1's experts stay 16-bit (all of them: one stacked tensor has one type).
+  auto job = MakeJob(c, DType::kBF16, Scheme(4, 32, true),
+                     R"({"layers\\.1\\.mlp\\.experts\\.": {"bits": 16}})");
+  ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_0, job->out).ok());
+  GgufContents g = ReadGguf(job->out);
+  ExpectStr(g, "general.architecture", "qwen3moe");
+  ExpectU32(g, "qwen3moe.feed_forward_length", c.intermediate_size);
+  ExpectU32(g, "qwen3moe.expert_count", 4);
+  ExpectU32(g, "qwen3moe.expert_used_count", 2);
+  ExpectU32(g, "qwen3moe.expert_feed_forward_length", 32);
+  ExpectU32(g, "qwen3moe.rope.dimension_count", 16);
+  ExpectF32(g, "qwen3moe.attention.layer_norm_rms_epsilon", c.rms_norm_eps);
+  std::set<std::string> want = {"token_embd.weight", "output_norm.weight", "output.weight"};
+  for (int i = 0; i < 2; ++i) {
+    for (const char* n :
+         {"attn_norm", "ffn_norm", "attn_q_norm", "attn_k_norm", "attn_q", "attn_k", "attn_v",
+          "attn_output", "ffn_gate_inp", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"}) {
+      want.insert(absl::StrCat("blk.", i, ".", n, ".weight"));
+    }
+  }
+  EXPECT_EQ(TensorNames(g), want);
+  for (int64_t i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    const std::string blk = absl::StrCat("blk.", i, "."),
+                      hf = absl::StrCat("model.layers.", i, ".");
+    const uint32_t type = i == 0 ? kTQ4_0 : kTF16;
+    ExpectLinearTensor(*job, g, blk + "ffn_gate_exps.weight",
+                       Experts(i, "mlp.experts.", "gate_proj", 4), type);
+    ExpectLinearTensor(*job, g, blk + "ffn_up_exps.weight",
+                       Experts(i, "mlp.experts.", "up_proj", 4), type);
+    ExpectLinearTensor(*job, g, blk + "ffn_down_exps.weight",
+                       Experts(i, "mlp.experts.", "down_proj", 4), type);
+    EXPECT_EQ(g.Tensor(blk + "ffn_down_exps.weight").ne, (std::vector<uint64_t>{32, 64, 4}));
+    ExpectLinearTensor(*job, g, blk + "attn_q.weight", {hf + "self_attn.q_proj"}, kTQ4_0);
+    ExpectLinearTensor(*job, g, blk + "attn_k.weight", {hf + "self_attn.k_proj"}, kTQ4_0);
+    ExpectF32Tensor(*job, g, blk + "ffn_gate_inp.weight", hf + "mlp.gate.weight");
+    EXPECT_EQ(g.Tensor(blk + "ffn_gate_inp.weight").ne, (std::vector<uint64_t>{64, 4}));
+    ExpectF32Tensor(*job, g, blk + "attn_q_norm.weight", hf + "self_attn.q_norm.weight");
+    ExpectF32Tensor(*job, g, blk + "attn_k_norm.weight", hf + "self_attn.k_norm.weight");
+    ExpectF32Tensor(*job, g, blk + "ffn_norm.weight", hf + "post_attention_layernorm.weight");
+  }
+}
+
+TEST(GgufFamilyExportTest, MixtralIsLlamaWithExperts) {
+  ModelConfig c = FamilyConfig("mixtral");
+  auto job = MakeJob(c, DType::kF16, Scheme(8, 32, true),
+                     R"({"layers\\.0\\.block_sparse_moe\\.experts\\.\\d+\\.w2": {"bits": 4}})");
+  ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ8_0, job->out).ok());
+  GgufContents g = ReadGguf(job->out);
+  ExpectStr(g, "general.architecture", "llama");
+  ExpectU32(g, "llama.feed_forward_length", 32);
+  ExpectU32(g, "llama.expert_count", 4);
+  ExpectU32(g, "llama.expert_used_count", 2);
+  EXPECT_EQ(g.kv.count("llama.expert_feed_forward_length"), 0u);
+  EXPECT_EQ(g.tensors.size(), 3u + 2 * 10);
+  for (int64_t i = 0; i < 2; ++i) {
+    SCOPED_TRACE(i);
+    const std::string blk = absl::StrCat("blk.", i, "."),
+                      hf = absl::StrCat("model.layers.", i, ".");
+    // w1 / w3 / w2 are gate / up / down.
+    ExpectLinearTensor(*job, g, blk + "ffn_gate_exps.weight",
+                       Experts(i, "block_sparse_moe.experts.", "w1", 4), kTQ8_0);
+    ExpectLinearTensor(*job, g, blk + "ffn_up_exps.weight",
+                       Experts(i, "block_sparse_moe.experts.", "w3", 4), kTQ8_0);
+    ExpectLinearTensor(*job, g, blk + "ffn_down_exps.weight",
+                       Experts(i, "block_sparse_moe.experts.", "w2", 4), i == 0 ? kTQ4_0 : kTQ8_0);
+    // The "llama" architecture's q/k row order.
+    ExpectLinearTensor(*job, g, blk + "attn_q.weight", {hf + "self_attn.q_proj"}, kTQ8_0, 4);
+    ExpectLinearTensor(*job, g, blk + "attn_k.weight", {hf + "self_attn.k_proj"}, kTQ8_0, 2);
+    ExpectF32Tensor(*job, g, blk + "ffn_gate_inp.weight", hf + "block_sparse_moe.gate.weight");
+    ExpectF32Tensor(*job, g, blk + "ffn_norm.weight", hf + "post_attention_layernorm.weight");
+  }
+}
+
+TEST(GgufFamilyExportTest, Gemma3NormsShiftedAndSlidingWindow) {
+  ModelConfig c = FamilyConfig("gemma3_text", 3);
+  c.tie_word_embeddings = true;
+  c.sliding_window = 64;
+  c.rope_theta = 1e6;
+  c.rope_local_theta = 1e4;
+  c.sliding_layers = {true, true, false};  // llama.cpp's pattern 3
+  auto job = MakeJob(c, DType::kBF16, Scheme(4, 32, true));
+  ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_0, job->out).ok());
+  GgufContents g = ReadGguf(job->out);
+  ExpectStr(g, "general.architecture", "gemma3");
+  ExpectU32(g, "gemma3.attention.sliding_window", 64);
+  ExpectU32(g, "gemma3.attention.sliding_window_pattern", 3);
+  ExpectF32(g, "gemma3.rope.freq_base_swa", 1e4);
+  ExpectF32(g, "gemma3.rope.freq_base", 1e6);
+  std::set<std::string> want = {"token_embd.weight", "output_norm.weight"};  // tied
+  for (int i = 0; i < 3; ++i) {
+    for (const char* n : {"attn_norm", "post_attention_norm", "ffn_norm", "post_ffw_norm",
+                          "attn_q_norm", "attn_k_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                          "ffn_gate", "ffn_up", "ffn_down"}) {
+      want.insert(absl::StrCat("blk.", i, ".", n, ".weight"));
+    }
+  }
+  EXPECT_EQ(TensorNames(g), want);
+  // Every norm is x * (1 + w) in Gemma and x * w in llama.cpp: +1 on export.
+  ExpectF32Tensor(*job, g, "output_norm.weight", "model.norm.weight", 1);
+  for (int64_t i = 0; i < 3; ++i) {
+    const std::string blk = absl::StrCat("blk.", i, "."),
+                      hf = absl::StrCat("model.layers.", i, ".");
+    ExpectF32Tensor(*job, g, blk + "attn_norm.weight", hf + "input_layernorm.weight", 1);
+    ExpectF32Tensor(*job, g, blk + "post_attention_norm.weight",
+                    hf + "post_attention_layernorm.weight", 1);
+    ExpectF32Tensor(*job, g, blk + "ffn_norm.weight", hf + "pre_feedforward_layernorm.weight", 1);
+    ExpectF32Tensor(*job, g, blk + "post_ffw_norm.weight", hf + "post_feedforward_layernorm.weight",
+                    1);
+    ExpectF32Tensor(*job, g, blk + "attn_q_norm.weight", hf + "self_attn.q_norm.weight", 1);
+    ExpectF32Tensor(*job, g, blk + "attn_k_norm.weight", hf + "self_attn.k_norm.weight", 1);
+    ExpectLinearTensor(*job, g, blk + "attn_q.weight", {hf + "self_attn.q_proj"}, kTQ4_0);
+    ExpectLinearTensor(*job, g, blk + "ffn_gate.weight", {hf + "mlp.gate_proj"}, kTQ4_0);
+  }
+  // Without a sliding layer, no sliding-window keys: llama.cpp makes every layer global.
+  c.sliding_layers = {false, false, false};
+  auto global = MakeJob(c, DType::kBF16, Scheme(4, 32, true));
+  ASSERT_TRUE(ExportGguf(*global->source, GgufFormat::kQ4_0, global->out).ok());
+  GgufContents gg = ReadGguf(global->out);
+  EXPECT_EQ(gg.kv.count("gemma3.attention.sliding_window"), 0u);
+  EXPECT_EQ(gg.kv.count("gemma3.attention.sliding_window_pattern"), 0u);
+  // Every layer sliding: pattern 0.
+  c.sliding_layers = {true, true, true};
+  auto all = MakeJob(c, DType::kBF16, Scheme(4, 32, true));
+  ASSERT_TRUE(ExportGguf(*all->source, GgufFormat::kQ4_0, all->out).ok());
+  ExpectU32(ReadGguf(all->out), "gemma3.attention.sliding_window_pattern", 0);
+}
+
+TEST(GgufFamilyExportTest, Phi3KeepsFusedLinears) {
+  ModelConfig c = FamilyConfig("phi3");
+  auto job = MakeJob(c, DType::kF32, Scheme(4, 32, true), "", "phi3-tiny");
+  ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_0, job->out).ok());
+  GgufContents g = ReadGguf(job->out);
+  ExpectStr(g, "general.architecture", "phi3");
+  // No vocabulary with <|endoftext|> etc.: a name llama.cpp's Phi-3 rule does not match.
+  ExpectStr(g, "general.name", "phi 3-tiny");
+  std::set<std::string> want = {"token_embd.weight", "output_norm.weight", "output.weight"};
+  for (int i = 0; i < 2; ++i) {
+    for (const char* n :
+         {"attn_norm", "ffn_norm", "attn_qkv", "attn_output", "ffn_up", "ffn_down"}) {
+      want.insert(absl::StrCat("blk.", i, ".", n, ".weight"));
+    }
+  }
+  EXPECT_EQ(TensorNames(g), want);
+  for (int64_t i = 0; i < 2; ++i) {
+    const std::string blk = absl::StrCat("blk.", i, "."),
+                      hf = absl::StrCat("model.layers.", i, ".");
+    ExpectLinearTensor(*job, g, blk + "attn_qkv.weight", {hf + "self_attn.qkv_proj"}, kTQ4_0);
+    EXPECT_EQ(g.Tensor(blk + "attn_qkv.weight").ne, (std::vector<uint64_t>{64, 64 + 2 * 32}));
+    ExpectLinearTensor(*job, g, blk + "ffn_up.weight", {hf + "mlp.gate_up_proj"}, kTQ4_0);
+    EXPECT_EQ(g.Tensor(blk + "ffn_up.weight").ne, (std::vector<uint64_t>{64, 2 * 32}));
+    ExpectLinearTensor(*job, g, blk + "ffn_down.weight", {hf + "mlp.down_proj"}, kTQ4_0);
+  }
+}
+
+TEST(GgufFamilyExportTest, Phi3NameKeptWithThePhi3Tokens) {
+  ModelConfig c = FamilyConfig("phi3");
+  {
+    auto job = MakeJob(c, DType::kBF16, Scheme(4, 32, true), "", "Tiny-Phi-3-PHI3");
+    ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_0, job->out).ok());
+    ExpectStr(ReadGguf(job->out), "general.name", "Tiny-Phi 3-PHI 3");
+  }
+  // A vocabulary holding <unk>, <s>, </s> and <|endoftext|>: llama.cpp's rule finds them.
+  auto job = MakeJob(c, DType::kBF16, Scheme(4, 32, true), "", "phi3-tiny");
+  testing::WriteFile(job->model_dir + "/tokenizer.json", R"({
+    "added_tokens": [{"id": 0, "content": "<unk>", "special": true},
+                     {"id": 1, "content": "<s>", "special": true},
+                     {"id": 2, "content": "</s>", "special": true},
+                     {"id": 3, "content": "<|endoftext|>", "special": true}],
+    "model": {"type": "BPE", "vocab": {"a": 4, "b": 5}, "merges": []}})");
+  ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_0, job->out).ok());
+  ExpectStr(ReadGguf(job->out), "general.name", "phi3-tiny");
+}
+
+TEST(GgufFamilyExportTest, Qwen3HasQkNormsAndNoPermutation) {
+  ModelConfig c = FamilyConfig("qwen3");
+  c.head_dim = 32;  // != hidden / heads: key_length and value_length
+  auto job = MakeJob(c, DType::kBF16, Scheme(4, 32, true));
+  ASSERT_TRUE(ExportGguf(*job->source, GgufFormat::kQ4_0, job->out).ok());
+  GgufContents g = ReadGguf(job->out);
+  ExpectStr(g, "general.architecture", "qwen3");
+  ExpectU32(g, "qwen3.attention.key_length", 32);
+  ExpectU32(g, "qwen3.attention.value_length", 32);
+  EXPECT_EQ(g.tensors.size(), 3u + 2 * 11);
+  for (int64_t i = 0; i < 2; ++i) {
+    const std::string blk = absl::StrCat("blk.", i, "."),
+                      hf = absl::StrCat("model.layers.", i, ".");
+    ExpectF32Tensor(*job, g, blk + "attn_q_norm.weight", hf + "self_attn.q_norm.weight");
+    EXPECT_EQ(g.Tensor(blk + "attn_q_norm.weight").ne, std::vector<uint64_t>{32});
+    ExpectF32Tensor(*job, g, blk + "attn_k_norm.weight", hf + "self_attn.k_norm.weight");
+    ExpectLinearTensor(*job, g, blk + "attn_q.weight", {hf + "self_attn.q_proj"}, kTQ4_0);
+    ExpectLinearTensor(*job, g, blk + "attn_k.weight", {hf + "self_attn.k_proj"}, kTQ4_0);
+    EXPECT_EQ(g.Tensor(blk + "attn_q.weight").ne, (std::vector<uint64_t>{64, 128}));
+  }
+}
+
+// --- what llama.cpp cannot represent ----------------------------------------
+
+TEST(CheckGgufExportTest, AcceptsEveryFamily) {
+  for (const char* type : {"qwen3", "qwen3_moe", "mixtral", "gemma3_text", "phi3"}) {
+    SCOPED_TRACE(type);
+    ModelConfig c = FamilyConfig(type);
+    EXPECT_TRUE(CheckGgufExport(GgufFormat::kQ4_0, c, Plans(c, Scheme(4, 32, true))).ok());
+    EXPECT_TRUE(CheckGgufExport(GgufFormat::kQ8_0, c, Plans(c, Scheme(8, 32, true))).ok());
+  }
+}
+
+TEST(CheckGgufExportTest, RefusesQwen3MoeDenseLayersAndUnnormalisedRouting) {
+  ModelConfig c = FamilyConfig("qwen3_moe", 4);
+  c.moe->mlp_only_layers = {1, 3};
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, Plans(c, Scheme(4, 32, true))),
+            "gguf:q4_0: mlp_only_layers [1, 3] cannot be exported: llama.cpp's qwen3moe has a "
+            "sparse MoE MLP in every layer (no dense MLP layers)");
+  c.moe->mlp_only_layers = {};
+  c.moe->decoder_sparse_step = 2;
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ8_0, c, Plans(c, Scheme(8, 32, true))),
+            "gguf:q8_0: decoder_sparse_step 2 cannot be exported: llama.cpp's qwen3moe has a "
+            "sparse MoE MLP in every layer (no dense MLP layers)");
+  c.moe->decoder_sparse_step = 1;
+  c.moe->norm_topk_prob = false;
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, Plans(c, Scheme(4, 32, true))),
+            "gguf:q4_0: norm_topk_prob false cannot be exported: llama.cpp's qwen3moe always "
+            "renormalises the top-k routing weights to sum to 1");
+}
+
+TEST(CheckGgufExportTest, RefusesExpertsOfOneLayerWithDifferentSchemes) {
+  ModelConfig c = FamilyConfig("qwen3_moe");
+  EXPECT_EQ(
+      CheckMessage(GgufFormat::kQ4_0, c,
+                   Plans(c, Scheme(4, 32, true),
+                         R"({"layers\\.1\\.mlp\\.experts\\.2\\.up_proj": {"bits": 8}})")),
+      "gguf:q4_0: model.layers.1.mlp.experts.2.up_proj is 8-bit symmetric group 32 but "
+      "model.layers.1.mlp.experts.0.up_proj is 4-bit symmetric group 32: llama.cpp stacks every "
+      "expert's up_proj of a layer into one tensor of one type (blk.1.ffn_up_exps); give the "
+      "experts of a layer one scheme");
+  c = FamilyConfig("mixtral");
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ8_0, c,
+                         Plans(c, Scheme(8, 32, true), R"({"experts\\.0\\.w2": {"bits": 16}})")),
+            "gguf:q8_0: model.layers.0.block_sparse_moe.experts.1.w2 is 8-bit symmetric group 32 "
+            "but model.layers.0.block_sparse_moe.experts.0.w2 is 16-bit: llama.cpp stacks every "
+            "expert's w2 of a layer into one tensor of one type (blk.0.ffn_down_exps); give the "
+            "experts of a layer one scheme");
+  // Different layers may differ.
+  EXPECT_TRUE(CheckGgufExport(GgufFormat::kQ8_0, c,
+                              Plans(c, Scheme(8, 32, true), R"({"layers\\.1\\.": {"bits": 4}})"))
+                  .ok());
+}
+
+TEST(CheckGgufExportTest, RefusesGemma3WhatLlamaCppIgnores) {
+  ModelConfig c = FamilyConfig("gemma3_text", 4);
+  const std::vector<LayerPlan> p = Plans(c, Scheme(4, 32, true));
+  c.attention_scale = 1.0 / std::sqrt(256.0);  // transformers' default query_pre_attn_scalar
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, p),
+            "gguf:q4_0: query_pre_attn_scalar 256 cannot be exported: llama.cpp's gemma3 ignores "
+            "it and scales attention by 16^-0.5 (head_dim)");
+  c.attention_scale = 0.25;
+  c.sliding_layers = {true, false, true, true};  // no i % p < p - 1 gives it
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, p),
+            "gguf:q4_0: layer_types (SGSS: S sliding, G global) cannot be exported: llama.cpp's "
+            "gemma3 slides layer i iff i % p < p - 1 for one sliding_window_pattern p");
+  c.sliding_layers = {true, false, true, false};  // p = 2
+  EXPECT_TRUE(CheckGgufExport(GgufFormat::kQ4_0, c, p).ok());
+  c.hidden_act = "silu";
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, p),
+            "gguf:q4_0: hidden_act 'silu' cannot be exported: llama.cpp's gemma3 computes "
+            "gelu_pytorch_tanh");
+}
+
+TEST(CheckGgufExportTest, RefusesWhatTheArchitectureDoesNotLoad) {
+  ModelConfig c = FamilyConfig("qwen3");
+  c.qkv_bias = c.o_bias = true;  // attention_bias: llama.cpp's qwen3 loads no o_proj bias
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, Plans(c, Scheme(4, 32, true))),
+            "gguf:q4_0: model.layers.0.self_attn.o_proj has a bias, which llama.cpp's qwen3 "
+            "architecture does not load (attention_bias / mlp_bias)");
+  c = FamilyConfig("qwen3");
+  c.hidden_act = "gelu";
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, Plans(c, Scheme(4, 32, true))),
+            "gguf:q4_0: hidden_act 'gelu' cannot be exported: llama.cpp's qwen3 computes silu");
+  c = FamilyConfig("phi3");
+  c.sliding_window = 64;
+  c.sliding_layers.assign(2, true);
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, Plans(c, Scheme(4, 32, true))),
+            "gguf:q4_0: sliding_window 64 cannot be exported: llama.cpp's phi3 ignores the sliding "
+            "window, so contexts longer than it (up to max_position_embeddings 512) would attend "
+            "differently");
+  c.sliding_window = 512;  // never reached
+  EXPECT_TRUE(CheckGgufExport(GgufFormat::kQ4_0, c, Plans(c, Scheme(4, 32, true))).ok());
+  c = FamilyConfig("phi3");
+  c.head_dim = 32;
+  EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, Plans(c, Scheme(4, 32, true))),
+            "gguf:q4_0: head_dim 32 cannot be exported: llama.cpp's phi3 needs "
+            "num_attention_heads * head_dim (128) to equal hidden_size (64)");
 }
 
 TEST(GgufFormatTest, Names) {
