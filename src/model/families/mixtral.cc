@@ -40,11 +40,13 @@ const ModelFamily kMixtral = {"mixtral",
                               1e-5,
                               false,
                               false,
+                              false,
                               &ReadMixtral,
                               &WriteMixtral,
                               &MixtralLayout,
                               "the MoE router (block_sparse_moe.gate)",
                               {"llama", /*permute_qk=*/true},
-                              "MixtralForCausalLM"};
+                              "MixtralForCausalLM",
+                              /*default_rope_theta=*/1e6};
 
 }  // namespace signround::families

@@ -44,8 +44,8 @@ void WritePhi3(const ModelConfig& c, nlohmann::json& out) {
 
 }  // namespace
 
-const ModelFamily kPhi3 = {"phi3",           4096,       1e-5,        false, false,
-                           &ReadPhi3,        &WritePhi3, &Phi3Layout, "",    {"phi3", false},
-                           "Phi3ForCausalLM"};
+const ModelFamily kPhi3 = {
+    "phi3",    4096,       1e-5,        false, false,           false,
+    &ReadPhi3, &WritePhi3, &Phi3Layout, "",    {"phi3", false}, "Phi3ForCausalLM"};
 
 }  // namespace signround::families
