@@ -16,12 +16,16 @@ using nlohmann::json;
 // Far above any real model, and small enough that products of two dimensions
 // never overflow int64.
 constexpr int64_t kMaxDim = int64_t{1} << 24;
+// Far above any real model (Llama 3.1 405B has 126), and small enough that
+// what is kept or written per layer (gemma3's layer_types) stays small.
+constexpr int64_t kMaxLayers = int64_t{1} << 16;
 constexpr uint64_t kMaxConfigBytes = 16 << 20;
 
-absl::StatusOr<int64_t> PositiveInt(const JsonFields& f, absl::string_view key) {
+absl::StatusOr<int64_t> PositiveInt(const JsonFields& f, absl::string_view key,
+                                    int64_t max = kMaxDim) {
   SR_ASSIGN_OR_RETURN(int64_t v, f.Int(key));
-  if (v <= 0 || v > kMaxDim) {
-    return f.Error(key, absl::StrCat("must be between 1 and ", kMaxDim, ", got ", v));
+  if (v <= 0 || v > max) {
+    return f.Error(key, absl::StrCat("must be between 1 and ", max, ", got ", v));
   }
   return v;
 }
@@ -82,13 +86,14 @@ absl::Status ParseBiases(const JsonFields& f, const ModelFamily& family, ModelCo
     c.qkv_bias = true;
   } else if (family.honours_attention_bias) {
     c.qkv_bias = c.o_bias = attention_bias.value_or(false);
-    c.mlp_bias = mlp_bias.value_or(false);
   }
+  if (family.honours_mlp_bias) c.mlp_bias = mlp_bias.value_or(false);
   return absl::OkStatus();
 }
 
 // Relations between fields that a well-formed config must satisfy.
-absl::Status CheckHeads(ModelConfig& c, const JsonFields& f, absl::string_view label) {
+absl::Status CheckHeads(ModelConfig& c, const JsonFields& f, const ModelFamily& family,
+                        absl::string_view label) {
   SR_ASSIGN_OR_RETURN(c.num_key_value_heads,
                       OptionalPositiveInt(f, "num_key_value_heads", c.num_attention_heads));
   if (c.num_attention_heads % c.num_key_value_heads != 0) {
@@ -99,6 +104,8 @@ absl::Status CheckHeads(ModelConfig& c, const JsonFields& f, absl::string_view l
   SR_ASSIGN_OR_RETURN(std::optional<int64_t> head_dim, f.OptionalInt("head_dim"));
   if (head_dim) {
     SR_ASSIGN_OR_RETURN(c.head_dim, OptionalPositiveInt(f, "head_dim", 0));
+  } else if (family.default_head_dim > 0) {
+    c.head_dim = family.default_head_dim;
   } else if (c.hidden_size % c.num_attention_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         label, ": hidden_size (", c.hidden_size, ") is not divisible by num_attention_heads (",
@@ -132,19 +139,20 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text, absl::
   SR_ASSIGN_OR_RETURN(c.architectures, f.OptionalStringList("architectures"));
   SR_ASSIGN_OR_RETURN(c.hidden_size, PositiveInt(f, "hidden_size"));
   SR_ASSIGN_OR_RETURN(c.intermediate_size, PositiveInt(f, "intermediate_size"));
-  SR_ASSIGN_OR_RETURN(c.num_hidden_layers, PositiveInt(f, "num_hidden_layers"));
+  SR_ASSIGN_OR_RETURN(c.num_hidden_layers, PositiveInt(f, "num_hidden_layers", kMaxLayers));
   SR_ASSIGN_OR_RETURN(c.num_attention_heads, PositiveInt(f, "num_attention_heads"));
   SR_ASSIGN_OR_RETURN(c.vocab_size, PositiveInt(f, "vocab_size"));
-  SR_RETURN_IF_ERROR(CheckHeads(c, f, label));
+  SR_RETURN_IF_ERROR(CheckHeads(c, f, *family, label));
   SR_ASSIGN_OR_RETURN(
       c.max_position_embeddings,
       OptionalPositiveInt(f, "max_position_embeddings", family->default_max_position_embeddings));
   SR_ASSIGN_OR_RETURN(c.rms_norm_eps,
                       OptionalPositiveDouble(f, "rms_norm_eps", family->default_rms_norm_eps));
-  SR_ASSIGN_OR_RETURN(c.rope_theta, OptionalPositiveDouble(f, "rope_theta", 10000.0));
+  SR_ASSIGN_OR_RETURN(c.rope_theta,
+                      OptionalPositiveDouble(f, "rope_theta", family->default_rope_theta));
   SR_ASSIGN_OR_RETURN(c.rope_scaling, ParseRopeScaling(f, label));
   SR_ASSIGN_OR_RETURN(std::optional<bool> tie, f.OptionalBool("tie_word_embeddings"));
-  c.tie_word_embeddings = tie.value_or(false);
+  c.tie_word_embeddings = tie.value_or(family->default_tie_word_embeddings);
   SR_RETURN_IF_ERROR(ParseBiases(f, *family, c));
   SR_ASSIGN_OR_RETURN(std::optional<std::string> act, f.OptionalString("hidden_act"));
   if (act && *act != "silu") {
@@ -167,7 +175,8 @@ bool ModelConfig::IsMoeLayer(int64_t layer) const {
 }
 
 double ModelConfig::AttentionScale() const {
-  return attention_scale > 0 ? attention_scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
+  return 1.0 / std::sqrt(query_pre_attn_scalar > 0 ? query_pre_attn_scalar
+                                                   : static_cast<double>(head_dim));
 }
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {

@@ -67,8 +67,9 @@ struct ModelConfig {
   // Gemma: every RMSNorm computes x * (1 + w), and embeddings are multiplied by
   // sqrt(hidden_size) (not the tied lm_head).
   bool gemma_norms = false;
-  // The attention scale; 0 means head_dim^-0.5 (gemma3: query_pre_attn_scalar^-0.5).
-  double attention_scale = 0;
+  // The attention scale is query_pre_attn_scalar^-0.5 (gemma3), or head_dim^-0.5
+  // when it is 0. Kept as written so that config.json round-trips exactly.
+  double query_pre_attn_scalar = 0;
   // Layers with sliding_layers[i] attend only to the last sliding_window keys
   // (j > i - sliding_window), with RoPE base rope_local_theta when it is set
   // (gemma3; phi3's sliding layers share the global RoPE).

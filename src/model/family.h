@@ -106,8 +106,11 @@ struct ModelFamily {
   double default_rms_norm_eps;
   // Qwen2 always has q/k/v biases (and no o_proj bias), whatever the config says.
   bool qkv_bias_always;
-  // Whether `attention_bias` / `mlp_bias` config keys are honoured.
+  // Whether the `attention_bias` config key is honoured (q/k/v and o_proj biases).
   bool honours_attention_bias;
+  // Whether the `mlp_bias` config key is honoured (gate/up/down biases): Llama's
+  // only; Qwen3's and Gemma 3's MLPs have no biases whatever the config says.
+  bool honours_mlp_bias;
   // Reads the family's own keys into `config` (after the shared ones); may be null.
   absl::Status (*read_config)(const JsonFields& fields, ModelConfig& config);
   // Writes them back as config.json keys (make-test-model, inspect --json); may be null.
@@ -120,6 +123,11 @@ struct ModelFamily {
   GgufNaming gguf;
   // transformers' class, config.json's `architectures` (make-test-model).
   absl::string_view architecture;
+  // transformers' defaults for shared keys that config.json may leave out,
+  // where the family's differ from Llama's.
+  double default_rope_theta = 10000.0;
+  int64_t default_head_dim = 0;  // 0: hidden_size / num_attention_heads
+  bool default_tie_word_embeddings = false;
 };
 
 // The family for `model_type`, or nullptr when it is not supported.

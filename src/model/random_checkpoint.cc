@@ -144,6 +144,9 @@ absl::StatusOr<ModelConfig> RandomCheckpointConfig(const RandomCheckpointOptions
       {"eos_token_id", 2},
       {"hidden_act", "silu"},
   };
+  // head_dim = hidden / heads, explicitly: Qwen3's and Gemma 3's defaults are 128 and 256.
+  if (o.num_heads > 0 && o.hidden_size % o.num_heads == 0)
+    j["head_dim"] = o.hidden_size / o.num_heads;
   SR_ASSIGN_OR_RETURN(ModelConfig config, ParseModelConfig(j.dump(), "make-test-model options"));
   if (config.moe) {
     if (o.num_experts > 0) config.moe->num_experts = o.num_experts;

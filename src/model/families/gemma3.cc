@@ -25,7 +25,7 @@ absl::Status RefuseSet(const JsonFields& f, absl::string_view key) {
 absl::Status ReadSlidingLayers(const JsonFields& f, ModelConfig& c) {
   SR_ASSIGN_OR_RETURN(std::vector<std::string> types, f.OptionalStringList("layer_types"));
   c.sliding_layers.assign(static_cast<size_t>(c.num_hidden_layers), false);
-  if (!types.empty()) {
+  if (f.Get("layer_types") != nullptr) {
     if (static_cast<int64_t>(types.size()) != c.num_hidden_layers) {
       return f.Error("layer_types", absl::StrCat("has ", types.size(), " entries for ",
                                                  c.num_hidden_layers, " layers"));
@@ -61,9 +61,8 @@ absl::Status ReadGemma3(const JsonFields& f, ModelConfig& c) {
                    absl::StrCat("'", c.hidden_act, "' is not supported (only gelu_pytorch_tanh)"));
   }
   SR_ASSIGN_OR_RETURN(std::optional<double> scalar, f.OptionalDouble("query_pre_attn_scalar"));
-  const double s = scalar.value_or(256);
-  if (!(s > 0)) return f.Error("query_pre_attn_scalar", "must be positive");
-  c.attention_scale = 1.0 / std::sqrt(s);
+  c.query_pre_attn_scalar = scalar.value_or(256);
+  if (!(c.query_pre_attn_scalar > 0)) return f.Error("query_pre_attn_scalar", "must be positive");
   SR_ASSIGN_OR_RETURN(std::optional<int64_t> window, f.OptionalInt("sliding_window"));
   c.sliding_window = window.value_or(4096);
   if (c.sliding_window < 1) return f.Error("sliding_window", "must be at least 1");
@@ -91,7 +90,7 @@ void WriteGemma3(const ModelConfig& c, nlohmann::json& out) {
   out.erase("hidden_act");
   out["hidden_activation"] = c.hidden_act;
   out["attention_bias"] = c.qkv_bias;
-  out["query_pre_attn_scalar"] = 1.0 / (c.attention_scale * c.attention_scale);
+  out["query_pre_attn_scalar"] = c.query_pre_attn_scalar;
   out["sliding_window"] = c.sliding_window;
   out["rope_local_base_freq"] = c.rope_local_theta;
   nlohmann::json types = nlohmann::json::array();
@@ -154,7 +153,7 @@ std::vector<GgufKey> Gemma3GgufKeys(const ModelConfig& c) {
 absl::Status CheckGemma3Gguf(const ModelConfig& c) {
   // llama.cpp reads no query_pre_attn_scalar: it scales by head_dim^-0.5, or
   // (hidden_size / num_attention_heads)^-0.5 for 62 layers (Gemma 3 27B).
-  const double scalar = 1.0 / (c.AttentionScale() * c.AttentionScale());
+  const double scalar = c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : c.head_dim;
   const int64_t llama_scalar =
       c.num_hidden_layers == 62 ? c.hidden_size / c.num_attention_heads : c.head_dim;
   if (std::abs(scalar - static_cast<double>(llama_scalar)) > 1e-6 * llama_scalar) {
@@ -178,17 +177,22 @@ absl::Status CheckGemma3Gguf(const ModelConfig& c) {
 
 }  // namespace
 
+// Gemma3TextConfig: rope_theta 1e6, head_dim 256, tied embeddings.
 const ModelFamily kGemma3 = {"gemma3_text",
                              131072,
                              1e-6,
                              false,
                              true,
+                             /*honours_mlp_bias=*/false,
                              &ReadGemma3,
                              &WriteGemma3,
                              &Gemma3Layout,
                              "",
                              {"gemma3", false, kGemma3Gguf, /*norm_shift=*/1, "gelu_pytorch_tanh",
                               false, &Gemma3GgufKeys, &CheckGemma3Gguf},
-                             "Gemma3ForCausalLM"};
+                             "Gemma3ForCausalLM",
+                             /*default_rope_theta=*/1e6,
+                             /*default_head_dim=*/256,
+                             /*default_tie_word_embeddings=*/true};
 
 }  // namespace signround::families

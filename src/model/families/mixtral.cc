@@ -57,12 +57,14 @@ const ModelFamily kMixtral = {"mixtral",
                               1e-5,
                               false,
                               false,
+                              false,
                               &ReadMixtral,
                               &WriteMixtral,
                               &MixtralLayout,
                               "the MoE router (block_sparse_moe.gate)",
                               {"llama", /*permute_qk=*/true, kMixtralGguf, 0, "silu",
                                /*llama3_rope=*/true, &GgufExpertKeys, nullptr},
-                              "MixtralForCausalLM"};
+                              "MixtralForCausalLM",
+                              /*default_rope_theta=*/1e6};
 
 }  // namespace signround::families

@@ -41,16 +41,20 @@ constexpr GgufBlockTensor kQwen3Gguf[] = {
 
 }  // namespace
 
+// Qwen3Config's head_dim defaults to 128 (not hidden_size / heads).
 const ModelFamily kQwen3 = {"qwen3",
                             32768,
                             1e-6,
                             false,
                             true,
+                            /*honours_mlp_bias=*/false,
                             &ReadQwen3,
                             &WriteQwen3,
                             &Qwen3Layout,
                             "",
                             {"qwen3", false, kQwen3Gguf, 0, "silu", false, nullptr, nullptr},
-                            "Qwen3ForCausalLM"};
+                            "Qwen3ForCausalLM",
+                            /*default_rope_theta=*/10000.0,
+                            /*default_head_dim=*/128};
 
 }  // namespace signround::families

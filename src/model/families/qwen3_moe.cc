@@ -116,6 +116,7 @@ const ModelFamily kQwen3Moe = {
     1e-6,
     false,
     true,
+    /*honours_mlp_bias=*/false,
     &ReadQwen3Moe,
     &WriteQwen3Moe,
     &Qwen3MoeLayout,

@@ -795,7 +795,7 @@ ModelConfig FamilyConfig(const std::string& model_type, int64_t layers = 2) {
   o.experts_per_token = 2;
   absl::StatusOr<ModelConfig> c = RandomCheckpointConfig(o);
   if (!c.ok()) throw std::runtime_error(std::string(c.status().message()));
-  if (c->gemma_norms) c->attention_scale = 1.0 / std::sqrt(16.0);  // llama.cpp's head_dim^-0.5
+  if (c->gemma_norms) c->query_pre_attn_scalar = 16;  // llama.cpp's head_dim^-0.5
   return *c;
 }
 
@@ -1124,11 +1124,11 @@ TEST(CheckGgufExportTest, RefusesExpertsOfOneLayerWithDifferentSchemes) {
 TEST(CheckGgufExportTest, RefusesGemma3WhatLlamaCppIgnores) {
   ModelConfig c = FamilyConfig("gemma3_text", 4);
   const std::vector<LayerPlan> p = Plans(c, Scheme(4, 32, true));
-  c.attention_scale = 1.0 / std::sqrt(256.0);  // transformers' default query_pre_attn_scalar
+  c.query_pre_attn_scalar = 256;  // transformers' default
   EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, p),
             "gguf:q4_0: query_pre_attn_scalar 256 cannot be exported: llama.cpp's gemma3 ignores "
             "it and scales attention by 16^-0.5 (head_dim)");
-  c.attention_scale = 0.25;
+  c.query_pre_attn_scalar = 16;
   c.sliding_layers = {true, false, true, true};  // no i % p < p - 1 gives it
   EXPECT_EQ(CheckMessage(GgufFormat::kQ4_0, c, p),
             "gguf:q4_0: layer_types (SGSS: S sliding, G global) cannot be exported: llama.cpp's "

@@ -282,6 +282,17 @@ TEST(ParseModelConfigTest, HugeDimensionIsRejected) {
   EXPECT_THAT(ParseError(j), HasSubstr("key 'vocab_size' must be between 1 and"));
 }
 
+TEST(ParseModelConfigTest, LayerCountIsBoundedFarAboveRealModels) {
+  // What is kept and written per layer (gemma3's layer_types) must stay small:
+  // 2^24 layers made the round trip take seconds and gigabytes.
+  json j = LlamaJson();
+  j["num_hidden_layers"] = 65536;
+  EXPECT_TRUE(Parse(j).ok());
+  j["num_hidden_layers"] = 65537;
+  EXPECT_THAT(ParseError(j),
+              HasSubstr("key 'num_hidden_layers' must be between 1 and 65536, got 65537"));
+}
+
 TEST(ParseModelConfigTest, HeadsNotAMultipleOfKvHeads) {
   json j = LlamaJson();
   j["num_key_value_heads"] = 3;
