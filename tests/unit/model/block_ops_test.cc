@@ -15,6 +15,7 @@
 #include "tests/testing/test_files.h"
 #include "tests/unit/model/block_fixtures.h"
 #include "tests/unit/model/model_fixtures.h"
+#include "tests/unit/model/reference_ops.h"
 
 namespace signround {
 namespace {
@@ -39,38 +40,13 @@ ModelConfig TinyConfig(int64_t heads, int64_t kv_heads) {
 
 // ---- A plain float64 re-implementation of one block on one sequence. ----
 
-at::Tensor D(const at::Tensor& t) { return t.to(at::kDouble); }
+using reference::D;
+using reference::RefRmsNorm;
+using reference::RefRope;
 
 at::Tensor RefLinear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   at::Tensor y = at::matmul(x, D(w).t());
   return b.defined() ? y + D(b) : y;
-}
-
-at::Tensor RefRmsNorm(const at::Tensor& x, const at::Tensor& g, double eps) {
-  at::Tensor out = at::empty_like(x);
-  for (int64_t p = 0; p < x.size(0); ++p) {
-    double ms = x[p].pow(2).sum().item<double>() / static_cast<double>(x.size(1));
-    out[p] = x[p] / std::sqrt(ms + eps) * D(g);
-  }
-  return out;
-}
-
-// Rotate-half RoPE written out: pair (i, i + d/2) at position p turns by
-// p * theta^(-2i/d).
-at::Tensor RefRope(const at::Tensor& m, double theta) {
-  const int64_t t = m.size(0), d = m.size(1), half = d / 2;
-  at::Tensor out = m.clone();
-  auto in = m.accessor<double, 2>();
-  auto o = out.accessor<double, 2>();
-  for (int64_t p = 0; p < t; ++p) {
-    for (int64_t i = 0; i < half; ++i) {
-      double angle = static_cast<double>(p) * std::pow(theta, -2.0 * i / static_cast<double>(d));
-      double a = in[p][i], b = in[p][i + half];
-      o[p][i] = a * std::cos(angle) - b * std::sin(angle);
-      o[p][i + half] = b * std::cos(angle) + a * std::sin(angle);
-    }
-  }
-  return out;
 }
 
 at::Tensor RefCausalSoftmax(const at::Tensor& scores) {

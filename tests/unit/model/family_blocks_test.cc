@@ -30,6 +30,7 @@
 #include "src/model/config.h"
 #include "src/model/model_ends.h"
 #include "tests/unit/model/block_fixtures.h"
+#include "tests/unit/model/reference_ops.h"
 
 namespace signround {
 namespace {
@@ -58,7 +59,9 @@ ModelConfig Config(const std::string& model_type, const json& extra = json::obje
 
 // ---- Plain float64 references ----
 
-at::Tensor D(const at::Tensor& t) { return t.detach().to(at::kDouble); }
+using reference::D;
+using reference::RefRmsNorm;
+using reference::RefRope;
 
 // Rows [start, start + n) of a Linear (a head's, or a slice of a fused one).
 LinearWeights Rows(const LinearWeights& l, int64_t start, int64_t n) {
@@ -72,36 +75,6 @@ LinearWeights Rows(const LinearWeights& l, int64_t start, int64_t n) {
 at::Tensor RefLinear(const at::Tensor& x, const LinearWeights& l) {
   at::Tensor y = at::matmul(x, D(l.weight).t());
   return l.bias.defined() ? y + D(l.bias) : y;
-}
-
-// Each row r: x_r / sqrt(mean(x_r^2) + eps) * g, with g = w (Llama, Qwen3) or
-// 1 + w (Gemma3RMSNorm).
-at::Tensor RefRmsNorm(const at::Tensor& x, const at::Tensor& w, double eps, bool gemma) {
-  const at::Tensor g = gemma ? 1.0 + D(w) : D(w);
-  at::Tensor out = at::empty_like(x);
-  for (int64_t r = 0; r < x.size(0); ++r) {
-    const double ms = x[r].pow(2).sum().item<double>() / static_cast<double>(x.size(1));
-    out[r] = x[r] / std::sqrt(ms + eps) * g;
-  }
-  return out;
-}
-
-// Rotate-half RoPE: pair (i, i + d/2) at position p turns by p * theta^(-2i/d).
-at::Tensor RefRope(const at::Tensor& m, double theta) {
-  const int64_t t = m.size(0), d = m.size(1), half = d / 2;
-  at::Tensor out = m.clone();
-  auto in = m.accessor<double, 2>();
-  auto o = out.accessor<double, 2>();
-  for (int64_t p = 0; p < t; ++p) {
-    for (int64_t i = 0; i < half; ++i) {
-      const double angle =
-          static_cast<double>(p) * std::pow(theta, -2.0 * i / static_cast<double>(d));
-      const double a = in[p][i], b = in[p][i + half];
-      o[p][i] = a * std::cos(angle) - b * std::sin(angle);
-      o[p][i + half] = b * std::cos(angle) + a * std::sin(angle);
-    }
-  }
-  return out;
 }
 
 double Silu(double v) { return v / (1.0 + std::exp(-v)); }
