@@ -174,10 +174,7 @@ bool ModelConfig::IsMoeLayer(int64_t layer) const {
   return (layer + 1) % moe->decoder_sparse_step == 0;
 }
 
-double ModelConfig::AttentionScale() const {
-  return 1.0 / std::sqrt(query_pre_attn_scalar > 0 ? query_pre_attn_scalar
-                                                   : static_cast<double>(head_dim));
-}
+double ModelConfig::AttentionScale() const { return 1.0 / std::sqrt(AttentionScalar()); }
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
   SR_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path, kMaxConfigBytes));

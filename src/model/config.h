@@ -85,6 +85,10 @@ struct ModelConfig {
     return layer >= 0 && layer < static_cast<int64_t>(sliding_layers.size()) &&
            sliding_layers[static_cast<size_t>(layer)];
   }
+  // query_pre_attn_scalar, or head_dim when it is 0; the attention scale is its ^-0.5.
+  double AttentionScalar() const {
+    return query_pre_attn_scalar > 0 ? query_pre_attn_scalar : static_cast<double>(head_dim);
+  }
   double AttentionScale() const;
 };
 

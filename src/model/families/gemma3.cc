@@ -153,7 +153,7 @@ std::vector<GgufKey> Gemma3GgufKeys(const ModelConfig& c) {
 absl::Status CheckGemma3Gguf(const ModelConfig& c) {
   // llama.cpp reads no query_pre_attn_scalar: it scales by head_dim^-0.5, or
   // (hidden_size / num_attention_heads)^-0.5 for 62 layers (Gemma 3 27B).
-  const double scalar = c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : c.head_dim;
+  const double scalar = c.AttentionScalar();
   const int64_t llama_scalar =
       c.num_hidden_layers == 62 ? c.hidden_size / c.num_attention_heads : c.head_dim;
   if (std::abs(scalar - static_cast<double>(llama_scalar)) > 1e-6 * llama_scalar) {
