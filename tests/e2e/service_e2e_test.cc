@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <regex>
 #include <sstream>
@@ -46,9 +47,9 @@ std::vector<std::pair<int, int>> PlainBlockLines(const std::string& out) {
 // The CLI flow of the acceptance: submit --watch (plain lines: one per block, in
 // order), get --json (SUCCEEDED with its artifacts, each at its URI with the stated
 // size and sha256), watch --json of the ended job (the whole log again).
-// `id`, when given, receives the job's id.
+// `events_out`, when given, receives that log.
 void CliFlow(const ServerProcess& server, const JobFlags& flags, int blocks, const Fetcher& fetch,
-             std::string* id_out = nullptr) {
+             std::vector<v1::JobEvent>* events_out = nullptr) {
   std::vector<std::string> args = {"submit"};
   std::vector<std::string> more = flags.Args();
   args.insert(args.end(), more.begin(), more.end());
@@ -57,7 +58,6 @@ void CliFlow(const ServerProcess& server, const JobFlags& flags, int blocks, con
   ASSERT_EQ(submit.exit_code, 0) << Describe(submit) << "\nserver log:\n" << server.LogTail();
   const std::string id = submit.out.substr(0, submit.out.find('\n'));
   ASSERT_TRUE(std::regex_match(id, std::regex("j-[0-9a-f]{16}"))) << Describe(submit);
-  if (id_out != nullptr) *id_out = id;
   std::vector<std::pair<int, int>> lines = PlainBlockLines(submit.out);
   ASSERT_EQ(lines.size(), static_cast<size_t>(blocks)) << submit.out;
   for (int i = 0; i < blocks; ++i) {
@@ -91,6 +91,24 @@ void CliFlow(const ServerProcess& server, const JobFlags& flags, int blocks, con
   for (size_t i = 0; i < events->size(); ++i) {
     EXPECT_EQ((*direct)[i].SerializeAsString(), (*events)[i].SerializeAsString()) << i;
   }
+  if (events_out != nullptr) *events_out = *std::move(events);
+}
+
+// A job on ../shared/models/`model` with the stories260k calibration rows,
+// writing auto_round to `out`; nullopt when ../shared or those files are absent.
+// The URI rules refuse '..' segments: the shared dir's canonical path.
+std::optional<JobFlags> SharedJob(const std::string& model, const std::string& out) {
+  if (testing::SharedDir().empty()) return std::nullopt;
+  const std::string shared = fs::canonical(testing::SharedDir()).string();
+  const std::string model_dir = shared + "/models/" + model;
+  const std::string calib = shared + "/data/stories260k-calib-128x256.jsonl";
+  if (!fs::exists(model_dir + "/config.json") || !fs::exists(calib)) return std::nullopt;
+  JobFlags flags;
+  flags.model = FileUri(model_dir);
+  flags.calib = FileUri(calib);
+  flags.out = FileUri(out);
+  flags.formats = {"auto_round"};
+  return flags;
 }
 
 TEST_F(ServiceE2ETest, CliFlowToFileOutput) {
@@ -159,25 +177,14 @@ TEST_F(ServiceE2ETest, CliFlowToS3) {
 }
 
 TEST_F(ServiceE2ETest, CliFlowOnSharedStories260k) {
-  // The URI rules refuse '..' segments: the shared dir's canonical path.
-  const std::string shared =
-      testing::SharedDir().empty() ? "" : fs::canonical(testing::SharedDir()).string();
-  const std::string model = shared + "/models/stories260k";
-  const std::string calib = shared + "/data/stories260k-calib-128x256.jsonl";
-  if (shared.empty() || !fs::exists(model + "/config.json") || !fs::exists(calib)) {
-    GTEST_SKIP() << "../shared/models/stories260k or its calibration data is absent";
-  }
+  std::optional<JobFlags> flags = SharedJob("stories260k", dir_.File("out"));
+  if (!flags) GTEST_SKIP() << "../shared/models/stories260k or its calibration data is absent";
   std::unique_ptr<ServerProcess> server = StartServer("data");
   ASSERT_TRUE(server);
-  JobFlags flags;
-  flags.model = FileUri(model);
-  flags.calib = FileUri(calib);
-  flags.out = FileUri(dir_.File("out"));
-  flags.formats = {"auto_round"};
-  flags.iters = 10;
-  flags.nsamples = 16;
-  flags.seqlen = 128;
-  CliFlow(*server, flags, 5, FileFetcher());  // stories260k has 5 decoder blocks
+  flags->iters = 10;
+  flags->nsamples = 16;
+  flags->seqlen = 128;
+  CliFlow(*server, *flags, 5, FileFetcher());  // stories260k has 5 decoder blocks
 }
 
 // A job for each model family of ../shared/models/ZOO.md through the server;
@@ -206,32 +213,17 @@ INSTANTIATE_TEST_SUITE_P(Zoo, ServiceFamilyE2ETest,
                          });
 
 TEST_P(ServiceFamilyE2ETest, CliFlow) {
-  const std::string shared =
-      testing::SharedDir().empty() ? "" : fs::canonical(testing::SharedDir()).string();
-  const std::string model = shared + "/models/" + GetParam().model;
-  const std::string calib = shared + "/data/stories260k-calib-128x256.jsonl";
-  if (shared.empty() || !fs::exists(model + "/config.json") || !fs::exists(calib)) {
-    GTEST_SKIP() << "../shared/models/" << GetParam().model << " is absent";
-  }
+  std::optional<JobFlags> flags = SharedJob(GetParam().model, dir_.File("out"));
+  if (!flags) GTEST_SKIP() << "../shared/models/" << GetParam().model << " is absent";
   std::unique_ptr<ServerProcess> server = StartServer("data");
   ASSERT_TRUE(server);
-  JobFlags flags;
-  flags.model = FileUri(model);
-  flags.calib = FileUri(calib);
-  flags.out = FileUri(dir_.File("out"));
-  flags.formats = {"auto_round"};
-  flags.iters = 5;
-  flags.nsamples = 8;
-  flags.seqlen = 64;
-  std::string id;
-  CliFlow(*server, flags, GetParam().blocks, FileFetcher(), &id);
-  ASSERT_FALSE(id.empty());
-  CliResult watch = RunCli(server->grpc_address(), {"--json", "watch", id}, 30);
-  ASSERT_EQ(watch.exit_code, 0) << Describe(watch);
-  absl::StatusOr<std::vector<v1::JobEvent>> events = ParseEventLines(watch.out);
-  ASSERT_TRUE(events.ok()) << events.status();
+  flags->iters = 5;
+  flags->nsamples = 8;
+  flags->seqlen = 64;
+  std::vector<v1::JobEvent> events;
+  CliFlow(*server, *flags, GetParam().blocks, FileFetcher(), &events);
   int blocks = 0;
-  for (const v1::JobEvent& e : *events) {
+  for (const v1::JobEvent& e : events) {
     if (!e.has_block_progress()) continue;
     ++blocks;
     const v1::BlockProgress& b = e.block_progress();
