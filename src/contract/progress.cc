@@ -1,8 +1,12 @@
 #include "src/contract/progress.h"
 
 #include <cmath>
+#include <limits>
+#include <optional>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "src/common/json_util.h"
 
 namespace signround::contract {
 
@@ -25,17 +29,55 @@ absl::StatusOr<BlockStats> BlockStatsFromJson(const json& j, absl::string_view w
     const json& v = j.at(key);
     return v.is_null() ? std::nan("") : v.get<double>();
   };
+  // An integer that fits (a float such as 2e59 would overflow the conversion).
+  auto integer = [&j, where](const char* key, int64_t lo, int64_t hi) -> absl::StatusOr<int64_t> {
+    std::optional<int64_t> v = JsonToInt64(j.at(key));
+    if (!v || *v < lo || *v > hi) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": '", key, "' must be an integer in [", lo, ", ", hi, "]"));
+    }
+    return *v;
+  };
+  auto counts = [&j, where](const char* key) -> absl::StatusOr<std::vector<int64_t>> {
+    const json& list = j.at(key);
+    if (!list.is_array()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": '", key, "' must be a list"));
+    }
+    std::vector<int64_t> out;
+    for (const json& e : list) {
+      std::optional<int64_t> v = JsonToInt64(e);
+      if (!v || *v < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": '", key, "' must hold non-negative integers"));
+      }
+      out.push_back(*v);
+    }
+    return out;
+  };
+  constexpr int64_t kIntMin = std::numeric_limits<int>::min();
+  constexpr int64_t kIntMax = std::numeric_limits<int>::max();
   BlockStats s;
   try {
-    s.index = j.at("index").get<int64_t>();
-    s.layers_quantized = j.at("layers_quantized").get<int>();
+    absl::StatusOr<int64_t> index =
+        integer("index", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
+    if (!index.ok()) return index.status();
+    s.index = *index;
+    absl::StatusOr<int64_t> layers = integer("layers_quantized", kIntMin, kIntMax);
+    if (!layers.ok()) return layers.status();
+    s.layers_quantized = static_cast<int>(*layers);
     s.loss_iter0 = number("loss_iter0");
     s.loss_best = number("loss_best");
-    s.best_iter = j.at("best_iter").get<int>();
+    absl::StatusOr<int64_t> best_iter = integer("best_iter", kIntMin, kIntMax);
+    if (!best_iter.ok()) return best_iter.status();
+    s.best_iter = static_cast<int>(*best_iter);
     s.seconds = number("seconds");
     if (j.contains("expert_tokens")) {
-      s.expert_tokens = j.at("expert_tokens").get<std::vector<int64_t>>();
-      s.rounded_experts = j.at("rounded_experts").get<std::vector<int64_t>>();
+      absl::StatusOr<std::vector<int64_t>> tokens = counts("expert_tokens");
+      if (!tokens.ok()) return tokens.status();
+      absl::StatusOr<std::vector<int64_t>> rounded = counts("rounded_experts");
+      if (!rounded.ok()) return rounded.status();
+      s.expert_tokens = *std::move(tokens);
+      s.rounded_experts = *std::move(rounded);
     }
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", e.what()));
@@ -72,7 +114,10 @@ absl::StatusOr<ProgressEvent> ParseProgressEventLine(absl::string_view line) {
   if (!stats.ok()) return stats.status();
   e.block.stats = *stats;
   try {
-    e.block.block_count = j.at("block_count").get<int64_t>();
+    std::optional<int64_t> count = JsonToInt64(j.at("block_count"));
+    if (!count)
+      return absl::InvalidArgumentError("worker block event: 'block_count' must be an integer");
+    e.block.block_count = *count;
     e.block.resumed = j.value("resumed", false);
     if (j.contains("calibrated")) e.detail = {{"calibrated", j["calibrated"].get<bool>()}};
   } catch (const json::exception& ex) {
