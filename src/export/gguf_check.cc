@@ -45,7 +45,8 @@ const char* ValueTypeName(uint32_t type) {
 
 bool KnownGgmlType(uint32_t type) {
   for (GgmlType t :
-       {GgmlType::kF32, GgmlType::kF16, GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ8_0}) {
+       {GgmlType::kF32, GgmlType::kF16, GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ8_0,
+        GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K}) {
     if (type == static_cast<uint32_t>(t)) return true;
   }
   return false;
@@ -365,8 +366,9 @@ class Checker {
     const uint64_t type_at = pos_;
     SR_ASSIGN_OR_RETURN(uint32_t type, Get<uint32_t>(absl::StrCat(what, "'s ggml type")));
     if (!KnownGgmlType(type)) {
-      return Bad(type_at, absl::StrCat(what, " has unknown ggml type ", type,
-                                       " (F32 0, F16 1, Q4_0 2, Q4_1 3, Q8_0 8)"));
+      return Bad(type_at,
+                 absl::StrCat(what, " has unknown ggml type ", type,
+                              " (F32 0, F16 1, Q4_0 2, Q4_1 3, Q8_0 8, Q2_K 10 ... Q6_K 14)"));
     }
     const GgmlType t = static_cast<GgmlType>(type);
     const uint64_t block = static_cast<uint64_t>(GgmlBlockElements(t));

@@ -86,12 +86,37 @@ absl::string_view GgmlTypeName(GgmlType type) {
       return "Q4_1";
     case GgmlType::kQ8_0:
       return "Q8_0";
+    case GgmlType::kQ2_K:
+      return "Q2_K";
+    case GgmlType::kQ3_K:
+      return "Q3_K";
+    case GgmlType::kQ4_K:
+      return "Q4_K";
+    case GgmlType::kQ5_K:
+      return "Q5_K";
+    case GgmlType::kQ6_K:
+      return "Q6_K";
   }
   return "?";
 }
 
 int64_t GgmlBlockElements(GgmlType type) {
-  return type == GgmlType::kF32 || type == GgmlType::kF16 ? 1 : 32;
+  switch (type) {
+    case GgmlType::kF32:
+    case GgmlType::kF16:
+      return 1;
+    case GgmlType::kQ4_0:
+    case GgmlType::kQ4_1:
+    case GgmlType::kQ8_0:
+      return 32;
+    case GgmlType::kQ2_K:
+    case GgmlType::kQ3_K:
+    case GgmlType::kQ4_K:
+    case GgmlType::kQ5_K:
+    case GgmlType::kQ6_K:
+      return 256;
+  }
+  return 1;
 }
 
 int64_t GgmlBlockBytes(GgmlType type) {
@@ -106,6 +131,16 @@ int64_t GgmlBlockBytes(GgmlType type) {
       return 20;
     case GgmlType::kQ8_0:
       return 34;
+    case GgmlType::kQ2_K:
+      return 84;
+    case GgmlType::kQ3_K:
+      return 110;
+    case GgmlType::kQ4_K:
+      return 144;
+    case GgmlType::kQ5_K:
+      return 176;
+    case GgmlType::kQ6_K:
+      return 210;
   }
   return 0;
 }

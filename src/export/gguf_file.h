@@ -44,11 +44,17 @@ enum class GgmlType : uint32_t {
   kQ4_0 = 2,
   kQ4_1 = 3,
   kQ8_0 = 8,
+  // The k-quants: super-blocks of 256 values (gguf_kquants.h packs them).
+  kQ2_K = 10,
+  kQ3_K = 11,
+  kQ4_K = 12,
+  kQ5_K = 13,
+  kQ6_K = 14,
 };
 
 // "F32", "Q4_0", ...
 absl::string_view GgmlTypeName(GgmlType type);
-// Elements per block (1 for F32/F16, 32 for the quantized types).
+// Elements per block (1 for F32/F16, 32 for Q4_0/Q4_1/Q8_0, 256 for the k-quants).
 int64_t GgmlBlockElements(GgmlType type);
 // Bytes per block.
 int64_t GgmlBlockBytes(GgmlType type);
