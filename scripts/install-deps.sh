@@ -20,6 +20,8 @@ PACKAGES=(
   # tests: a Python client of the job service (stubs generated at test time)
   python3-grpcio python3-grpc-tools
   python3-prometheus-client  # tests: parses /metrics output (tests/unit/metrics)
+  # tests: llama.cpp's gguf-py dequantizes our GGUF files (tests/testing/llama_gguf_py.h)
+  python3-numpy
   # tests: a real S3 API server on loopback (Swift + s3api, tests/s3/swift_server.sh)
   swift swift-proxy swift-object swift-container swift-account python3-swift memcached curl
 )
