@@ -3,16 +3,20 @@
 // engine (layer_plan) and the exporters. The one place a scheme rule lives.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace signround::contract {
 
-// What a layer's weights become. Integer codes with a per-group scale (and
-// zero) are all there is today; k-quant super-blocks and float types come next
-// as further values, each with its own rules in ValidateQuantScheme.
-enum class DataType { kInt };
+// What a layer's weights become: integer codes with a per-group scale (and
+// zero), or one of GGUF's k-quant types (super-blocks of kKQuantSuperBlock
+// weights along a row, split into sub-blocks whose integer scales, and minimums,
+// are scaled by an fp16 d, and dmin, per super-block; FORMATS.md). A k-quant
+// scheme's bits, group_size (its sub-block) and sym are the type's (KQuantOf).
+enum class DataType { kInt, kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K };
 
 // Fields in this order: code writes QuantScheme{bits, group_size, sym}.
 struct QuantScheme {
@@ -27,6 +31,26 @@ struct QuantScheme {
   bool float_min = false;
   DataType data_type = DataType::kInt;
 };
+
+inline constexpr DataType kKQuantTypes[] = {DataType::kQ2_K, DataType::kQ3_K, DataType::kQ4_K,
+                                            DataType::kQ5_K, DataType::kQ6_K};
+inline constexpr int kKQuantSuperBlock = 256;
+
+struct KQuantInfo {
+  const char* name;  // "q4_k", as layer configs and reports name it
+  int bits;          // levels per weight: 2^bits
+  int group_size;    // weights per sub-block: 16 or 32
+  bool sym;          // Q3_K, Q6_K: signed scales, no minimums
+  int scale_bits;    // bits of each sub-block scale (and minimum): 4, 6 or 8
+};
+bool IsKQuant(DataType type);
+// The k-quant type's rules; `type` must be one (kInt gives Q4_K's).
+const KQuantInfo& KQuantOf(DataType type);
+// The scheme of a k-quant type's layers.
+QuantScheme KQuantScheme(DataType type);
+// "int", "q2_k", ...; ParseDataType reads them back (nullopt for another name).
+const char* DataTypeName(DataType type);
+std::optional<DataType> ParseDataType(absl::string_view name);
 
 // The same data type, bits, group size, symmetry and zero representation.
 bool SameScheme(const QuantScheme& a, const QuantScheme& b);
@@ -47,9 +71,9 @@ bool IsRequestGroupSize(int group_size);
 // INVALID_ARGUMENT naming the bad field when the engine cannot run `scheme`.
 absl::Status ValidateQuantScheme(const QuantScheme& scheme);
 
-// "4-bit g128 sym", "4-bit g32 asym float-min" (reports and refusals).
+// "4-bit g128 sym", "4-bit g32 asym float-min", "q4_k" (reports and refusals).
 std::string DescribeScheme(const QuantScheme& scheme);
-// "4-bit symmetric group 128" (the GGUF refusals' wording).
+// "4-bit symmetric group 128", "Q4_K" (the GGUF refusals' wording).
 std::string DescribeSchemeLong(const QuantScheme& scheme);
 
 }  // namespace signround::contract

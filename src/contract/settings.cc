@@ -56,6 +56,11 @@ QuantScheme QuantizeSettings::scheme() const {
   s.bits = bits;
   s.group_size = group_size;
   s.sym = sym;
+  // A k-quant mix's layers are its types (GgufFormatInfo::kquant; CheckFormatScheme
+  // refuses other bits, group_size or sym with it).
+  if (std::optional<GgufFormat> mix = KQuantMixOf(formats)) {
+    s.data_type = GgufFormatOf(*mix).kquant;
+  }
   return s;
 }
 
@@ -104,6 +109,13 @@ absl::StatusOr<QuantizeSettings> ResolveSettings(const QuantizeRequest& r) {
           absl::StrCat(field, ": ", QuoteUntrusted(f->name), " is listed twice"));
     }
     s.formats.push_back(f->name);
+  }
+  // A k-quant mix's base type fixes what the request leaves unset.
+  if (std::optional<GgufFormat> mix = KQuantMixOf(s.formats)) {
+    const QuantScheme base = GgufScheme(*mix);
+    if (!r.bits) s.bits = base.bits;
+    if (!r.group_size) s.group_size = base.group_size;
+    if (!r.sym) s.sym = base.sym;
   }
   s.packed_dtype = r.packed_dtype.empty() ? "float16" : absl::AsciiStrToLower(r.packed_dtype);
   if (!CheckPackedDtype(s.packed_dtype).ok()) {

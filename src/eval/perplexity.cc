@@ -89,11 +89,21 @@ absl::StatusOr<PerplexityResult> Evaluate(const Checkpoint& ckpt, const BlockImp
   at::Tensor valid = ValidPredictions(rows, ids.size(1)).to(o.device);
   at::Tensor hidden;
   {
-    SR_ASSIGN_OR_RETURN(at::Tensor embed, LoadEmbedding(ckpt, o.dtype, o.device));
+    at::Tensor embed;
+    if (o.embedding.defined()) {
+      embed = o.embedding.to(o.device, o.dtype);
+    } else {
+      SR_ASSIGN_OR_RETURN(embed, LoadEmbedding(ckpt, o.dtype, o.device));
+    }
     hidden = Embed(c, embed, ids);
   }
   SR_RETURN_IF_ERROR(RunBlocks(ckpt, impl, o, hidden));
   SR_ASSIGN_OR_RETURN(HeadWeights head, LoadHeadWeights(ckpt, o.dtype, o.device));
+  if (o.lm_head.defined()) {
+    head.lm_head = o.lm_head.to(o.device, o.dtype);
+  } else if (c.tie_word_embeddings && o.embedding.defined()) {
+    head.lm_head = o.embedding.to(o.device, o.dtype);
+  }
   NllSum nll = HeadNll(c, head, hidden, ids, valid, o.batch_size);
   PerplexityResult result;
   result.rows = static_cast<int64_t>(rows.size());

@@ -27,6 +27,10 @@ struct PerplexityOptions {
   // Supplies block `layer`'s weights (in `dtype` on `device`), e.g. a
   // quantized model's. Unset: loaded from the checkpoint.
   std::function<absl::StatusOr<BlockWeights>(int64_t layer)> block_weights;
+  // Replace model.embed_tokens.weight / lm_head.weight (a quantized model's W^);
+  // undefined: the checkpoint's. A tied model's lm_head is its (replaced) embedding.
+  at::Tensor embedding;
+  at::Tensor lm_head;
 };
 
 struct PerplexityResult {

@@ -23,6 +23,17 @@ absl::StatusOr<std::vector<std::string>> CheckExportFormats(
     const std::string& model_dir, const std::vector<LayerPlan>& plans,
     const ExportWaivers& waivers) {
   std::vector<std::string> warnings;
+  std::string mix;  // the first k-quant mix: a job writes one (the plan holds its types)
+  for (const ExportFormat& f : formats) {
+    std::optional<GgufFormat> gguf = ParseGgufFormat(f.name);
+    if (!gguf || !contract::IsKQuantMix(*gguf)) continue;
+    if (!mix.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          f.name, " cannot be written with ", mix,
+          " in one job: each k-quant mix gives the layers its own types; run separate jobs"));
+    }
+    mix = f.name;
+  }
   for (const ExportFormat& f : formats) {
     switch (f.kind) {
       case FormatKind::kFake:
@@ -30,7 +41,14 @@ absl::StatusOr<std::vector<std::string>> CheckExportFormats(
       case FormatKind::kAutoRound:
       case FormatKind::kAutoGptq: {
         for (const LayerPlan& p : plans) {
-          if (!p.quantized || !p.scheme.float_min) continue;
+          if (!p.quantized) continue;
+          if (contract::IsKQuant(p.scheme.data_type)) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                f.name, ": layer ", p.layer.name, " is GGUF ",
+                contract::DescribeSchemeLong(p.scheme), " (the k-quant mix ", mix,
+                "), which auto_round and auto_gptq cannot hold; write them in separate jobs"));
+          }
+          if (!p.scheme.float_min) continue;
           return absl::InvalidArgumentError(absl::StrCat(
               f.name, ": layer ", p.layer.name,
               " is stored in GGUF Q4_1 with a real-valued minimum per group, which "

@@ -25,45 +25,84 @@ absl::StatusOr<const TensorEntry*> FindStored(const SafetensorsFile& file, const
 
 absl::StatusOr<ExportSource> ExportSource::Open(const Checkpoint& ckpt,
                                                 std::vector<LayerPlan> plans,
-                                                const std::vector<std::string>& block_files) {
+                                                const std::vector<std::string>& block_files,
+                                                std::vector<LayerPlan> ends,
+                                                const std::string& ends_file) {
   ExportSource source;
   source.ckpt_ = &ckpt;
   source.plans_ = std::move(plans);
-  std::map<int64_t, std::shared_ptr<const SafetensorsFile>> files;
-  for (const LayerPlan& p : source.plans_) {
-    if (!p.quantized) continue;
-    if (p.layer.layer < 0 || p.layer.layer >= static_cast<int64_t>(block_files.size())) {
-      return absl::InternalError(
-          absl::StrCat(p.layer.name, ": no block file for layer ", p.layer.layer));
-    }
-    auto& file = files[p.layer.layer];
+  source.ends_ = std::move(ends);
+  std::map<std::string, std::shared_ptr<const SafetensorsFile>> files;
+  auto file_of = [&](const std::string& path) -> absl::StatusOr<const SafetensorsFile*> {
+    auto& file = files[path];
     if (!file) {
-      SR_ASSIGN_OR_RETURN(file, SafetensorsFile::Open(block_files[p.layer.layer]));
+      SR_ASSIGN_OR_RETURN(file, SafetensorsFile::Open(path));
     }
+    return file.get();
+  };
+  auto add = [&](const LayerPlan& p, const std::string& path) -> absl::Status {
+    SR_RETURN_IF_ERROR(file_of(path).status());
     Stored s;
-    s.file = file;
+    s.file = files[path];
+    const SafetensorsFile* file = s.file.get();
     IntegerLayer& l = s.layer;
     l.name = p.layer.name;
     l.scheme = p.scheme;
     l.out = p.layer.out;
     l.in = p.layer.in;
     const std::string& n = p.layer.name;
-    SR_ASSIGN_OR_RETURN(s.entries[0], FindStored(*file, n + ".codes", DType::kU8, {l.out, l.in}));
-    SR_ASSIGN_OR_RETURN(s.entries[1],
-                        FindStored(*file, n + ".scales", DType::kF16, {l.out, l.groups()}));
-    if (l.scheme.float_min) {
-      SR_ASSIGN_OR_RETURN(s.entries[2],
-                          FindStored(*file, n + ".mins", DType::kF16, {l.out, l.groups()}));
+    // Maps tensor `suffix` of the layer into `bytes`, checking its dtype and shape.
+    auto map = [&](const char* suffix, DType dtype, std::vector<int64_t> shape,
+                   absl::string_view* bytes) -> absl::Status {
+      SR_ASSIGN_OR_RETURN(const TensorEntry* e,
+                          FindStored(*file, n + suffix, dtype, std::move(shape)));
+      s.entries.push_back(e);
+      *bytes = file->Bytes(*e);
+      return absl::OkStatus();
+    };
+    SR_RETURN_IF_ERROR(map(".codes", DType::kU8, {l.out, l.in}, &l.codes));
+    if (contract::IsKQuant(l.scheme.data_type)) {
+      if (l.in % contract::kKQuantSuperBlock != 0) {
+        return absl::InternalError(absl::StrCat(n, ": a k-quant layer of ", l.in, " inputs"));
+      }
+      SR_RETURN_IF_ERROR(map(".sub_scales", DType::kU8, {l.out, l.groups()}, &l.sub_scales));
+      SR_RETURN_IF_ERROR(map(".d", DType::kF16, {l.out, l.supers()}, &l.d));
+      if (!l.scheme.sym) {
+        SR_RETURN_IF_ERROR(map(".sub_mins", DType::kU8, {l.out, l.groups()}, &l.sub_mins));
+        SR_RETURN_IF_ERROR(map(".dmin", DType::kF16, {l.out, l.supers()}, &l.dmin));
+      }
     } else {
-      SR_ASSIGN_OR_RETURN(s.entries[2],
-                          FindStored(*file, n + ".zeros", DType::kU8, {l.out, l.groups()}));
+      SR_RETURN_IF_ERROR(map(".scales", DType::kF16, {l.out, l.groups()}, &l.scales));
+      if (l.scheme.float_min) {
+        SR_RETURN_IF_ERROR(map(".mins", DType::kF16, {l.out, l.groups()}, &l.mins));
+      } else {
+        SR_RETURN_IF_ERROR(map(".zeros", DType::kU8, {l.out, l.groups()}, &l.zeros));
+      }
     }
-    l.codes = file->Bytes(*s.entries[0]);
-    l.scales = file->Bytes(*s.entries[1]);
-    (l.scheme.float_min ? l.mins : l.zeros) = file->Bytes(*s.entries[2]);
     source.layers_.emplace(n, std::move(s));
+    return absl::OkStatus();
+  };
+  for (const LayerPlan& p : source.plans_) {
+    if (!p.quantized) continue;
+    if (p.layer.layer < 0 || p.layer.layer >= static_cast<int64_t>(block_files.size())) {
+      return absl::InternalError(
+          absl::StrCat(p.layer.name, ": no block file for layer ", p.layer.layer));
+    }
+    SR_RETURN_IF_ERROR(add(p, block_files[p.layer.layer]));
+  }
+  for (const LayerPlan& p : source.ends_) {
+    if (!p.quantized) continue;
+    if (ends_file.empty()) return absl::InternalError(absl::StrCat(p.layer.name, ": no ends file"));
+    SR_RETURN_IF_ERROR(add(p, ends_file));
   }
   return source;
+}
+
+const LayerPlan* ExportSource::EndPlan(absl::string_view name) const {
+  for (const LayerPlan& p : ends_) {
+    if (p.layer.name == name && p.quantized) return &p;
+  }
+  return nullptr;
 }
 
 const LayerPlan* ExportSource::Plan(absl::string_view name) const {

@@ -36,8 +36,12 @@ class ExportSource {
   // P.scales (F16 [out, G]) and P.zeros (U8 [out, G]). Every quantized layer of
   // `plans` must be there with those dtypes and shapes (INTERNAL otherwise: the
   // work directory is ours).
+  // `ends` (quantized token embedding / lm_head, named "model.embed_tokens" and
+  // "lm_head", layer -1) are stored the same way in `ends_file`.
   static absl::StatusOr<ExportSource> Open(const Checkpoint& ckpt, std::vector<LayerPlan> plans,
-                                           const std::vector<std::string>& block_files);
+                                           const std::vector<std::string>& block_files,
+                                           std::vector<LayerPlan> ends = {},
+                                           const std::string& ends_file = "");
 
   const Checkpoint& checkpoint() const { return *ckpt_; }
   const ModelConfig& config() const { return ckpt_->config(); }
@@ -46,7 +50,11 @@ class ExportSource {
   // The plan of decoder Linear `name` ("model.layers.0.mlp.up_proj"), or nullptr.
   const LayerPlan* Plan(absl::string_view name) const;
 
-  // The integer weights of quantized Linear `name`, or nullptr when it is not quantized.
+  // The plan of a quantized end ("model.embed_tokens", "lm_head"), or nullptr.
+  const LayerPlan* EndPlan(absl::string_view name) const;
+
+  // The integer weights of quantized Linear (or end) `name`, or nullptr when it is not
+  // quantized.
   const IntegerLayer* Layer(absl::string_view name) const;
 
   // The raw bytes of an original tensor.
@@ -62,10 +70,11 @@ class ExportSource {
   struct Stored {
     IntegerLayer layer;
     std::shared_ptr<const SafetensorsFile> file;
-    const TensorEntry* entries[3];
+    std::vector<const TensorEntry*> entries;
   };
   const Checkpoint* ckpt_ = nullptr;
   std::vector<LayerPlan> plans_;
+  std::vector<LayerPlan> ends_;
   std::map<std::string, Stored, std::less<>> layers_;
 };
 

@@ -34,9 +34,13 @@ GgmlType FormatType(GgufFormat f) {
 // "4-bit symmetric (Q4_0), 4-bit asymmetric (Q4_1) or 8-bit symmetric (Q8_0)".
 std::string GgufTypesHeld() {
   std::string out;
-  const size_t n = std::size(contract::kGgufFormats);
+  std::vector<GgufFormat> legacy;
+  for (GgufFormat f : contract::kGgufFormats) {
+    if (!contract::IsKQuantMix(f)) legacy.push_back(f);
+  }
+  const size_t n = legacy.size();
   for (size_t i = 0; i < n; ++i) {
-    const GgufFormat f = contract::kGgufFormats[i];
+    const GgufFormat f = legacy[i];
     const contract::GgufFormatInfo& info = contract::GgufFormatOf(f);
     if (i > 0) out += i + 1 == n ? " or " : ", ";
     absl::StrAppend(&out, info.bits, "-bit ", info.sym ? "symmetric" : "asymmetric", " (",
@@ -137,6 +141,27 @@ absl::StatusOr<TensorJob> CheckpointJob(const ExportSource& source, std::string 
 // Q8_0 for rows that split into 32-value blocks, else F16.
 GgmlType EmbeddingType(int64_t row) { return row % 32 == 0 ? GgmlType::kQ8_0 : GgmlType::kF16; }
 
+// The token embedding / lm_head (`hf`: "model.embed_tokens", "lm_head"): the engine's
+// integer weights when the job quantized it (a k-quant mix), else the checkpoint's
+// tensor as Q8_0 (F16 when its rows do not split into blocks of 32).
+absl::StatusOr<TensorJob> EndJob(const ExportSource& source, std::string gguf_name,
+                                 const std::string& hf) {
+  const LayerPlan* plan = source.EndPlan(hf);
+  if (plan == nullptr) {
+    return CheckpointJob(source, std::move(gguf_name), hf + ".weight",
+                         EmbeddingType(source.config().hidden_size));
+  }
+  std::optional<GgmlType> type = GgmlTypeForScheme(plan->scheme);
+  if (!type || source.Layer(hf) == nullptr) {
+    return absl::InternalError(absl::StrCat(hf, ": no integer weights or GGUF type"));
+  }
+  TensorJob job;
+  job.info = {std::move(gguf_name), {plan->layer.out, plan->layer.in}, *type};
+  job.kind = TensorJob::kInteger;
+  job.sources = {hf};
+  return job;
+}
+
 // The tensor of Linears `linears` (one, or every expert's of a stacked tensor:
 // [experts, out, in]), from their integer weights when quantized, else F16.
 absl::StatusOr<TensorJob> LinearJob(const ExportSource& source, const std::string& name,
@@ -183,8 +208,7 @@ absl::StatusOr<std::vector<TensorJob>> PlanTensors(const ExportSource& source) {
     jobs.push_back(*std::move(job));
     return absl::OkStatus();
   };
-  SR_RETURN_IF_ERROR(add(CheckpointJob(source, "token_embd.weight", "model.embed_tokens.weight",
-                                       EmbeddingType(c.hidden_size))));
+  SR_RETURN_IF_ERROR(add(EndJob(source, "token_embd.weight", "model.embed_tokens")));
   if (c.rope_scaling && c.rope_scaling->type == "llama3") {
     TensorJob job;
     job.values = Llama3RopeFactors(c);
@@ -236,8 +260,7 @@ absl::StatusOr<std::vector<TensorJob>> PlanTensors(const ExportSource& source) {
   SR_RETURN_IF_ERROR(add(CheckpointJob(source, "output_norm.weight", "model.norm.weight",
                                        GgmlType::kF32, 0, naming.norm_shift)));
   if (!c.tie_word_embeddings) {
-    SR_RETURN_IF_ERROR(add(
-        CheckpointJob(source, "output.weight", "lm_head.weight", EmbeddingType(c.hidden_size))));
+    SR_RETURN_IF_ERROR(add(EndJob(source, "output.weight", "lm_head")));
   }
   return jobs;
 }
@@ -415,7 +438,15 @@ absl::Status WriteJob(const ExportSource& source, const TensorJob& job, const Gg
 absl::string_view GgufFormatName(GgufFormat format) { return contract::GgufFormatOf(format).name; }
 
 std::string GgufFileName(absl::string_view model_name, GgufFormat format) {
-  return absl::StrCat(model_name, "-", GgmlTypeName(FormatType(format)), ".gguf");
+  return absl::StrCat(model_name, "-", contract::GgufFormatOf(format).suffix, ".gguf");
+}
+
+absl::string_view GgufLinearName(const ModelConfig& c, const LinearLayer& l) {
+  const std::string prefix = absl::StrCat("model.layers.", l.layer, ".");
+  if (!absl::StartsWith(l.name, prefix)) return "";
+  const GgufBlockTensor* t =
+      FindBlockTensor(Naming(c), BlockTensorKey(l.name.substr(prefix.size()), l.expert));
+  return t == nullptr ? absl::string_view() : t->gguf;
 }
 
 namespace {
@@ -506,11 +537,13 @@ absl::Status CheckGgufExport(GgufFormat format, const ModelConfig& c,
       return absl::Status(s.code(), absl::StrCat(fmt, ": ", s.message()));
     }
   }
-  if (std::optional<QuantScheme> s = DefaultScheme(plans); s) {
+  const bool mix = contract::IsKQuantMix(format);
+  if (std::optional<QuantScheme> s = DefaultScheme(plans); s && !mix) {
     std::optional<GgmlType> type = GgmlTypeForScheme(*s);
     if (type != FormatType(format)) {
       std::string use = "use auto_round or auto_gptq";
       for (GgufFormat other : contract::kGgufFormats) {
+        if (contract::IsKQuantMix(other)) continue;
         if (type == FormatType(other)) use = absl::StrCat("use ", GgufFormatName(other));
       }
       return absl::InvalidArgumentError(absl::StrCat(
@@ -520,6 +553,16 @@ absl::Status CheckGgufExport(GgufFormat format, const ModelConfig& c,
   }
   for (const LayerPlan& p : plans) {
     if (!p.quantized) continue;
+    if (contract::IsKQuant(p.scheme.data_type) && !mix) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          fmt, ": layer ", p.layer.name, " is ", contract::DescribeSchemeLong(p.scheme),
+          "; only the k-quant formats (gguf:q4_k_m, ...) store k-quant layers"));
+    }
+    if (contract::IsKQuant(p.scheme.data_type) && p.layer.in % contract::kKQuantSuperBlock != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(fmt, ": layer ", p.layer.name, " has ",
+                                                     p.layer.in, " inputs, not a multiple of ",
+                                                     contract::kKQuantSuperBlock));
+    }
     if (!GgmlTypeForScheme(p.scheme)) {
       return absl::InvalidArgumentError(absl::StrCat(
           fmt, ": layer ", p.layer.name, " is ", contract::DescribeSchemeLong(p.scheme),

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/contract/export_formats.h"
+#include "src/export/gguf_kquants.h"
 #include "src/tensor/half.h"
 
 namespace signround {
@@ -22,15 +23,58 @@ absl::Status BadCode(const IntegerLayer& l, int64_t n, int64_t g, absl::string_v
   return absl::InternalError(absl::StrCat(l.name, ": row ", n, " group ", g, ": ", what));
 }
 
+// Appends row `n` of k-quant layer `l` as `type` super-blocks.
+absl::Status EncodeKQuantRow(const IntegerLayer& l, int64_t n, GgmlType type, std::string* out) {
+  const int64_t per_super = contract::kKQuantSuperBlock / l.group();
+  const bool asym = !l.scheme.sym;
+  auto byte = [](absl::string_view b, int64_t i) { return static_cast<uint8_t>(b[i]); };
+  KQuantBlock block;
+  for (int64_t sb = 0; sb < l.supers(); ++sb) {
+    const int64_t k0 = sb * contract::kKQuantSuperBlock;
+    std::memcpy(block.q, l.codes.data() + n * l.in + k0, contract::kKQuantSuperBlock);
+    for (int64_t j = 0; j < per_super; ++j) {
+      const int64_t g = n * l.groups() + sb * per_super + j;
+      block.scales[j] = byte(l.sub_scales, g);
+      block.mins[j] = asym ? byte(l.sub_mins, g) : 0;
+    }
+    block.d = l.d_bits(n, sb);
+    block.dmin = asym ? l.dmin_bits(n, sb) : 0;
+    absl::Status s = PackKQuantBlock(type, block, out);
+    if (!s.ok()) {
+      return absl::InternalError(
+          absl::StrCat(l.name, ": row ", n, " super-block ", sb, ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::optional<GgmlType> GgmlTypeForScheme(const QuantScheme& s) {
+  switch (s.data_type) {
+    case contract::DataType::kInt:
+      break;
+    case contract::DataType::kQ2_K:
+      return GgmlType::kQ2_K;
+    case contract::DataType::kQ3_K:
+      return GgmlType::kQ3_K;
+    case contract::DataType::kQ4_K:
+      return GgmlType::kQ4_K;
+    case contract::DataType::kQ5_K:
+      return GgmlType::kQ5_K;
+    case contract::DataType::kQ6_K:
+      return GgmlType::kQ6_K;
+  }
   std::optional<contract::GgufFormat> format = contract::GgufFormatForScheme(s);
   if (!format) return std::nullopt;
   return static_cast<GgmlType>(contract::GgufFormatOf(*format).ggml_type);
 }
 
 absl::Status EncodeIntegerRow(const IntegerLayer& l, int64_t n, GgmlType type, std::string* out) {
+  if (contract::IsKQuant(l.scheme.data_type) && GgmlTypeForScheme(l.scheme) == type &&
+      l.in % contract::kKQuantSuperBlock == 0 && n >= 0 && n < l.out) {
+    return EncodeKQuantRow(l, n, type, out);
+  }
   if (GgmlTypeForScheme(l.scheme) != type || l.in % kBlock != 0 || n < 0 || n >= l.out) {
     return absl::InternalError(absl::StrCat(l.name, ": cannot encode row ", n, " as ",
                                             GgmlTypeName(type), " (", l.scheme.bits, "-bit group ",

@@ -20,11 +20,12 @@ namespace signround {
 
 // The block type that stores `scheme` exactly (contract::GgufFormatForScheme), or
 // nullopt: 4-bit sym -> Q4_0 (nibble = code), 4-bit asym -> Q4_1, 8-bit sym -> Q8_0
-// (q = code - 128), group size 32.
+// (q = code - 128), group size 32; a k-quant scheme -> its type (Q2_K ... Q6_K).
 std::optional<GgmlType> GgmlTypeForScheme(const QuantScheme& scheme);
 
 // Appends output row `n` of `layer` as blocks of `type` (which must be
-// GgmlTypeForScheme(layer.scheme)). Q4_1 stores a float_min layer's m as it is,
+// GgmlTypeForScheme(layer.scheme)); a k-quant layer's super-blocks as
+// PackKQuantBlock writes them. Q4_1 stores a float_min layer's m as it is,
 // else m = fp16(-zp * scale) (inexact by that rounding). INTERNAL
 // when the codes do not fit the scheme (the work directory is ours).
 absl::Status EncodeIntegerRow(const IntegerLayer& layer, int64_t n, GgmlType type,

@@ -26,6 +26,10 @@ struct IntegerLayer {
   // F16 bits [out, groups]: the real-valued minimums m of a scheme.float_min layer
   // (W^ = scale * code + m); empty otherwise.
   absl::string_view mins;
+  // A k-quant layer (contract::IsKQuant(scheme.data_type)) has, instead of scales,
+  // zeros and mins: U8 [out, groups] sub-block scales and (asymmetric) minimums as
+  // KQuantBlock stores them, and F16 bits [out, in / 256] super-block d and dmin.
+  absl::string_view sub_scales, sub_mins, d, dmin;
 
   // Elements per group along `in` (`in` itself for group_size -1).
   int64_t group() const { return scheme.group_size > 0 ? scheme.group_size : in; }
@@ -35,11 +39,17 @@ struct IntegerLayer {
   uint8_t zero(int64_t n, int64_t g) const { return static_cast<uint8_t>(zeros[n * groups() + g]); }
   uint16_t scale_bits(int64_t n, int64_t g) const { return F16At(scales, n, g); }
   uint16_t min_bits(int64_t n, int64_t g) const { return F16At(mins, n, g); }
+  // Super-block s of row n (k-quants).
+  uint16_t d_bits(int64_t n, int64_t s) const { return F16Of(d, n * supers() + s); }
+  uint16_t dmin_bits(int64_t n, int64_t s) const { return F16Of(dmin, n * supers() + s); }
+  int64_t supers() const { return in / 256; }
 
  private:
   uint16_t F16At(absl::string_view bytes, int64_t n, int64_t g) const {
-    const unsigned char* p =
-        reinterpret_cast<const unsigned char*>(bytes.data()) + 2 * (n * groups() + g);
+    return F16Of(bytes, n * groups() + g);
+  }
+  static uint16_t F16Of(absl::string_view bytes, int64_t i) {
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(bytes.data()) + 2 * i;
     return static_cast<uint16_t>(p[0] | (p[1] << 8));
   }
 };

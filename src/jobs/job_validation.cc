@@ -61,6 +61,23 @@ absl::Status CheckRate(absl::string_view field, double v) {
 // minimum per group, which the packed formats' integer zero points cannot hold (the
 // worker refuses the same, layer by layer, before tuning).
 absl::Status CheckFormatsTogether(const EffectiveSettings& s) {
+  if (std::optional<contract::GgufFormat> mix = contract::KQuantMixOf(s.formats)) {
+    const std::string name = contract::GgufFormatOf(*mix).name;
+    for (size_t i = 0; i < s.formats.size(); ++i) {
+      if (s.formats[i] == "fake" || s.formats[i] == name) continue;
+      return Invalid(absl::StrCat("spec.formats[", i, "]"),
+                     absl::StrCat(s.formats[i], " cannot be written with ", name,
+                                  " in one job: the k-quant mix gives each layer llama.cpp's type "
+                                  "for it (Q4_K, Q6_K, ...), which no other format holds; submit "
+                                  "them as separate jobs"));
+    }
+    if (!s.layer_overrides.empty()) {
+      return Invalid(
+          "spec.layer_overrides",
+          absl::StrCat("are not supported with ", name,
+                       ": the mix chooses each layer's type as llama.cpp's preset does"));
+    }
+  }
   std::vector<contract::ExportFormat> formats;
   for (const std::string& name : s.formats) formats.push_back(*contract::FindExportFormat(name));
   if (!contract::UsesFloatMin(formats, s.scheme())) return absl::OkStatus();

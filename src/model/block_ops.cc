@@ -102,7 +102,18 @@ at::Tensor Norm(const ModelConfig& c, const at::Tensor& x, const at::Tensor& wei
                        : RmsNorm(x, weight, c.rms_norm_eps);
 }
 
+namespace {
+thread_local const ScopedLinearInputObserver::Fn* linear_observer = nullptr;
+}  // namespace
+
+ScopedLinearInputObserver::ScopedLinearInputObserver(Fn fn) : fn_(std::move(fn)) {
+  linear_observer = &fn_;
+}
+
+ScopedLinearInputObserver::~ScopedLinearInputObserver() { linear_observer = nullptr; }
+
 at::Tensor Linear(const at::Tensor& x, const LinearWeights& w) {
+  if (linear_observer != nullptr) (*linear_observer)(w, x);
   return at::linear(x, w.weight, w.bias);
 }
 

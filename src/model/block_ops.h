@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -53,8 +54,23 @@ at::Tensor GemmaRmsNorm(const at::Tensor& x, const at::Tensor& weight, double ep
 // The config's norm (Gemma's when gemma_norms).
 at::Tensor Norm(const ModelConfig& config, const at::Tensor& x, const at::Tensor& weight);
 
-// y = x W^T (+ b).
+// y = x W^T (+ b). Hands x to the thread's LinearInputObserver when one is set.
 at::Tensor Linear(const at::Tensor& x, const LinearWeights& w);
+
+// Sees the input of every Linear a forward pass on this thread computes while it is
+// alive (the engine's activation statistics: the importance of each input channel);
+// `w` is the Linear's weights, by address. Observers do not nest.
+class ScopedLinearInputObserver {
+ public:
+  using Fn = std::function<void(const LinearWeights& w, const at::Tensor& x)>;
+  explicit ScopedLinearInputObserver(Fn fn);
+  ~ScopedLinearInputObserver();
+  ScopedLinearInputObserver(const ScopedLinearInputObserver&) = delete;
+  ScopedLinearInputObserver& operator=(const ScopedLinearInputObserver&) = delete;
+
+ private:
+  Fn fn_;
+};
 
 // The config's hidden activation (silu or gelu_pytorch_tanh).
 at::Tensor Activation(const ModelConfig& config, const at::Tensor& x);

@@ -28,6 +28,9 @@ json StatsToJson(const StoredBlock& b) {
                   {"group_size", l.scheme.group_size},
                   {"sym", l.scheme.sym}};
     if (l.scheme.float_min) layer["float_min"] = true;
+    if (contract::IsKQuant(l.scheme.data_type)) {
+      layer["data_type"] = contract::DataTypeName(l.scheme.data_type);
+    }
     layers.push_back(std::move(layer));
   }
   json j = BlockStatsToJson(b.stats);
@@ -61,12 +64,43 @@ bool BlockStore::Has(int64_t index) const {
   return ::stat(BlockPath(index).c_str(), &st) == 0;
 }
 
+std::string BlockStore::EndsPath() const { return JoinPath(dir_, "ends.safetensors"); }
+
+bool BlockStore::HasEnds() const {
+  struct stat st;
+  return ::stat(EndsPath().c_str(), &st) == 0;
+}
+
+absl::Status BlockStore::SaveEnds(const StoredBlock& ends) const {
+  return SaveTo(EndsPath(), ends, "");
+}
+
+absl::StatusOr<StoredBlock> BlockStore::LoadEnds() const { return LoadFrom(EndsPath(), ""); }
+
 absl::Status BlockStore::Save(const StoredBlock& block, const std::string& prefix) const {
+  return SaveTo(BlockPath(block.stats.index), block, prefix);
+}
+
+absl::StatusOr<StoredBlock> BlockStore::Load(int64_t index, const std::string& prefix) const {
+  return LoadFrom(BlockPath(index), prefix);
+}
+
+absl::Status BlockStore::SaveTo(const std::string& path, const StoredBlock& block,
+                                const std::string& prefix) const {
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const QuantizedLinear& l : block.layers) {
     std::string p = prefix + l.name;
     tensors.emplace_back(p + ".dequant", l.dequant.to(at::kCPU));
     tensors.emplace_back(p + ".codes", l.integer.codes.to(at::kCPU));
+    if (contract::IsKQuant(l.scheme.data_type)) {
+      tensors.emplace_back(p + ".sub_scales", l.integer.sub_scales.to(at::kCPU));
+      tensors.emplace_back(p + ".d", l.integer.d.to(at::kCPU));
+      if (!l.scheme.sym) {
+        tensors.emplace_back(p + ".sub_mins", l.integer.sub_mins.to(at::kCPU));
+        tensors.emplace_back(p + ".dmin", l.integer.dmin.to(at::kCPU));
+      }
+      continue;
+    }
     tensors.emplace_back(p + ".scales", l.integer.scales.to(at::kCPU));
     if (l.scheme.float_min) {
       tensors.emplace_back(p + ".mins", l.integer.mins.to(at::kCPU));
@@ -74,12 +108,11 @@ absl::Status BlockStore::Save(const StoredBlock& block, const std::string& prefi
       tensors.emplace_back(p + ".zeros", l.integer.zeros.to(at::kCPU));
     }
   }
-  return WriteTensors(BlockPath(block.stats.index), tensors,
-                      {{kStatsKey, StatsToJson(block).dump()}});
+  return WriteTensors(path, tensors, {{kStatsKey, StatsToJson(block).dump()}});
 }
 
-absl::StatusOr<StoredBlock> BlockStore::Load(int64_t index, const std::string& prefix) const {
-  const std::string path = BlockPath(index);
+absl::StatusOr<StoredBlock> BlockStore::LoadFrom(const std::string& path,
+                                                 const std::string& prefix) const {
   SR_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
   auto it = file->header().metadata.find(kStatsKey);
   if (it == file->header().metadata.end()) {
@@ -94,9 +127,26 @@ absl::StatusOr<StoredBlock> BlockStore::Load(int64_t index, const std::string& p
       q.name = l.at("name").get<std::string>();
       q.scheme = {l.at("bits").get<int>(), l.at("group_size").get<int>(), l.at("sym").get<bool>(),
                   l.value("float_min", false)};
+      const std::string data_type = l.value("data_type", "int");
+      std::optional<contract::DataType> type = contract::ParseDataType(data_type);
+      if (!type) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": bad block stats: data_type '", data_type, "'"));
+      }
+      q.scheme.data_type = *type;
       std::string p = prefix + q.name;
       SR_ASSIGN_OR_RETURN(q.dequant, LoadTensor(file, p + ".dequant"));
       SR_ASSIGN_OR_RETURN(q.integer.codes, LoadTensor(file, p + ".codes"));
+      if (contract::IsKQuant(q.scheme.data_type)) {
+        SR_ASSIGN_OR_RETURN(q.integer.sub_scales, LoadTensor(file, p + ".sub_scales"));
+        SR_ASSIGN_OR_RETURN(q.integer.d, LoadTensor(file, p + ".d"));
+        if (!q.scheme.sym) {
+          SR_ASSIGN_OR_RETURN(q.integer.sub_mins, LoadTensor(file, p + ".sub_mins"));
+          SR_ASSIGN_OR_RETURN(q.integer.dmin, LoadTensor(file, p + ".dmin"));
+        }
+        b.layers.push_back(std::move(q));
+        continue;
+      }
       SR_ASSIGN_OR_RETURN(q.integer.scales, LoadTensor(file, p + ".scales"));
       if (q.scheme.float_min) {
         SR_ASSIGN_OR_RETURN(q.integer.mins, LoadTensor(file, p + ".mins"));

@@ -39,10 +39,21 @@ class BlockStore {
   // Reads a finished block back (tensors on the CPU, fp32 W^).
   absl::StatusOr<StoredBlock> Load(int64_t index, const std::string& layer_prefix) const;
 
+  // The model's quantized ends (a GGUF k-quant mix's token embedding and lm_head,
+  // full names), stored like a block with index -1.
+  std::string EndsPath() const;
+  bool HasEnds() const;
+  absl::Status SaveEnds(const StoredBlock& ends) const;
+  absl::StatusOr<StoredBlock> LoadEnds() const;
+
   // Removes the directory and everything in it.
   absl::Status Remove() const;
 
  private:
+  absl::Status SaveTo(const std::string& path, const StoredBlock& block,
+                      const std::string& prefix) const;
+  absl::StatusOr<StoredBlock> LoadFrom(const std::string& path, const std::string& prefix) const;
+
   std::string dir_;
 };
 

@@ -44,8 +44,11 @@ struct BlockTensor {
 absl::StatusOr<std::map<std::string, BlockTensor>> IndexBlocks(const BlockStore& store,
                                                                int64_t layers) {
   std::map<std::string, BlockTensor> out;
-  for (int64_t i = 0; i < layers; ++i) {
-    SR_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(store.BlockPath(i)));
+  std::vector<std::string> paths;
+  for (int64_t i = 0; i < layers; ++i) paths.push_back(store.BlockPath(i));
+  if (store.HasEnds()) paths.push_back(store.EndsPath());
+  for (const std::string& path : paths) {
+    SR_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
     for (const TensorEntry& e : file->header().tensors) out[e.name] = {file, &e};
   }
   return out;
@@ -104,14 +107,16 @@ absl::Status WriteExport(const Checkpoint& ckpt, const BlockStore& store,
 
 absl::StatusOr<ExportResults> WriteExports(
     const Checkpoint& ckpt, const BlockStore& store, const std::vector<LayerPlan>& plans,
-    const std::vector<ExportFormat>& formats, const ExportOptions& options,
-    const std::string& out_dir,
+    const std::vector<LayerPlan>& ends, const std::vector<ExportFormat>& formats,
+    const ExportOptions& options, const std::string& out_dir,
     const std::function<void(const ExportFormat&, const absl::Status&)>& done) {
   std::vector<std::string> block_files;
   for (int64_t i = 0; i < ckpt.config().num_hidden_layers; ++i) {
     block_files.push_back(store.BlockPath(i));
   }
-  SR_ASSIGN_OR_RETURN(ExportSource source, ExportSource::Open(ckpt, plans, block_files));
+  SR_ASSIGN_OR_RETURN(
+      ExportSource source,
+      ExportSource::Open(ckpt, plans, block_files, ends, store.HasEnds() ? store.EndsPath() : ""));
   ExportResults results;
   for (const ExportFormat& f : formats) {
     absl::Status s = WriteExport(ckpt, store, source, f, options, out_dir);

@@ -32,10 +32,12 @@ struct ExportResults {
 // after each. A format that fails leaves no directory and does not stop the others:
 // its error is in `failed`. An error that concerns every format (the work directory
 // cannot be read) is returned.
+// `ends`: the plans of the quantized token embedding / lm_head (a GGUF k-quant mix's),
+// whose integer weights and W^ are the store's ends file.
 absl::StatusOr<ExportResults> WriteExports(
     const Checkpoint& ckpt, const BlockStore& store, const std::vector<LayerPlan>& plans,
-    const std::vector<ExportFormat>& formats, const ExportOptions& options,
-    const std::string& out_dir,
+    const std::vector<LayerPlan>& ends, const std::vector<ExportFormat>& formats,
+    const ExportOptions& options, const std::string& out_dir,
     const std::function<void(const ExportFormat&, const absl::Status&)>& done);
 
 }  // namespace signround

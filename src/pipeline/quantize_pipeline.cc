@@ -14,6 +14,7 @@
 #include "src/data/token_tensor.h"
 #include "src/eval/perplexity.h"
 #include "src/export/export_format.h"
+#include "src/export/gguf_mix.h"
 #include "src/export/quantization_config.h"
 #include "src/model/checkpoint.h"
 #include "src/model/model_ends.h"
@@ -198,6 +199,9 @@ json LayersJson(const std::vector<LayerPlan>& plans) {
                     {"group_size", p.scheme.group_size},
                     {"sym", p.scheme.sym}};
       if (p.scheme.float_min) layer["float_min"] = true;
+      if (contract::IsKQuant(p.scheme.data_type)) {
+        layer["data_type"] = contract::DataTypeName(p.scheme.data_type);
+      }
       out.push_back(std::move(layer));
     } else {
       out.push_back({{"name", p.layer.name}, {"bits", contract::kKeepBits}, {"reason", p.reason}});
@@ -352,13 +356,75 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
   return blocks;
 }
 
+// Rounds `weight` (fp32 [out, in]) to nearest under `scheme` a chunk of rows at a time (the
+// quantizer works per row), so the temporaries stay small next to a large embedding.
+QuantizedLinear RoundRowsToNearest(const std::string& name, const at::Tensor& weight,
+                                   const QuantScheme& scheme, at::ScalarType weight_dtype) {
+  at::NoGradGuard no_grad;
+  const int64_t step =
+      std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, weight.size(1)));
+  std::vector<at::Tensor> dequant, codes, scales, zeros, mins, sub_scales, sub_mins, d, dmin;
+  for (int64_t r0 = 0; r0 < weight.size(0); r0 += step) {
+    const GroupedWeight g =
+        GroupWeight(weight.narrow(0, r0, std::min(step, weight.size(0) - r0)), scheme.group_size);
+    const QdqResult r = QuantDequant(g, scheme, InitialRoundingParams(g));
+    const IntegerWeight iw = ToIntegerWeight(g, scheme, r);
+    dequant.push_back(r.dequant.to(weight_dtype));
+    for (auto [list, t] : {std::pair{&codes, iw.codes},
+                           {&scales, iw.scales},
+                           {&zeros, iw.zeros},
+                           {&mins, iw.mins},
+                           {&sub_scales, iw.sub_scales},
+                           {&sub_mins, iw.sub_mins},
+                           {&d, iw.d},
+                           {&dmin, iw.dmin}}) {
+      if (t.defined()) list->push_back(t);
+    }
+  }
+  auto cat = [](const std::vector<at::Tensor>& parts) {
+    return parts.empty() ? at::Tensor() : at::cat(parts, 0);
+  };
+  return {name, scheme, cat(dequant),
+          IntegerWeight{cat(codes), cat(scales), cat(zeros), cat(mins), cat(sub_scales),
+                        cat(sub_mins), cat(d), cat(dmin)}};
+}
+
+// The quantized ends (`ends`: a GGUF k-quant mix's token embedding and lm_head) rounded
+// to nearest into the store's ends file, unless an earlier run left it there.
+absl::Status QuantizeEnds(const RunContext& ctx, const BlockStore& store,
+                          const std::vector<LayerPlan>& ends) {
+  if (ends.empty() || store.HasEnds()) return absl::OkStatus();
+  StoredBlock block;
+  block.stats.index = -1;
+  const Clock::time_point start = Clock::now();
+  for (const LayerPlan& p : ends) {
+    if (!p.quantized) continue;
+    // A tied model's lm_head is its embedding: only the embedding is a tensor.
+    SR_ASSIGN_OR_RETURN(at::Tensor w, LoadCheckpointTensor(ctx.ckpt, p.layer.name + ".weight",
+                                                           at::kFloat, ctx.device));
+    SR_ASSIGN_OR_RETURN(at::ScalarType weight_dtype, WeightDType(ctx.ckpt, p.layer.name));
+    block.layers.push_back(RoundRowsToNearest(p.layer.name, w, p.scheme, weight_dtype));
+    ++block.stats.layers_quantized;
+  }
+  block.stats.seconds = SecondsSince(start);
+  return store.SaveEnds(block);
+}
+
 // Every block, tuned on the calibration tokens `ids`, or rounded to nearest
-// without data when the run has none; LibTorch's exceptions become errors.
+// without data when the run has none, then the quantized ends; LibTorch's
+// exceptions become errors.
 absl::StatusOr<json> QuantizeBlocks(const RunContext& ctx, const BlockStore& store,
-                                    const std::vector<LayerPlan>& plans, const at::Tensor& ids) {
+                                    const std::vector<LayerPlan>& plans,
+                                    const std::vector<LayerPlan>& ends, const at::Tensor& ids) {
   try {
-    if (!Calibrated(ctx.options)) return RunBlocksUncalibrated(ctx, store, plans);
-    return RunBlocks(ctx, store, plans, ids);
+    json blocks;
+    if (!Calibrated(ctx.options)) {
+      SR_ASSIGN_OR_RETURN(blocks, RunBlocksUncalibrated(ctx, store, plans));
+    } else {
+      SR_ASSIGN_OR_RETURN(blocks, RunBlocks(ctx, store, plans, ids));
+    }
+    SR_RETURN_IF_ERROR(QuantizeEnds(ctx, store, ends));
+    return blocks;
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("quantize failed: ", e.what_without_backtrace()));
   } catch (const std::exception& e) {  // LibTorch 1.13 also throws plain runtime_errors
@@ -374,6 +440,12 @@ absl::StatusOr<json> Evaluate(const RunContext& ctx, const BlockStore& store,
   po.batch_size = ctx.options.eval_batch_size;
   po.device = ctx.device;
   SR_ASSIGN_OR_RETURN(PerplexityResult before, EvaluatePerplexity(ctx.ckpt, rows, po));
+  if (store.HasEnds()) {
+    SR_ASSIGN_OR_RETURN(StoredBlock ends, store.LoadEnds());
+    for (const QuantizedLinear& l : ends.layers) {
+      (l.name == "lm_head" ? po.lm_head : po.embedding) = l.dequant;
+    }
+  }
   po.block_weights = [&](int64_t layer) -> absl::StatusOr<BlockWeights> {
     SR_ASSIGN_OR_RETURN(BlockWeights w, ctx.impl.load(ctx.ckpt, layer, po.dtype, po.device));
     SR_ASSIGN_OR_RETURN(StoredBlock block,
@@ -400,6 +472,12 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   std::vector<LayerPlan> plans =
       PlanLayers(DecoderLinears(ckpt.config()), o.settings.scheme(), o.settings.layer_overrides);
   UseFormatZeroPoints(formats, plans);
+  std::vector<std::string> fallbacks;  // k-quant mix layers that hold another type
+  std::vector<LayerPlan> ends;         // the token embedding and lm_head a mix quantizes
+  if (std::optional<contract::GgufFormat> mix = contract::KQuantMixOf(o.settings.formats)) {
+    fallbacks = ApplyGgufMix(*mix, ckpt.config(), plans);
+    ends = GgufMixEnds(*mix, ckpt.config(), &fallbacks);
+  }
   SR_ASSIGN_OR_RETURN(std::vector<std::string> warnings,
                       CheckExportFormats(formats, ckpt.config(), o.model_dir, plans, WaiversOf(o)));
   at::Tensor ids;  // [nsamples, seqlen] token ids; undefined without calibration
@@ -430,7 +508,7 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
     ProgressEvent event{"start", {{}, ckpt.config().num_hidden_layers, false}, settings};
     progress(event);
   }
-  SR_ASSIGN_OR_RETURN(json blocks, QuantizeBlocks(ctx, store, plans, ids));
+  SR_ASSIGN_OR_RETURN(json blocks, QuantizeBlocks(ctx, store, plans, ends, ids));
   ExportOptions export_options{o.settings.scheme(), settings, o.max_shard_bytes,
                                o.settings.packed_dtype};
   auto exported = [&](const ExportFormat& f, const absl::Status& status) {
@@ -439,13 +517,15 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
     if (!status.ok()) detail = {{"format", f.name}, {"error", std::string(status.message())}};
     progress({"export", {{}, ckpt.config().num_hidden_layers, false}, detail});
   };
-  SR_ASSIGN_OR_RETURN(ExportResults outputs, WriteExports(ckpt, store, plans, formats,
+  SR_ASSIGN_OR_RETURN(ExportResults outputs, WriteExports(ckpt, store, plans, ends, formats,
                                                           export_options, o.out_dir, exported));
   json report = {
       {"model", settings["model"]}, {"config", settings}, {"calibration", CalibrationJson(o)},
       {"outputs", outputs.written}, {"blocks", blocks},   {"layers", LayersJson(plans)}};
+  if (!ends.empty()) report["ends"] = LayersJson(ends);
   if (!outputs.failed.empty()) report["failed_outputs"] = outputs.failed;
   if (!warnings.empty()) report["warnings"] = warnings;
+  if (!fallbacks.empty()) report["gguf_fallbacks"] = fallbacks;
   if (!o.eval_path.empty()) {
     SR_ASSIGN_OR_RETURN(report["perplexity"], Evaluate(ctx, store, eval_rows));
     if (progress)

@@ -253,6 +253,78 @@ QdqResult FloatMinQdq(const GroupedWeight& w, const QuantScheme& scheme, const R
   return r;
 }
 
+// A GGUF k-quant type (ALGORITHM.md's scheme with the sub-block scales quantized as the
+// file holds them), as composite ops. Per sub-block (a group), from the tuned extremes:
+//   asymmetric (Q2_K, Q4_K, Q5_K): s = (beta * wmax0 - alpha * wmin0) / maxq, m = -alpha * wmin0;
+//     per super-block d = fp16(max s / S), dmin = fp16(max m / S) with S = 2^scale_bits - 1;
+//     sc = clamp(round_ste(s / d), 0, S), mc likewise from m and dmin;
+//     s' = d * sc, m' = dmin * mc, q = clamp(round_ste((W + m') / s' + V), 0, maxq),
+//     W^ = s' * q - m'   (llama.cpp's dequantize_row_q4_K: d1 * q - m1, d1 = d * sc).
+//   symmetric (Q3_K, Q6_K): s as the integer scheme's (signed, the dominant extreme at -nmax);
+//     d = fp16(-s_max / C) with s_max the super-block's s of largest magnitude and C = 32
+//     (Q3_K) or 128 (Q6_K); sc = clamp(round_ste(s / d), -C, C - 1); s' = d * sc,
+//     q = clamp(round_ste(W / s' + V), -nmax, nmax - 1), W^ = s' * q.
+// A sub-block whose s' is 0 has q = 0 (W^ = -m'); d = 0 divides by 1 instead.
+QdqResult KQuantDequant(const GroupedWeight& w, const QuantScheme& scheme,
+                        const RoundingParams& p) {
+  const contract::KQuantInfo& k = contract::KQuantOf(scheme.data_type);
+  const int64_t per_super = contract::kKQuantSuperBlock / w.group;
+  const int64_t rows = w.groups.size(0);
+  const int64_t supers = rows / per_super;
+  at::Tensor alpha = at::clamp(p.alpha, 0.0, 1.0);
+  at::Tensor beta = at::clamp(p.beta, 0.0, 1.0);
+  auto by_super = [&](const at::Tensor& t) { return t.reshape({supers, per_super}); };
+  auto by_group = [&](const at::Tensor& t) { return t.reshape({rows, 1}); };
+  auto safe = [](const at::Tensor& d) { return at::where(d != 0, d, at::ones_like(d)); };
+  const int64_t dims[] = {1};
+  QdqResult r;
+  at::Tensor s_eff, m_eff;
+  if (!k.sym) {
+    const double maxq = static_cast<double>((int64_t{1} << k.bits) - 1);
+    const double smax = static_cast<double>((int64_t{1} << k.scale_bits) - 1);
+    at::Tensor wmin = alpha * w.wmin0;
+    at::Tensor s = by_super((beta * w.wmax0 - wmin) / maxq);
+    at::Tensor m = by_super(-wmin);
+    r.d = RoundToHalf(s.amax(dims, /*keepdim=*/true) / smax);
+    r.dmin = RoundToHalf(m.amax(dims, /*keepdim=*/true) / smax);
+    at::Tensor sc = at::clamp(RoundSte(s / safe(r.d)), 0.0, smax);
+    at::Tensor mc = at::clamp(RoundSte(m / safe(r.dmin)), 0.0, smax);
+    s_eff = by_group(r.d * sc);
+    m_eff = by_group(r.dmin * mc);
+    at::Tensor nonzero = s_eff != 0;
+    r.q = at::clamp(RoundSte((w.groups + m_eff) / safe(s_eff) + p.v), 0.0, maxq);
+    r.q = at::where(nonzero, r.q, at::zeros_like(r.q));
+    r.dequant = s_eff * r.q - m_eff;
+    r.sub_scale = by_group(sc).detach();
+    r.sub_min = by_group(mc).detach();
+    r.zero = m_eff;
+  } else {
+    const double nmax = static_cast<double>(int64_t{1} << (k.bits - 1));
+    const double c = static_cast<double>(int64_t{1} << (k.scale_bits - 1));
+    at::Tensor a = -alpha * w.wmin0;
+    at::Tensor b = beta * w.wmax0;
+    at::Tensor sign = at::where(b < a, at::ones_like(a), -at::ones_like(a));
+    at::Tensor s = by_super(sign * at::maximum(a, b) / nmax);
+    at::Tensor idx = s.abs().argmax(1, /*keepdim=*/true);
+    r.d = RoundToHalf(-at::gather(s, 1, idx) / c);
+    at::Tensor sc = at::clamp(RoundSte(s / safe(r.d)), -c, c - 1);
+    s_eff = by_group(r.d * sc);
+    at::Tensor nonzero = s_eff != 0;
+    r.q = at::clamp(RoundSte(w.groups / safe(s_eff) + p.v), -nmax, nmax - 1);
+    r.q = at::where(nonzero, r.q, at::zeros_like(r.q));
+    r.dequant = s_eff * r.q;
+    // Stored as KQuantBlock holds it: Q3_K sc + 32; Q6_K the int8's bits.
+    at::Tensor stored = k.scale_bits == 8 ? at::remainder(sc, 256.0) : sc + c;
+    r.sub_scale = by_group(stored).detach();
+    r.zero = at::full_like(s_eff, nmax);
+  }
+  r.scale = s_eff;
+  r.d = r.d.detach();
+  if (r.dmin.defined()) r.dmin = r.dmin.detach();
+  r.dequant = r.dequant.reshape({w.out, w.in});
+  return r;
+}
+
 }  // namespace
 
 at::Tensor RoundSte(const at::Tensor& x) { return x + (at::round(x) - x).detach(); }
@@ -280,6 +352,11 @@ RoundingParams InitialRoundingParams(const GroupedWeight& w) {
 }
 
 QdqResult QuantDequant(const GroupedWeight& w, const QuantScheme& scheme, const RoundingParams& p) {
+  if (contract::IsKQuant(scheme.data_type)) {
+    QdqResult r = KQuantDequant(w, scheme, p);
+    r.q = r.q.detach();
+    return r;
+  }
   if (scheme.float_min) {
     QdqResult r = FloatMinQdq(w, scheme, p);
     r.q = r.q.detach();
@@ -306,6 +383,10 @@ QdqResult QuantDequant(const GroupedWeight& w, const QuantScheme& scheme, const 
 at::Tensor QuantDequantWeight(const GroupedWeight& w, const QuantScheme& scheme,
                               const RoundingParams& p, at::ScalarType weight_dtype,
                               at::ScalarType out_dtype) {
+  if (contract::IsKQuant(scheme.data_type)) {
+    // Composite ops, like float_min (more memory than the lean node).
+    return KQuantDequant(w, scheme, p).dequant.to(weight_dtype).to(out_dtype).contiguous();
+  }
   if (scheme.float_min) {
     // Composite ops: the float_min scheme has no lean autograd node yet (more memory).
     return FloatMinQdq(w, scheme, p).dequant.to(weight_dtype).to(out_dtype).contiguous();
@@ -317,6 +398,7 @@ at::Tensor QuantDequantWeight(const GroupedWeight& w, const QuantScheme& scheme,
 
 QdqResult QuantDequantReference(const GroupedWeight& w, const QuantScheme& scheme,
                                 const RoundingParams& p) {
+  if (contract::IsKQuant(scheme.data_type)) return KQuantDequant(w, scheme, p);
   if (scheme.float_min) return FloatMinQdq(w, scheme, p);
   QdqResult r;
   std::tie(r.scale, r.zero) = ScaleAndZero(w, scheme, p);
@@ -342,6 +424,16 @@ IntegerWeight ToIntegerWeight(const GroupedWeight& w, const QuantScheme& scheme,
   at::Tensor codes = scheme.sym ? r.q + r.zero : r.q;
   IntegerWeight out;
   out.codes = codes.reshape({w.out, groups * w.group}).narrow(1, 0, w.in).to(at::kByte);
+  if (contract::IsKQuant(scheme.data_type)) {
+    const int64_t supers = w.in / contract::kKQuantSuperBlock;
+    out.sub_scales = r.sub_scale.reshape({w.out, groups}).to(at::kByte);
+    out.d = r.d.reshape({w.out, supers}).to(at::kHalf);
+    if (!scheme.sym) {
+      out.sub_mins = r.sub_min.reshape({w.out, groups}).to(at::kByte);
+      out.dmin = r.dmin.reshape({w.out, supers}).to(at::kHalf);
+    }
+    return out;
+  }
   out.scales = r.scale.reshape({w.out, groups}).to(at::kHalf);
   if (scheme.float_min) {
     out.mins = r.zero.reshape({w.out, groups}).to(at::kHalf);

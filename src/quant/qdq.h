@@ -13,10 +13,12 @@ namespace signround {
 // with the per-group extremes of the ORIGINAL weight.
 struct GroupedWeight {
   at::Tensor groups;  // [out * G, g], fp32
-  at::Tensor wmin0;   // [out * G, 1]: min(min(W_g), 0)
-  at::Tensor wmax0;   // [out * G, 1]: max(max(W_g), 0)
-  at::Tensor gmin;    // [out * G, 1]: min(W_g), the float_min scheme's extremes
-  at::Tensor gmax;    // [out * G, 1]: max(W_g)
+  // The extremes alpha and beta scale: [out * G, 1] min(min(W_g), 0) and max(max(W_g), 0)
+  // (a k-quant layer's searched range instead: KQuantSearchRange).
+  at::Tensor wmin0;
+  at::Tensor wmax0;
+  at::Tensor gmin;  // [out * G, 1]: min(W_g), the float_min scheme's extremes
+  at::Tensor gmax;  // [out * G, 1]: max(W_g)
   int64_t out = 0;
   int64_t in = 0;
   int64_t group = 0;  // g: group_size, or `in` for -1 / in < group_size
@@ -41,11 +43,20 @@ struct QdqResult {
   at::Tensor q;        // integer levels, [out * G, g] fp32: sym in [-nmax, nmax-1], asym [0, maxq]
   at::Tensor scale;    // [out * G, 1] fp32 holding fp16-representable values (may be < 0)
   // [out * G, 1]: nmax for sym, the rounded zero point for asym, the fp16-representable
-  // minimum m for float_min (W^ = s * q + m)
+  // minimum m for float_min (W^ = s * q + m), the sub-block's m' for an asymmetric
+  // k-quant (W^ = s * q - m')
   at::Tensor zero;
+  // k-quant schemes only (no gradient): the sub-block's stored integer scale and minimum
+  // [out * G, 1] (as KQuantBlock holds them: Q3_K sc + 32, Q6_K the int8's bits) and the
+  // super-block's d and dmin [out * in / 256, 1] (fp16-representable); `scale` is then
+  // d * sc (Q3_K: d * (sc - 32)), `zero` dmin * m for the asymmetric types.
+  at::Tensor sub_scale, sub_min, d, dmin;
 };
 
 // Scales are rounded to fp16 inside (the exported dtype); `thr` is 1e-5.
+// A k-quant scheme (contract::IsKQuant; `in` a multiple of 256) quantizes the sub-block
+// scales (and minimums) to the type's integer bits against the super-block's fp16 d (and
+// dmin), exactly as the GGUF file holds them: see KQuantDequant in qdq.cc.
 // `dequant`, `scale` and `zero` carry the gradient in V, alpha and beta; `q` carries none.
 QdqResult QuantDequant(const GroupedWeight& w, const QuantScheme& scheme,
                        const RoundingParams& params);
@@ -74,11 +85,15 @@ at::Tensor RoundSte(const at::Tensor& x);
 // and zero points [out, G] (uint8), per FORMATS.md: sym code = q + nmax with
 // zero point nmax; asym code = q with its zero point. A float_min scheme has
 // fp16 minimums [out, G] instead of zero points (code = q, W^ = s * q + m).
+// A k-quant scheme has codes (Q3_K q + 4, Q6_K q + 32) and, instead of scales and
+// zeros, its integers: sub_scales and (asymmetric) sub_mins uint8 [out, G], and the
+// super-blocks' d and (asymmetric) dmin fp16 [out, in / 256].
 struct IntegerWeight {
   at::Tensor codes;
-  at::Tensor scales;  // fp16
-  at::Tensor zeros;   // uint8; undefined for float_min
-  at::Tensor mins;    // fp16; float_min only
+  at::Tensor scales;                         // fp16
+  at::Tensor zeros;                          // uint8; undefined for float_min
+  at::Tensor mins;                           // fp16; float_min only
+  at::Tensor sub_scales, sub_mins, d, dmin;  // k-quants only
 };
 IntegerWeight ToIntegerWeight(const GroupedWeight& w, const QuantScheme& scheme,
                               const QdqResult& r);

@@ -61,6 +61,8 @@ struct BlockTuneResult {
 // Tunes `layers` of the block whose original weights are `original` (fp32).
 // `q_in` and `fp_out` are [N, T, hidden] on the compute device. `block_seed`
 // seeds batch sampling (the pipeline derives it from the seed and block index).
+// A GGUF k-quant layer starts from the scale search weighted by the mean square of its
+// inputs on `q_in` (src/quant/kquant_search.h), also with iters = 0.
 absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwardFn forward,
                                           const BlockWeights& original, const RopeTables& rope,
                                           const std::vector<LayerToQuantize>& layers,
@@ -70,7 +72,8 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwar
 // Round-to-nearest (ALGORITHM.md section 1 with V = 0, alpha = beta = 1) of `layers` of the
 // block whose original weights are `original` (fp32), without data or forward passes: exactly
 // the codes, scales, zero points and W^ (in `weight_dtype`) that TuneBlock returns with
-// iters = 0, through the same final quantizer.
+// iters = 0 (but for k-quant layers, which TuneBlock starts from their importance search),
+// through the same final quantizer.
 absl::StatusOr<std::vector<QuantizedLinear>> RoundBlockToNearest(
     const BlockWeights& original, const std::vector<LayerToQuantize>& layers,
     at::ScalarType weight_dtype);

@@ -13,7 +13,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <map>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -21,6 +23,9 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "src/common/file_util.h"
+#include "src/tensor/float_bytes.h"
+#include "src/tensor/safetensors_file.h"
+#include "tests/testing/llama_gguf_py.h"
 #include "tests/testing/s3_server.h"
 #include "tests/testing/test_files.h"
 #include "tests/testing/worker_process.h"
@@ -203,9 +208,8 @@ TEST_P(LlamaCppFamilyTest, LoadsGeneratesAndMatchesOurPerplexity) {
   if (!fs::exists(ModelDir(c.model) + "/config.json")) GTEST_SKIP() << c.model << " is absent";
   testing::TempDir dir;
   const std::string out = dir.File("out");
-  std::vector<std::string> settings = {
-      "--iters", "0",        "--group-size", "32",
-      "--eval",  EvalFile(), "--format",     absl::StrCat(c.format, ",fake")};
+  std::vector<std::string> settings = {"--iters",  "0",        "--eval",
+                                       EvalFile(), "--format", absl::StrCat(c.format, ",fake")};
   settings.insert(settings.end(), c.scheme.begin(), c.scheme.end());
   ASSERT_TRUE(Quantize(out, settings, c.model));
   const std::string gguf = GgufPath(out, c.format, c.model);
@@ -236,8 +240,11 @@ std::vector<FamilyCase> FamilyCases() {
   std::vector<FamilyCase> out;
   for (const char* model :
        {"qwen3-tiny", "qwen3moe-tiny", "mixtral-tiny", "gemma3-tiny", "phi3-tiny"}) {
-    out.push_back({model, "gguf:q4_0", {"--bits", "4", "--sym"}});
-    out.push_back({model, "gguf:q8_0", {"--bits", "8", "--sym"}});
+    out.push_back({model, "gguf:q4_0", {"--bits", "4", "--sym", "--group-size", "32"}});
+    out.push_back({model, "gguf:q8_0", {"--bits", "8", "--sym", "--group-size", "32"}});
+    // The k-quant mix's types by llama.cpp's rules; these models' rows (64 to 384) are
+    // mostly not multiples of 256, so most Linears fall back to Q4_1 / Q8_0.
+    out.push_back({model, "gguf:q4_k_m", {}});
   }
   return out;
 }
@@ -288,6 +295,163 @@ TEST(LlamaCppQ4Test, SignRoundQ4_1DefaultRecipe) {
   std::printf("  SignRound (200 iters, 128 x 256) W4 G32 asym, Q4_1 through llama.cpp: %.6f\n",
               ppl);
   EXPECT_LT(ppl, 4.3684);
+}
+
+// --- GGUF k-quant mixes on llama-k256 (every Linear row a multiple of 256) -------------
+
+constexpr char kK256[] = "llama-k256";
+constexpr double kK256Params = 2033408;  // ../shared/models/llama-k256/SOURCE.md
+
+json ReadReport(const std::string& out) {
+  absl::StatusOr<std::string> text = ReadFileToString(out + "/report.json", 16 << 20);
+  EXPECT_TRUE(text.ok()) << text.status();
+  return text.ok() ? json::parse(*text) : json();
+}
+
+// The Hugging Face tensor of a llama GGUF tensor name, and the heads whose rows
+// llama.cpp's converter permutes (attn_q: 4, attn_k: 2 for llama-k256), or "".
+std::string HfName(const std::string& gguf, int64_t* heads) {
+  *heads = 0;
+  if (gguf == "token_embd.weight") return "model.embed_tokens.weight";
+  if (gguf == "output.weight") return "lm_head.weight";
+  if (gguf == "output_norm.weight") return "model.norm.weight";
+  int layer = -1;
+  char rest[64] = {0};
+  if (std::sscanf(gguf.c_str(), "blk.%d.%63s", &layer, rest) != 2) return "";
+  const std::string r = rest;
+  const std::string p = absl::StrCat("model.layers.", layer, ".");
+  if (r == "attn_q.weight") *heads = 4;
+  if (r == "attn_k.weight") *heads = 2;
+  static const std::map<std::string, std::string> kNames = {
+      {"attn_norm.weight", "input_layernorm.weight"},
+      {"ffn_norm.weight", "post_attention_layernorm.weight"},
+      {"attn_q.weight", "self_attn.q_proj.weight"},
+      {"attn_k.weight", "self_attn.k_proj.weight"},
+      {"attn_v.weight", "self_attn.v_proj.weight"},
+      {"attn_output.weight", "self_attn.o_proj.weight"},
+      {"ffn_gate.weight", "mlp.gate_proj.weight"},
+      {"ffn_up.weight", "mlp.up_proj.weight"},
+      {"ffn_down.weight", "mlp.down_proj.weight"}};
+  auto it = kNames.find(r);
+  return it == kNames.end() ? "" : p + it->second;
+}
+
+// The GGUF type the job's report gives a layer: "Q4_K" for data_type "q4_k".
+std::string ReportedType(const json& layer) {
+  std::string t = layer.value("data_type", "");
+  for (char& ch : t) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return t;
+}
+
+class LlamaCppKQuantTest : public ::testing::TestWithParam<const char*> {};
+
+// RTN (no calibration) to each mix writes the GGUF file and the fake model (W^): llama.cpp
+// loads the file, generates, and scores the eval rows within 0.5% of our eval of the fake
+// model (the token embedding and output are in the mix's types in both); llama.cpp's own
+// dequantizer (gguf-py, from the pinned package's llama.cpp) gives back every tensor of the
+// file bit for bit equal to the fake model's, each in the type the report names.
+TEST_P(LlamaCppKQuantTest, LoadsMatchesOurEvalAndDequantizesToOurWeights) {
+  SKIP_WITHOUT_LLAMA_CPP();
+  if (!fs::exists(ModelDir(kK256) + "/config.json")) GTEST_SKIP() << kK256 << " is absent";
+  const std::string format = GetParam();
+  testing::TempDir dir;
+  const std::string out = dir.File("out");
+  ASSERT_TRUE(Quantize(
+      out, {"--iters", "0", "--eval", EvalFile(), "--format", absl::StrCat(format, ",fake")},
+      kK256));
+  const std::string gguf = GgufPath(out, format, kK256);
+  ASSERT_TRUE(fs::exists(gguf)) << gguf;
+  const json report = ReadReport(out);
+  ASSERT_TRUE(report.is_object());
+  EXPECT_FALSE(report.contains("gguf_fallbacks")) << report["gguf_fallbacks"].dump();
+  const double ppl_ours = report["perplexity"].value("quantized", NAN);
+  const json llama = LlamaScore(gguf, /*generate=*/16);
+  ASSERT_TRUE(llama.is_object());
+  EXPECT_GE(llama.value("generated_tokens", json::array()).size(), 8u);
+  const double ppl_llama = Perplexity(llama);
+  const double bpw = 8.0 * static_cast<double>(fs::file_size(gguf)) / kK256Params;
+  std::printf("  %s: %.2f bits/weight (file); perplexity ours %.6f, llama.cpp %.6f, rel %.2e\n",
+              format.c_str(), bpw, ppl_ours, ppl_llama, std::abs(ppl_llama - ppl_ours) / ppl_ours);
+  EXPECT_NEAR(ppl_llama, ppl_ours, 0.005 * ppl_ours);
+
+  std::map<std::string, std::string> types;  // HF weight name -> reported type
+  for (const char* key : {"layers", "ends"}) {
+    for (const json& l : report.value(key, json::array())) {
+      types[l["name"].get<std::string>() + ".weight"] = ReportedType(l);
+    }
+  }
+  const std::string why = testing::LlamaGgufPyUnavailable();
+  if (!why.empty()) GTEST_SKIP() << "llama.cpp's gguf-py: " << why;
+  absl::StatusOr<std::vector<testing::LlamaGgufTensor>> tensors =
+      testing::DequantizeWithLlamaGgufPy(gguf, dir.File("dequant"));
+  ASSERT_TRUE(tensors.ok()) << tensors.status();
+  absl::StatusOr<std::shared_ptr<const SafetensorsFile>> fake =
+      SafetensorsFile::Open(out + "/fake/model.safetensors");
+  ASSERT_TRUE(fake.ok()) << fake.status();
+  int compared = 0;
+  for (const testing::LlamaGgufTensor& t : *tensors) {
+    int64_t heads = 0;
+    const std::string hf = HfName(t.name, &heads);
+    ASSERT_FALSE(hf.empty()) << t.name;
+    if (types.count(hf) != 0) EXPECT_EQ(t.type, types[hf]) << t.name;
+    absl::StatusOr<const TensorEntry*> e = (*fake)->Find(hf);
+    ASSERT_TRUE(e.ok()) << e.status();
+    ASSERT_EQ((*e)->shape, t.shape) << t.name;
+    const std::vector<float> want = FloatsFromBytes((*fake)->Bytes(**e), (*e)->dtype);
+    absl::StatusOr<std::vector<float>> got = testing::ReadF32File(t.values_path);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->size(), want.size()) << t.name;
+    const int64_t rows = t.shape[0], cols = static_cast<int64_t>(want.size()) / rows;
+    const int64_t half = heads > 0 ? rows / heads / 2 : 0;
+    int64_t mismatches = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      // GGUF row (h * half + i) * 2 + j holds HF row (h * 2 + j) * half + i.
+      int64_t src = r;
+      if (heads > 0) {
+        const int64_t h = r / (2 * half), i = (r % (2 * half)) / 2, j = r % 2;
+        src = (h * 2 + j) * half + i;
+      }
+      mismatches += std::memcmp(&(*got)[r * cols], &want[src * cols], cols * sizeof(float)) != 0;
+    }
+    EXPECT_EQ(mismatches, 0) << t.name << " (" << t.type << "): rows differing from " << hf;
+    ++compared;
+  }
+  EXPECT_EQ(compared, 3 * 9 + 3);  // 3 blocks of 2 norms + 7 Linears, embedding, norm, output
+}
+
+INSTANTIATE_TEST_SUITE_P(Mixes, LlamaCppKQuantTest,
+                         ::testing::Values("gguf:q2_k", "gguf:q3_k_s", "gguf:q3_k_m", "gguf:q4_k_s",
+                                           "gguf:q4_k_m", "gguf:q5_k_s", "gguf:q5_k_m",
+                                           "gguf:q6_k"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                           std::string name = std::string(info.param).substr(5);
+                           for (char& ch : name)
+                             ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+                           return name;
+                         });
+
+// SignRound (the default recipe: 200 iterations, 128 calibration samples of 256 tokens)
+// against RTN of the same mix, both scored by llama.cpp on the eval rows: SignRound must
+// be better for Q4_K_M, Q3_K_M and Q2_K. The README's k-quant table is this output.
+TEST(LlamaCppKQuantQuality, SignRoundBeatsRtnOfTheSameMix) {
+  SKIP_WITHOUT_LLAMA_CPP();
+  if (!fs::exists(ModelDir(kK256) + "/config.json")) GTEST_SKIP() << kK256 << " is absent";
+  testing::TempDir dir;
+  std::printf("  | type | bits/weight | RTN | SignRound |  (llama.cpp perplexity; fp 7.0088)\n");
+  for (const char* format : {"gguf:q4_k_m", "gguf:q3_k_m", "gguf:q2_k"}) {
+    const std::string rtn = dir.File(absl::StrCat(format + 5, "-rtn"));
+    const std::string sr = dir.File(absl::StrCat(format + 5, "-sr"));
+    ASSERT_TRUE(Quantize(rtn, {"--iters", "0", "--format", format}, kK256));
+    ASSERT_TRUE(Quantize(
+        sr, {"--calib", CalibFile(), "--nsamples", "128", "--seqlen", "256", "--format", format},
+        kK256));
+    const double ppl_rtn = Perplexity(LlamaScore(GgufPath(rtn, format, kK256)));
+    const double ppl_sr = Perplexity(LlamaScore(GgufPath(sr, format, kK256)));
+    const double bpw =
+        8.0 * static_cast<double>(fs::file_size(GgufPath(sr, format, kK256))) / kK256Params;
+    std::printf("  | %s | %.2f | %.4f | %.4f |\n", format, bpw, ppl_rtn, ppl_sr);
+    EXPECT_LT(ppl_sr, ppl_rtn) << format;
+  }
 }
 
 }  // namespace

@@ -962,7 +962,9 @@ TEST(QuantizeCliExport, RefusesFormatsBeforeTuning) {
   const std::pair<std::vector<std::string>, std::string> cases[] = {
       {Set(SmallQuantizeArgs(model, calib, out, 5), "--format", "gguf:q4_0"), "gguf:q4_0 needs"},
       {Set(SmallQuantizeArgs(model, calib, out, 5), "--format", "auto_round,awq"),
-       "format 'awq' is not one of fake, auto_round, auto_gptq, gguf:q4_0, gguf:q4_1, gguf:q8_0"},
+       "format 'awq' is not one of fake, auto_round, auto_gptq, gguf:q4_0, gguf:q4_1, gguf:q8_0, "
+       "gguf:q2_k, gguf:q3_k_s, gguf:q3_k_m, gguf:q4_k_s, gguf:q4_k_m, gguf:q5_k_s, gguf:q5_k_m, "
+       "gguf:q6_k"},
       {With(SmallQuantizeArgs(model, calib, out, 5), {"--max-shard-size", "lots"}),
        "--max-shard-size: size 'lots' is not a positive byte count"},
   };

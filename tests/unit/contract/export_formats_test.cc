@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+
 namespace signround::contract {
 namespace {
 
@@ -40,8 +42,40 @@ TEST(ExportFormats, GgufTypesMatchLlamaCpp) {
   EXPECT_EQ(GgufFormatOf(GgufFormat::kQ8_0).file_type, 7u);
   for (GgufFormat f : kGgufFormats) {
     EXPECT_EQ(ParseGgufFormat(GgufFormatOf(f).name), f);
-    EXPECT_EQ(GgufFormatForScheme(GgufScheme(f)), f);
+    if (IsKQuantMix(f)) {
+      EXPECT_EQ(GgufScheme(f).data_type, GgufFormatOf(f).kquant);
+      EXPECT_EQ(GgufFormatForScheme(GgufScheme(f)), std::nullopt);  // no legacy type holds it
+    } else {
+      EXPECT_EQ(GgufFormatForScheme(GgufScheme(f)), f);
+    }
+    EXPECT_TRUE(FindExportFormat(GgufFormatOf(f).name).ok()) << GgufFormatOf(f).name;
   }
+}
+
+// llama.cpp's LLAMA_FTYPE_MOSTLY_* (include/llama.h) and ggml_type (ggml.h) numbers.
+TEST(ExportFormats, KQuantMixesAreLlamaCppsPresets) {
+  EXPECT_EQ(GgufFormatOf(GgufFormat::kQ2_K).file_type, 10u);
+  EXPECT_EQ(GgufFormatOf(GgufFormat::kQ3_K_S).file_type, 11u);
+  EXPECT_EQ(GgufFormatOf(GgufFormat::kQ3_K_M).file_type, 12u);
+  EXPECT_EQ(GgufFormatOf(GgufFormat::kQ4_K_S).file_type, 14u);
+  EXPECT_EQ(GgufFormatOf(GgufFormat::kQ4_K_M).file_type, 15u);
+  EXPECT_EQ(GgufFormatOf(GgufFormat::kQ5_K_S).file_type, 16u);
+  EXPECT_EQ(GgufFormatOf(GgufFormat::kQ5_K_M).file_type, 17u);
+  EXPECT_EQ(GgufFormatOf(GgufFormat::kQ6_K).file_type, 18u);
+  EXPECT_EQ(GgufFormatOf(GgufFormat::kQ4_K_M).ggml_type, 12u);
+  EXPECT_EQ(GgufFormatOf(GgufFormat::kQ6_K).ggml_type, 14u);
+  EXPECT_EQ(GgufScheme(GgufFormat::kQ4_K_M).bits, 4);
+  EXPECT_EQ(GgufScheme(GgufFormat::kQ4_K_M).group_size, 32);
+  EXPECT_FALSE(GgufScheme(GgufFormat::kQ4_K_M).sym);
+  EXPECT_EQ(GgufScheme(GgufFormat::kQ3_K_S).group_size, 16);
+  EXPECT_TRUE(GgufScheme(GgufFormat::kQ6_K).sym);
+  EXPECT_EQ(KQuantMixOf({"fake", "gguf:q5_k_m"}), GgufFormat::kQ5_K_M);
+  EXPECT_EQ(KQuantMixOf({"gguf:q4_0"}), std::nullopt);
+  EXPECT_TRUE(CheckFormatScheme("gguf:q2_k", {2, 16, false}).ok());
+  EXPECT_EQ(CheckFormatScheme("gguf:q4_k_m", {4, 128, true}).message(),
+            "gguf:q4_k_m stores Q4_K (4-bit asymmetric, sub-blocks of 32) layers: leave bits, "
+            "group_size and sym unset, or give bits 4, asym, group_size 32; the job has bits 4, "
+            "sym, group_size 128");
 }
 
 TEST(ExportFormats, WhichSchemeEachGgufTypeHolds) {
@@ -79,8 +113,7 @@ TEST(ExportFormats, ParsesListsAndRefusesUnknownOrRepeated) {
   EXPECT_EQ((*f)[1].dir_name, "gguf-q4_0");
   EXPECT_EQ((*f)[2].kind, FormatKind::kFake);
   EXPECT_EQ(ParseExportFormats("auto_awq").status().message(),
-            "format 'auto_awq' is not one of fake, auto_round, auto_gptq, gguf:q4_0, gguf:q4_1, "
-            "gguf:q8_0");
+            absl::StrCat("format 'auto_awq' is not one of ", kExportFormatNames));
   EXPECT_EQ(ParseExportFormats("auto_gptq,auto_gptq").status().message(),
             "format 'auto_gptq' is listed twice");
 }

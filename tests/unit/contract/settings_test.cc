@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
+#include "src/contract/export_formats.h"
 
 namespace signround::contract {
 namespace {
@@ -55,6 +56,29 @@ TEST(Settings, ExplicitValuesWinOverTheRecipe) {
   EXPECT_EQ(s.packed_dtype, "bfloat16");
   EXPECT_EQ(s.scheme().bits, 2);
   EXPECT_FALSE(s.scheme().sym);
+}
+
+TEST(Settings, AKQuantMixFixesTheSchemeTheRequestLeavesUnset) {
+  QuantizeRequest r;
+  r.formats = {"GGUF:Q3_K_M", "fake"};
+  absl::StatusOr<QuantizeSettings> s = ResolveSettings(r);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->bits, 3);
+  EXPECT_EQ(s->group_size, 16);
+  EXPECT_TRUE(s->sym);
+  EXPECT_EQ(s->scheme().data_type, DataType::kQ3_K);
+  r.bits = 8;  // given explicitly: kept, and CheckFormatScheme refuses it
+  s = ResolveSettings(r);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->bits, 8);
+  EXPECT_FALSE(CheckFormatScheme("gguf:q3_k_m", s->scheme()).ok());
+  EXPECT_FALSE(ValidateQuantScheme(s->scheme()).ok());
+  // The settings file carries it back.
+  r.bits.reset();
+  s = ResolveSettings(r);
+  absl::StatusOr<QuantizeSettings> back = ParseSettingsFile(SettingsFileText(*s), "f");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(SameScheme(back->scheme(), s->scheme()));
 }
 
 TEST(Settings, ErrorsNameTheField) {

@@ -131,6 +131,34 @@ TEST(JobValidation, GgufQ4_1AndPackedFormatsAreSeparateJobs) {
   EXPECT_TRUE(ValidateJobSpec(spec, kCpu).ok());
 }
 
+// A k-quant mix sets the scheme the request leaves unset, refuses another, and is
+// written alone (with fake), without layer overrides.
+TEST(JobValidation, KQuantMixes) {
+  JobSpec spec = ValidSpec();
+  spec.formats = {"gguf:q4_k_m", "fake"};
+  ASSERT_TRUE(ValidateJobSpec(spec, kCpu).ok()) << ValidateJobSpec(spec, kCpu);
+  EffectiveSettings s = *ResolveSettings(spec);
+  EXPECT_EQ(s.bits, 4);
+  EXPECT_EQ(s.group_size, 32);
+  EXPECT_FALSE(s.sym);
+  spec.group_size = 128;
+  absl::Status st = ValidateJobSpec(spec, kCpu);
+  EXPECT_TRUE(absl::StartsWith(st.message(), "spec.formats[0]: gguf:q4_k_m stores Q4_K")) << st;
+  spec.group_size = 0;
+  spec.formats = {"gguf:q4_k_m", "auto_round"};
+  st = ValidateJobSpec(spec, kCpu);
+  EXPECT_TRUE(absl::StartsWith(st.message(),
+                               "spec.formats[1]: auto_round cannot be written with gguf:q4_k_m"))
+      << st;
+  spec.formats = {"gguf:q2_k"};
+  spec.layer_overrides = {{"mlp", 4, {}, {}}};
+  st = ValidateJobSpec(spec, kCpu);
+  EXPECT_TRUE(absl::StartsWith(st.message(),
+                               "spec.layer_overrides: are not supported with "
+                               "gguf:q2_k"))
+      << st;
+}
+
 TEST(JobValidation, NamesTheBadField) {
   JobSpec s = ValidSpec();
   s.model_uri = "";

@@ -1,0 +1,131 @@
+#include "src/quant/kquant_search.h"
+
+#include <ATen/core/grad_mode.h>
+
+#include <utility>
+
+#include "src/contract/scheme.h"
+
+namespace signround {
+namespace {
+
+at::Tensor Sum(const at::Tensor& x) {
+  const int64_t dims[] = {1};
+  return x.sum(at::IntArrayRef(dims), /*keepdim=*/true);
+}
+
+// The per-weight search weights [rows, g].
+at::Tensor SearchWeights(const GroupedWeight& w, const at::Tensor& importance, bool sym) {
+  const at::Tensor& x = w.groups;
+  const at::Tensor x2 = x * x;
+  if (importance.defined()) {
+    // sigma2 = 2 * mean(w^2) over the super-block (its sub-blocks are consecutive rows).
+    const int64_t per_super = contract::kKQuantSuperBlock / w.group;
+    at::Tensor sigma2 = (Sum(x2).reshape({-1, per_super}).sum(1, /*keepdim=*/true) *
+                         (2.0 / contract::kKQuantSuperBlock))
+                            .repeat_interleave(per_super, 0);
+    // importance is per input channel: row r of the grouped weight holds channels
+    // (r % G) * g ... + g.
+    at::Tensor imp = importance.to(x.device(), at::kFloat)
+                         .reshape({1, w.num_groups(), w.group})
+                         .expand({w.out, w.num_groups(), w.group})
+                         .reshape({-1, w.group});
+    return imp * at::sqrt(sigma2 + x2);
+  }
+  if (sym) return x2;
+  return at::sqrt(Sum(x2) / static_cast<double>(w.group)) + x.abs();
+}
+
+// make_qkx2 / make_qkx3: the best (scale, min <= 0) per row over iscale candidates
+// (rmin + rdelta * i + nmax) / (max - min), i in [0, nstep], each refined by least squares.
+std::pair<at::Tensor, at::Tensor> SearchAsym(const at::Tensor& x, const at::Tensor& wt, int nmax,
+                                             double rmin, double rdelta, int nstep) {
+  at::Tensor mn = std::get<0>(x.min(1, /*keepdim=*/true)).clamp_max(0.0);
+  at::Tensor mx = std::get<0>(x.max(1, /*keepdim=*/true));
+  at::Tensor range = mx - mn;
+  at::Tensor safe_range = at::where(range > 0, range, at::ones_like(range));
+  at::Tensor sum_w = Sum(wt), sum_x = Sum(wt * x);
+  auto error = [&](const at::Tensor& scale, const at::Tensor& min, const at::Tensor& l) {
+    return Sum(wt * (scale * l + min - x).pow(2));
+  };
+  at::Tensor best_scale = range / nmax;
+  at::Tensor best_min = mn;
+  at::Tensor l0 = at::clamp(at::round((x - mn) * (nmax / safe_range)), 0, nmax);
+  at::Tensor best_err = error(best_scale, best_min, l0);
+  for (int i = 0; i <= nstep; ++i) {
+    at::Tensor iscale = (rmin + rdelta * i + nmax) / safe_range;
+    at::Tensor l = at::clamp(at::round(iscale * (x - mn)), 0, nmax);
+    at::Tensor sl = Sum(wt * l), sl2 = Sum(wt * l * l), sxl = Sum(wt * l * x);
+    at::Tensor d = sum_w * sl2 - sl * sl;
+    at::Tensor safe_d = at::where(d > 0, d, at::ones_like(d));
+    at::Tensor scale = (sum_w * sxl - sum_x * sl) / safe_d;
+    at::Tensor min = (sl2 * sum_x - sl * sxl) / safe_d;
+    at::Tensor positive = min > 0;  // the minimum is at most 0: refit the scale alone
+    at::Tensor safe_sl2 = at::where(sl2 > 0, sl2, at::ones_like(sl2));
+    scale = at::where(positive, sxl / safe_sl2, scale);
+    min = at::where(positive, at::zeros_like(min), min);
+    at::Tensor err = error(scale, min, l);
+    at::Tensor better = (d > 0) & (err < best_err) & (range > 0);
+    best_scale = at::where(better, scale, best_scale);
+    best_min = at::where(better, min, best_min);
+    best_err = at::where(better, err, best_err);
+  }
+  return {best_scale, best_min};
+}
+
+// make_qx_quants: the best signed scale per row over iscale = -(nmax + 0.1 i) / max,
+// i in [-9, 9], with max the value of largest magnitude, each refined by least squares.
+at::Tensor SearchSym(const at::Tensor& x, const at::Tensor& wt, int nmax) {
+  at::Tensor idx = x.abs().argmax(1, /*keepdim=*/true);
+  at::Tensor mx = at::gather(x, 1, idx);
+  at::Tensor safe_mx = at::where(mx != 0, mx, at::ones_like(mx));
+  at::Tensor best_scale = -mx / nmax;  // the plain rounding's scale
+  at::Tensor best_score = at::full_like(mx, -1.0);
+  for (int i = -9; i <= 9; ++i) {
+    at::Tensor iscale = -(nmax + 0.1 * i) / safe_mx;
+    at::Tensor l = at::clamp(at::round(iscale * x), -nmax, nmax - 1);
+    at::Tensor sxl = Sum(wt * x * l), sl2 = Sum(wt * l * l);
+    at::Tensor safe_sl2 = at::where(sl2 > 0, sl2, at::ones_like(sl2));
+    // Maximising sxl^2 / sl2 minimises the weighted error at the least-squares scale.
+    at::Tensor score = at::where(sl2 > 0, sxl * sxl / safe_sl2, at::full_like(sl2, -1.0));
+    at::Tensor better = (score > best_score) & (mx != 0);
+    best_scale = at::where(better, sxl / safe_sl2, best_scale);
+    best_score = at::where(better, score, best_score);
+  }
+  return best_scale;
+}
+
+}  // namespace
+
+void KQuantSearchRange(GroupedWeight& w, const QuantScheme& scheme, const at::Tensor& importance) {
+  at::NoGradGuard no_grad;
+  const contract::KQuantInfo& k = contract::KQuantOf(scheme.data_type);
+  const at::Tensor wt = SearchWeights(w, importance, k.sym);
+  if (!k.sym) {
+    const int nmax = (1 << k.bits) - 1;
+    // llama.cpp's grids: with an importance matrix make_qkx3_quants' (-0.9, 0.05, 36); else
+    // quantize_row_q*_K_ref's make_qkx2_quants (Q2_K -0.5, 0.1, 15; Q4_K -1, 0.1, 20; Q5_K
+    // -0.5, 0.1, 15).
+    double rmin = -0.9, rdelta = 0.05;
+    int nstep = 36;
+    if (!importance.defined()) {
+      rmin = k.bits == 4 ? -1.0 : -0.5;
+      rdelta = 0.1;
+      nstep = k.bits == 4 ? 20 : 15;
+    }
+    auto [scale, min] = SearchAsym(w.groups, wt, nmax, rmin, rdelta, nstep);
+    w.wmin0 = min;
+    w.wmax0 = min + nmax * scale;
+  } else {
+    const int nmax = 1 << (k.bits - 1);
+    const at::Tensor scale = SearchSym(w.groups, wt, nmax);
+    // The qdq's scale is the dominant extreme / nmax: scale both extremes by r.
+    const at::Tensor extreme = at::maximum(-w.wmin0, w.wmax0);
+    const at::Tensor safe = at::where(extreme > 0, extreme, at::ones_like(extreme));
+    const at::Tensor r = at::where(extreme > 0, scale.abs() * nmax / safe, at::ones_like(safe));
+    w.wmin0 = w.wmin0 * r;
+    w.wmax0 = w.wmax0 * r;
+  }
+}
+
+}  // namespace signround

@@ -1,0 +1,26 @@
+// The initial scale search of a GGUF k-quant layer: per sub-block, the scale (and
+// minimum) that minimises the weighted squared rounding error over a grid of
+// candidates, each refined by weighted least squares, as llama.cpp's quantizers
+// search (ggml-quants.c make_qkx2_quants / make_qkx3_quants for the asymmetric
+// types, make_qx_quants for the symmetric ones). The weights are llama.cpp's: with
+// an importance vector (the mean square of the Linear's inputs per input channel,
+// what its importance matrix holds) imp[k] * sqrt(sigma2 + w^2), sigma2 = 2 * mean(w^2)
+// over the super-block; without, sqrt(mean_sub-block(w^2)) + |w| (asymmetric) or w^2
+// (symmetric). The result becomes the range that tuning's alpha and beta scale.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "src/quant/qdq.h"
+
+namespace signround {
+
+// Sets `w`'s wmin0 and wmax0 (the extremes alpha and beta scale, ALGORITHM.md section 1)
+// to each sub-block's searched range, so that alpha = beta = 1 (and V = 0) quantize as
+// the search found: asymmetric, wmin0 = min and wmax0 = min + maxq * scale; symmetric,
+// both scaled so the dominant extreme gives the searched scale. `scheme` must be a
+// k-quant; `importance` is [in] (fp32) or undefined.
+void KQuantSearchRange(GroupedWeight& w, const QuantScheme& scheme,
+                       const at::Tensor& importance = at::Tensor());
+
+}  // namespace signround
