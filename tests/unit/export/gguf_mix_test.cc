@@ -119,5 +119,28 @@ TEST(GgufMix, RowsThatAreNotMultiplesOf256FallBackAndAreNamed) {
   EXPECT_EQ(q2.at(L(0, "self_attn.q_proj")), "4-bit g32 sym");  // Q4_0
 }
 
+// The ends: output Q6_K (Q8_0 when hidden is not a multiple of 256), token_embd the base
+// type (its fallback likewise), or the output's type when tied.
+TEST(GgufMix, EmbeddingAndOutputTypes) {
+  std::vector<std::string> notes;
+  std::vector<LayerPlan> ends = GgufMixEnds(GgufFormat::kQ3_K_M, Config(2, 256, 512, 4, 2), &notes);
+  ASSERT_EQ(ends.size(), 2u);
+  EXPECT_EQ(ends[0].layer.name, "model.embed_tokens");
+  EXPECT_EQ(contract::DescribeScheme(ends[0].scheme), "q3_k");
+  EXPECT_EQ(ends[1].layer.name, "lm_head");
+  EXPECT_EQ(contract::DescribeScheme(ends[1].scheme), "q6_k");
+  EXPECT_TRUE(notes.empty());
+  ends = GgufMixEnds(GgufFormat::kQ4_K_M, Config(1, 64, 256, 4, 2), &notes);
+  EXPECT_EQ(contract::DescribeScheme(ends[0].scheme), "4-bit g32 asym float-min");  // Q4_1
+  EXPECT_EQ(contract::DescribeScheme(ends[1].scheme), "8-bit g32 sym");             // Q8_0
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0], "model.embed_tokens: 64 inputs, not a multiple of 256: Q4_1 instead of Q4_K");
+  ModelConfig tied = Config(1, 256, 512, 4, 2);
+  tied.tie_word_embeddings = true;
+  ends = GgufMixEnds(GgufFormat::kQ2_K, tied, &notes);
+  ASSERT_EQ(ends.size(), 1u);
+  EXPECT_EQ(contract::DescribeScheme(ends[0].scheme), "q6_k");
+}
+
 }  // namespace
 }  // namespace signround
