@@ -278,10 +278,17 @@ absl::StatusOr<json> RunBlocksUncalibrated(const RunContext& ctx, const BlockSto
     auto round = [&](const std::vector<LayerToQuantize>& layers) -> absl::StatusOr<StoredBlock> {
       StoredBlock block;
       if (!layers.empty()) {
-        SR_ASSIGN_OR_RETURN(BlockWeights original,
-                            ctx.impl.load(ctx.ckpt, i, at::kFloat, ctx.device));
         SR_ASSIGN_OR_RETURN(at::ScalarType weight_dtype,
                             WeightDType(ctx.ckpt, prefix + layers[0].name));
+        // In the checkpoint's dtype when every Linear has it (the rounding widens one weight
+        // at a time to fp32), else fp32.
+        at::ScalarType load_dtype = weight_dtype;
+        for (const LayerToQuantize& l : layers) {
+          SR_ASSIGN_OR_RETURN(at::ScalarType t, WeightDType(ctx.ckpt, prefix + l.name));
+          if (t != weight_dtype) load_dtype = at::kFloat;
+        }
+        SR_ASSIGN_OR_RETURN(BlockWeights original,
+                            ctx.impl.load(ctx.ckpt, i, load_dtype, ctx.device));
         SR_ASSIGN_OR_RETURN(block.layers, RoundBlockToNearest(original, layers, weight_dtype));
       }
       block.stats = {i, static_cast<int>(layers.size()), 0, 0, 0, SecondsSince(start)};
@@ -356,8 +363,9 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
   return blocks;
 }
 
-// Rounds `weight` (fp32 [out, in]) to nearest under `scheme` a chunk of rows at a time (the
-// quantizer works per row), so the temporaries stay small next to a large embedding.
+// Rounds `weight` ([out, in], any float dtype) to nearest under `scheme` a chunk of rows at a
+// time (the quantizer works per row), so the fp32 copies and temporaries stay small next to
+// a large embedding.
 QuantizedLinear RoundRowsToNearest(const std::string& name, const at::Tensor& weight,
                                    const QuantScheme& scheme, at::ScalarType weight_dtype) {
   at::NoGradGuard no_grad;
@@ -399,10 +407,11 @@ absl::Status QuantizeEnds(const RunContext& ctx, const BlockStore& store,
   const Clock::time_point start = Clock::now();
   for (const LayerPlan& p : ends) {
     if (!p.quantized) continue;
-    // A tied model's lm_head is its embedding: only the embedding is a tensor.
-    SR_ASSIGN_OR_RETURN(at::Tensor w, LoadCheckpointTensor(ctx.ckpt, p.layer.name + ".weight",
-                                                           at::kFloat, ctx.device));
+    // A tied model's lm_head is its embedding: only the embedding is a tensor. Loaded in its
+    // own dtype: the rounding widens a chunk of rows at a time to fp32.
     SR_ASSIGN_OR_RETURN(at::ScalarType weight_dtype, WeightDType(ctx.ckpt, p.layer.name));
+    SR_ASSIGN_OR_RETURN(at::Tensor w, LoadCheckpointTensor(ctx.ckpt, p.layer.name + ".weight",
+                                                           weight_dtype, ctx.device));
     block.layers.push_back(RoundRowsToNearest(p.layer.name, w, p.scheme, weight_dtype));
     ++block.stats.layers_quantized;
   }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 namespace signround {
 namespace {
@@ -351,9 +352,44 @@ RoundingParams InitialRoundingParams(const GroupedWeight& w) {
           at::ones({w.groups.size(0), 1}, opts)};
 }
 
+// KQuantDequant a chunk of output rows at a time (its composite ops make several full-size
+// temporaries; rows are independent), the results concatenated. Without autograd only.
+QdqResult KQuantDequantByRows(const GroupedWeight& w, const QuantScheme& scheme,
+                              const RoundingParams& p) {
+  const int64_t groups = w.num_groups();
+  const int64_t step = std::max<int64_t>(1, ChunkElements(w.groups) / std::max<int64_t>(1, w.in));
+  if (step >= w.out) return KQuantDequant(w, scheme, p);
+  std::vector<QdqResult> parts;
+  for (int64_t r0 = 0; r0 < w.out; r0 += step) {
+    const int64_t rows = std::min(step, w.out - r0);
+    auto group_rows = [&](const at::Tensor& t) { return t.narrow(0, r0 * groups, rows * groups); };
+    GroupedWeight c = w;
+    c.out = rows;
+    for (at::Tensor* t : {&c.groups, &c.wmin0, &c.wmax0, &c.gmin, &c.gmax}) *t = group_rows(*t);
+    parts.push_back(
+        KQuantDequant(c, scheme, {group_rows(p.v), group_rows(p.alpha), group_rows(p.beta)}));
+  }
+  auto cat = [&](at::Tensor QdqResult::*field) {
+    std::vector<at::Tensor> list;
+    for (const QdqResult& r : parts) {
+      if ((r.*field).defined()) list.push_back(r.*field);
+    }
+    return list.empty() ? at::Tensor() : at::cat(list, 0);
+  };
+  QdqResult r;
+  for (at::Tensor QdqResult::*f :
+       {&QdqResult::dequant, &QdqResult::q, &QdqResult::scale, &QdqResult::zero,
+        &QdqResult::sub_scale, &QdqResult::sub_min, &QdqResult::d, &QdqResult::dmin}) {
+    r.*f = cat(f);
+  }
+  return r;
+}
+
 QdqResult QuantDequant(const GroupedWeight& w, const QuantScheme& scheme, const RoundingParams& p) {
   if (contract::IsKQuant(scheme.data_type)) {
-    QdqResult r = KQuantDequant(w, scheme, p);
+    const bool grad = at::GradMode::is_enabled() &&
+                      (p.v.requires_grad() || p.alpha.requires_grad() || p.beta.requires_grad());
+    QdqResult r = grad ? KQuantDequant(w, scheme, p) : KQuantDequantByRows(w, scheme, p);
     r.q = r.q.detach();
     return r;
   }

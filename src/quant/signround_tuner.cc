@@ -249,13 +249,14 @@ absl::StatusOr<std::vector<QuantizedLinear>> RoundBlockToNearest(
     at::ScalarType weight_dtype) {
   try {
     at::NoGradGuard no_grad;
-    auto prepared = PrepareLayers(original, layers, /*trainable=*/false, /*minmax=*/false);
-    if (!prepared.ok()) return prepared.status();
     std::vector<QuantizedLinear> out;
-    for (TunedLayer& layer : *prepared) {
+    // One layer at a time: only one grouped fp32 copy of a weight is alive.
+    for (const LayerToQuantize& l : layers) {
+      auto prepared = PrepareLayers(original, {l}, /*trainable=*/false, /*minmax=*/false);
+      if (!prepared.ok()) return prepared.status();
+      TunedLayer& layer = prepared->front();
       // InitialRoundingParams: V = 0, alpha = beta = 1, as tuning's iteration 0 and iters = 0.
       out.push_back(FinishLayer(layer, layer.params, weight_dtype));
-      layer = {};  // the grouped copy of this weight is done with
     }
     return out;
   } catch (const c10::Error& e) {

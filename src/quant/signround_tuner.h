@@ -70,7 +70,8 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwar
                                           const TuneOptions& options, uint64_t block_seed);
 
 // Round-to-nearest (ALGORITHM.md section 1 with V = 0, alpha = beta = 1) of `layers` of the
-// block whose original weights are `original` (fp32), without data or forward passes: exactly
+// block whose original weights are `original` (fp32, or the checkpoint's dtype: each weight is
+// widened to fp32 one layer at a time), without data or forward passes: exactly
 // the codes, scales, zero points and W^ (in `weight_dtype`) that TuneBlock returns with
 // iters = 0 (but for k-quant layers, which TuneBlock starts from their importance search),
 // through the same final quantizer.

@@ -148,6 +148,22 @@ TEST_P(KQuantQdqTest, TheImportanceSearchLowersTheWeightedError) {
   EXPECT_FALSE(at::isnan(QuantDequant(g, s, InitialRoundingParams(g)).dequant).any().item<bool>());
 }
 
+// Without autograd QuantDequant works a chunk of rows at a time (2^20 elements): the same
+// result as the whole layer at once (what the autograd path computes).
+TEST_P(KQuantQdqTest, RowChunksGiveTheWholeLayersResult) {
+  const QuantScheme s = KQuantScheme(GetParam());
+  GroupedWeight g = GroupWeight(TestWeight(4500, 512, 9), s.group_size);  // 2.3M elements
+  RoundingParams p = InitialRoundingParams(g);
+  const QdqResult chunked = QuantDequant(g, s, p);
+  p.v.requires_grad_(true);
+  const QdqResult whole = QuantDequant(g, s, p);
+  EXPECT_TRUE(at::equal(chunked.dequant, whole.dequant.detach()));
+  EXPECT_TRUE(at::equal(chunked.q, whole.q));
+  EXPECT_TRUE(at::equal(chunked.sub_scale, whole.sub_scale));
+  EXPECT_TRUE(at::equal(chunked.d, whole.d));
+  if (!s.sym) EXPECT_TRUE(at::equal(chunked.dmin, whole.dmin));
+}
+
 TEST(KQuantQdq, MoreBitsGiveLessError) {
   at::Tensor w = at::randn({64, 1024});
   double previous = 1e30;
