@@ -47,7 +47,7 @@ bool HoldsOnlyIntegerZeros(FormatKind kind);
 // groups of kGgufGroupSize. The k-quant formats are llama.cpp's mixes (its
 // llama-quantize presets): a base k-quant type (`kquant`) that most layers get,
 // and more bits for some tensors by their role and layer (src/export/gguf_mix.h).
-// The switch in GgufFormatOf is exhaustive.
+// GgufFormatOf's table has a row per format (static_assert).
 enum class GgufFormat {
   kQ4_0,
   kQ4_1,
