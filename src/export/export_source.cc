@@ -32,18 +32,14 @@ absl::StatusOr<ExportSource> ExportSource::Open(const Checkpoint& ckpt,
   source.ckpt_ = &ckpt;
   source.plans_ = std::move(plans);
   source.ends_ = std::move(ends);
-  std::map<std::string, std::shared_ptr<const SafetensorsFile>> files;
-  auto file_of = [&](const std::string& path) -> absl::StatusOr<const SafetensorsFile*> {
-    auto& file = files[path];
-    if (!file) {
-      SR_ASSIGN_OR_RETURN(file, SafetensorsFile::Open(path));
-    }
-    return file.get();
-  };
+  std::map<std::string, std::shared_ptr<const SafetensorsFile>> files;  // opened once each
   auto add = [&](const LayerPlan& p, const std::string& path) -> absl::Status {
-    SR_RETURN_IF_ERROR(file_of(path).status());
+    std::shared_ptr<const SafetensorsFile>& opened = files[path];
+    if (!opened) {
+      SR_ASSIGN_OR_RETURN(opened, SafetensorsFile::Open(path));
+    }
     Stored s;
-    s.file = files[path];
+    s.file = opened;
     const SafetensorsFile* file = s.file.get();
     IntegerLayer& l = s.layer;
     l.name = p.layer.name;

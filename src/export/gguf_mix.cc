@@ -1,6 +1,8 @@
 #include "src/export/gguf_mix.h"
 
-#include <algorithm>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -82,10 +84,6 @@ std::string TypeName(const QuantScheme& s) {
   std::optional<GgufFormat> f = contract::GgufFormatForScheme(s);
   return f ? contract::GgufFormatOf(*f).suffix : contract::DescribeScheme(s);
 }
-
-}  // namespace
-
-namespace {
 
 // Gives `p` the type `t` (or Q8_0), falling back when its rows do not split into
 // super-blocks; a line for the report when it falls back.
