@@ -3,21 +3,21 @@
 # intermediate 11008, 32 heads, vocab 32000; LAYERS blocks, 16 by default = 7.0 GB),
 # times reading its safetensors files from a cold and a warm page cache, then quantizes
 # it with --iters 0 and no calibration data (round to nearest from the weights alone)
-# into gguf:q4_k_m and into auto_round W4G128 sym, and prints per format:
-#   seconds   report.json seconds_total          GB/s   checkpoint bytes / seconds
-#   peak GiB  report.json peak_rss_bytes         user/sys  CPU seconds of the worker
-# and where the wall time went, from the time each progress event arrived:
-#   round     sum of the blocks' report seconds (load the block as fp32 + round it)
-#   store     the rest of the block phase (mostly writing each block to the work dir)
-#   export    last block -> last export event (GGUF: also rounding embedding and lm_head)
-#   tail      last export event -> exit (report.json, removing the work dir, teardown)
-# When the page cache can be dropped (root), it is dropped before every read and run,
-# so each run starts from a cold checkpoint; otherwise the cold read uses O_DIRECT and
-# the runs read whatever the cache holds ("cache: warm" in the header).
+# into gguf:q4_k_m and into auto_round W4G128 sym, each from a cold page cache and then
+# again with the checkpoint cached ("warm"), and prints per run:
+#   wall s    the worker process from exec to exit (startup included)
+#   GB/s      checkpoint bytes / wall seconds
+#   peak GiB  report.json peak_rss_bytes
+#   user/sys  CPU seconds of the worker
+#   round s   the layers' rounding seconds (report "blocks"), which overlap the writing
+#   start s   exec -> the "start" event (loading LibTorch, opening the checkpoint)
+#   tail s    the last export event -> exit (report.json, teardown)
+# When the page cache can be dropped (root), it is dropped before the cold read and the
+# cold runs; otherwise the cold read uses O_DIRECT and every run reads whatever the cache
+# holds ("cache: warm" in the header).
 #
-#   bench/rtn_throughput.sh [WORK_DIR]   (env LAYERS=16; needs ~3x the checkpoint free:
-#                                         ~21 GB at 16 layers; the run's work dir holds
-#                                         ~1.4x the checkpoint next to its output)
+#   bench/rtn_throughput.sh [WORK_DIR]   (env LAYERS=16; needs ~1.5x the checkpoint free:
+#                                         ~11 GB at 16 layers, checkpoint and output)
 set -euo pipefail
 BIN=${BIN:-build/bin/signround-worker}
 LAYERS=${LAYERS:-16}
@@ -28,7 +28,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 # bf16 bytes: per block 4 h*h attention + 3 h*i MLP weights (+ 2 norms), plus embedding and lm_head.
 ckpt_bytes=$(( 2 * (LAYERS * (4 * HIDDEN * HIDDEN + 3 * HIDDEN * INTER + 2 * HIDDEN) + 2 * VOCAB * HIDDEN) ))
-need_kb=$(( 3 * ckpt_bytes / 1024 ))
+need_kb=$(( 3 * ckpt_bytes / 2 / 1024 ))
 avail_kb=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
 if (( avail_kb < need_kb )); then
   echo "rtn_throughput: $WORK has $(( avail_kb >> 20 )) GiB free, needs ~$(( need_kb >> 20 )) GiB" \
@@ -67,11 +67,11 @@ cache=warm
 
 # One quantize run: $1 = a label, the rest = format flags. Appends a JSON row to rows.jsonl.
 run() {
-  local label=$1
-  shift
+  local label=$1 cold=$2
+  shift 2
   local out="$WORK/out"
   rm -rf "$out"
-  [[ $can_drop == yes ]] && drop_cache
+  [[ $cold == cold && $can_drop == yes ]] && drop_cache
   python3 - "$label" "$out" "$WORK/rows.jsonl" "$BIN" quantize --model "$WORK/model" --out "$out" \
     --iters 0 --progress json "$@" <<'PY'
 import json, os, resource, subprocess, sys, time
@@ -93,21 +93,24 @@ wall = time.monotonic() - t0
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 report = json.load(open(os.path.join(out, "report.json")))
 last = lambda name: max(t for t, e in events if e == name)
-start, blocks_end, export_end = last("start"), last("block"), last("export")
+start, export_end = last("start"), last("export")
 round_s = sum(b["seconds"] for b in report["blocks"])
 with open(rows, "a") as f:
     f.write(json.dumps({
-        "format": label, "seconds": report["seconds_total"], "wall": wall,
-        "peak_rss": report["peak_rss_bytes"], "user": usage.ru_utime, "sys": usage.ru_stime,
-        "round": round_s, "store": blocks_end - start - round_s,
-        "export": export_end - blocks_end, "tail": wall - export_end}) + "\n")
+        "format": label, "wall": wall, "peak_rss": report["peak_rss_bytes"],
+        "user": usage.ru_utime, "sys": usage.ru_stime, "round": round_s, "start": start,
+        "tail": wall - export_end}) + "\n")
 PY
   rm -rf "$out" "$out.log"
 }
 
 # GGUF wants tokenizer files for its vocabulary; the random checkpoint has none.
-run gguf:q4_k_m --format gguf:q4_k_m --allow-gguf-without-vocab
-run auto_round:w4g128 --format auto_round --bits 4 --group-size 128 --sym
+# Each format from a cold cache (when it can be dropped), then again with the checkpoint cached.
+for cache_state in cold warm; do
+  run "gguf:q4_k_m $cache_state" $cache_state --format gguf:q4_k_m --allow-gguf-without-vocab
+  run "auto_round:w4g128 $cache_state" $cache_state --format auto_round --bits 4 --group-size 128 \
+    --sym
+done
 
 python3 - "$WORK/rows.jsonl" "${files[@]}" "$LAYERS" "$cold_s" "$warm_s" "$cache" <<'PY'
 import json, os, sys
@@ -118,11 +121,10 @@ cold, warm = float(cold), float(warm)
 print(f"checkpoint: {size / gb:.2f} GB bf16, {layers} blocks, {os.cpu_count()} CPUs, cache: {cache}")
 print(f"read cold:  {cold:6.2f} s  {size / gb / cold:6.2f} GB/s")
 print(f"read warm:  {warm:6.2f} s  {size / gb / warm:6.2f} GB/s")
-cols = "format              seconds   GB/s  peak GiB  user s   sys s  round s  store s  export s  tail s"
-print(cols)
+print("format                    wall s   GB/s  peak GiB  user s   sys s  round s  start s  tail s")
 for line in open(rows_path):
     r = json.loads(line)
-    print(f"{r['format']:<18} {r['seconds']:8.1f} {size / gb / r['seconds']:6.3f} "
+    print(f"{r['format']:<23} {r['wall']:8.1f} {size / gb / r['wall']:6.3f} "
           f"{r['peak_rss'] / gib:9.2f} {r['user']:7.1f} {r['sys']:7.1f} {r['round']:8.1f} "
-          f"{r['store']:8.1f} {r['export']:9.1f} {r['tail']:7.1f}")
+          f"{r['start']:8.1f} {r['tail']:7.1f}")
 PY

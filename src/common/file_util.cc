@@ -101,7 +101,16 @@ absl::Status AtomicFileWriter::Write(absl::string_view data) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoStatus(errno, tmp_path_);
     data.remove_prefix(static_cast<size_t>(n));
+    written_ += static_cast<uint64_t>(n);
   }
+#ifdef __linux__
+  if (written_ - written_back_ >= kWritebackBytes) {
+    // Advisory: an I/O error shows in Commit()'s fsync.
+    ::sync_file_range(fd_, static_cast<off_t>(written_back_),
+                      static_cast<off_t>(written_ - written_back_), SYNC_FILE_RANGE_WRITE);
+    written_back_ = written_;
+  }
+#endif
   return absl::OkStatus();
 }
 

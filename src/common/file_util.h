@@ -40,6 +40,9 @@ class AtomicFileWriter {
   AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
 
   absl::Status Open();
+  // Appends `data`. Every kWritebackBytes, the kernel is asked to start writing the new
+  // bytes to disk (sync_file_range, no waiting), so a large file's Commit() does not wait
+  // for all of it and the dirty page cache stays small.
   absl::Status Write(absl::string_view data);
   // fsyncs and closes the temporary file, runs `check` on it (when given; an
   // error leaves nothing at `path`), then renames it into place.
@@ -48,9 +51,12 @@ class AtomicFileWriter {
 
  private:
   std::string path_;
+  static constexpr uint64_t kWritebackBytes = uint64_t{32} << 20;
   std::string tmp_path_;
   int fd_ = -1;
   bool committed_ = false;
+  uint64_t written_ = 0;       // bytes appended
+  uint64_t written_back_ = 0;  // bytes whose writeback was started
 };
 
 // An errno value as a Status: NOT_FOUND for ENOENT, PERMISSION_DENIED for EACCES, else INTERNAL.

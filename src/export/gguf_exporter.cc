@@ -152,9 +152,7 @@ absl::StatusOr<TensorJob> EndJob(const ExportSource& source, std::string gguf_na
                          EmbeddingType(source.config().hidden_size));
   }
   std::optional<GgmlType> type = GgmlTypeForScheme(plan->scheme);
-  if (!type || source.Layer(hf) == nullptr) {
-    return absl::InternalError(absl::StrCat(hf, ": no integer weights or GGUF type"));
-  }
+  if (!type) return absl::InternalError(absl::StrCat(hf, ": no GGUF type"));
   TensorJob job;
   job.info = {std::move(gguf_name), {plan->layer.out, plan->layer.in}, *type};
   job.kind = TensorJob::kInteger;
@@ -188,9 +186,6 @@ absl::StatusOr<TensorJob> LinearJob(const ExportSource& source, const std::strin
     if (quantized != (p != nullptr && p->quantized) ||
         (quantized && GgmlTypeForScheme(p->scheme) != job.info.type)) {
       return absl::InternalError(absl::StrCat(l->name, ": a stacked expert of another scheme"));
-    }
-    if (quantized && source.Layer(l->name) == nullptr) {
-      return absl::InternalError(absl::StrCat(l->name, ": no integer weights to export"));
     }
     if (!quantized) SR_RETURN_IF_ERROR(source.checkpoint().Find(l->name + ".weight").status());
     job.sources.push_back(quantized ? l->name : l->name + ".weight");
@@ -404,7 +399,10 @@ absl::Status WriteJob(const ExportSource& source, const TensorJob& job, const Gg
   auto src_row = [&](int64_t r) { return order.empty() ? r : order[r]; };
   for (const std::string& name : job.sources) {
     if (job.kind == TensorJob::kInteger) {
-      const IntegerLayer* layer = source.Layer(name);
+      SR_ASSIGN_OR_RETURN(const IntegerLayer* layer, source.Layer(name));
+      if (layer == nullptr) {
+        return absl::InternalError(absl::StrCat(name, ": no integer weights to export"));
+      }
       for (int64_t r = 0; r < rows; ++r) {
         SR_RETURN_IF_ERROR(EncodeIntegerRow(*layer, src_row(r), job.info.type, &buf));
         SR_RETURN_IF_ERROR(flush(false));
@@ -582,7 +580,13 @@ absl::Status ExportGguf(const ExportSource& source, GgufFormat format, const std
   SR_ASSIGN_OR_RETURN(std::vector<TensorJob> jobs, PlanTensors(source));
   SR_ASSIGN_OR_RETURN(GgufMetadata metadata, BuildMetadata(source, format, jobs));
   std::vector<GgufTensorInfo> infos;
-  for (const TensorJob& j : jobs) infos.push_back(j.info);
+  std::vector<std::string> quantized;  // in the order WriteJob asks for them
+  for (const TensorJob& j : jobs) {
+    infos.push_back(j.info);
+    if (j.kind == TensorJob::kInteger)
+      quantized.insert(quantized.end(), j.sources.begin(), j.sources.end());
+  }
+  source.WillAsk(std::move(quantized), /*with_dequant=*/false);
   return WriteGgufFile(path, metadata, infos,
                        [&](size_t i, const GgufTensorInfo&, const GgufWriteFn& write) {
                          return WriteJob(source, jobs[i], write);

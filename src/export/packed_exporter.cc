@@ -41,9 +41,10 @@ class TensorSource {
     if (previous_) source_.Release(*previous_);
     previous_.reset();
     auto [prefix, suffix] = SplitLast(spec.name);
-    const IntegerLayer* layer = source_.Layer(prefix);
-    if (layer != nullptr) {
+    if (source_.QuantizedPlan(prefix) != nullptr) {
       if (packed_name_ != prefix) {
+        SR_ASSIGN_OR_RETURN(const IntegerLayer* layer, source_.Layer(prefix));
+        if (layer == nullptr) return absl::InternalError(absl::StrCat(prefix, ": no weights"));
         SR_ASSIGN_OR_RETURN(packed_, PackLinear(*layer, zeros_, g_idx_));
         packed_name_ = prefix;
         source_.Release(prefix);
@@ -82,14 +83,18 @@ std::vector<TensorSpec> PackedSpecs(const ExportSource& source, bool g_idx) {
   std::vector<TensorSpec> specs;
   for (const auto& [name, t] : source.checkpoint().tensors()) {
     auto [prefix, suffix] = SplitLast(name);
-    const IntegerLayer* layer = source.Layer(prefix);
-    if (layer == nullptr) {
+    const LayerPlan* plan = source.QuantizedPlan(prefix);
+    if (plan == nullptr) {
       specs.push_back({name, t.entry->dtype, t.entry->shape});
     } else if (suffix == "bias") {
       specs.push_back({name, DType::kF16, t.entry->shape});
     } else if (suffix == "weight") {
-      const int b = layer->scheme.bits;
-      const int64_t K = layer->in, N = layer->out, G = layer->groups();
+      IntegerLayer shape;
+      shape.scheme = plan->scheme;
+      shape.out = plan->layer.out;
+      shape.in = plan->layer.in;
+      const int b = shape.scheme.bits;
+      const int64_t K = shape.in, N = shape.out, G = shape.groups();
       specs.push_back({prefix + ".qweight", DType::kI32, {K * b / 32, N}});
       specs.push_back({prefix + ".qzeros", DType::kI32, {G, N * b / 32}});
       specs.push_back({prefix + ".scales", DType::kF16, {G, N}});
@@ -117,8 +122,15 @@ absl::Status ExportPacked(const ExportSource& source, PackedFormat format,
   config["quantization_config"] = quantization;
 
   TensorSource tensors(source, zeros, g_idx);
+  std::vector<TensorSpec> specs = PackedSpecs(source, g_idx);
+  std::vector<std::string> quantized;  // in the order TensorSource asks for them
+  for (const TensorSpec& spec : specs) {
+    auto [prefix, suffix] = SplitLast(spec.name);
+    if (suffix == "qweight") quantized.push_back(prefix);
+  }
+  source.WillAsk(std::move(quantized), /*with_dequant=*/false);
   SR_RETURN_IF_ERROR(WriteShardedSafetensors(
-      dir, PackedSpecs(source, g_idx), [&](const TensorSpec& spec) { return tensors.Bytes(spec); },
+      dir, std::move(specs), [&](const TensorSpec& spec) { return tensors.Bytes(spec); },
       options.max_shard_bytes));
   SR_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, "config.json"), config.dump(2) + "\n"));
   const std::string quantization_text = quantization.dump(2) + "\n";

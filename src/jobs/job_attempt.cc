@@ -206,7 +206,9 @@ absl::Status JobService::RunWorker(const Job& job, const std::vector<std::string
   const std::string work_dir = JoinPath(JoinPath(job_dir, "out"), contract::kWorkDirName);
   std::shared_ptr<Attempt> attempt = FindAttempt(id);
   const std::string output_uri = job.spec.output_uri;
-  auto on_line = [this, id, attempt, work_dir, output_uri](const std::string& line) {
+  // A model-free RTN job (no calibration data) keeps no block files: nothing to mirror.
+  const bool has_blocks = !job.spec.calibration_uri.empty();
+  auto on_line = [this, id, attempt, work_dir, output_uri, has_blocks](const std::string& line) {
     absl::StatusOr<WorkerLine> parsed = ParseWorkerLine(line);
     if (!parsed.ok()) {
       spdlog::warn("job={} worker printed a non-event line ({} bytes)", id, line.size());
@@ -214,8 +216,8 @@ absl::Status JobService::RunWorker(const Job& job, const std::vector<std::string
     }
     if (parsed->kind != WorkerLine::Kind::kBlock) return;
     const BlockProgress& b = parsed->block;
-    if (!b.resumed) {
-      metrics_.block_seconds.Observe(b.stats.seconds);
+    if (!b.resumed) metrics_.block_seconds.Observe(b.stats.seconds);
+    if (!b.resumed && has_blocks) {
       absl::Status pushed = PushCheckpoint(output_uri, work_dir, b.stats.index, options_.s3);
       if (!pushed.ok()) spdlog::warn("job={} checkpoint not mirrored: {}", id, pushed.ToString());
     }

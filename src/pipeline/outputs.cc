@@ -8,7 +8,7 @@
 #include "src/common/status_macros.h"
 #include "src/export/sharded_safetensors.h"
 #include "src/export/staging_dir.h"
-#include "src/tensor/torch_tensor.h"
+#include "src/tensor/float_bytes.h"
 
 namespace signround {
 namespace {
@@ -35,54 +35,53 @@ class EvictBehind {
   const TensorEntry* entry_ = nullptr;
 };
 
-struct BlockTensor {
-  std::shared_ptr<const SafetensorsFile> file;
-  const TensorEntry* entry;
-};
-
-// Every tensor of every finished block file, by name ("model.layers.3.mlp.up_proj.codes").
-absl::StatusOr<std::map<std::string, BlockTensor>> IndexBlocks(const BlockStore& store,
-                                                               int64_t layers) {
-  std::map<std::string, BlockTensor> out;
-  std::vector<std::string> paths;
-  for (int64_t i = 0; i < layers; ++i) paths.push_back(store.BlockPath(i));
-  if (store.HasEnds()) paths.push_back(store.EndsPath());
-  for (const std::string& path : paths) {
-    SR_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
-    for (const TensorEntry& e : file->header().tensors) out[e.name] = {file, &e};
-  }
-  return out;
+// "P" for tensor "P.weight" of quantized layer P, else "".
+std::string QuantizedPrefix(const ExportSource& source, const std::string& tensor) {
+  const std::string suffix = ".weight";
+  if (!absl::EndsWith(tensor, suffix)) return "";
+  std::string prefix = tensor.substr(0, tensor.size() - suffix.size());
+  return source.QuantizedPlan(prefix) != nullptr ? prefix : "";
 }
 
-absl::Status WriteFakeWeights(const Checkpoint& ckpt,
-                              const std::map<std::string, BlockTensor>& blocks,
-                              const std::string& dir, uint64_t max_shard_bytes) {
+absl::Status WriteFakeWeights(const ExportSource& source, const std::string& dir,
+                              uint64_t max_shard_bytes) {
+  const Checkpoint& ckpt = source.checkpoint();
   std::vector<TensorSpec> specs;
-  for (const auto& [name, t] : ckpt.tensors())
+  std::vector<std::string> quantized;  // in the order the writer asks for them
+  for (const auto& [name, t] : ckpt.tensors()) {
     specs.push_back({name, t.entry->dtype, t.entry->shape});
-  at::Tensor current;
+    const std::string prefix = QuantizedPrefix(source, name);
+    if (!prefix.empty()) quantized.push_back(prefix);
+  }
+  source.WillAsk(std::move(quantized), /*with_dequant=*/true);
+  std::string converted;  // W^ in the tensor's dtype when the source holds another
+  std::string previous;   // the quantized layer handed out last
   EvictBehind evict;
   auto bytes = [&](const TensorSpec& spec) -> absl::StatusOr<absl::string_view> {
+    if (!previous.empty()) source.Release(previous);
+    previous.clear();
     const Checkpoint::Tensor& original = ckpt.tensors().at(spec.name);
-    const std::string suffix = ".weight";
-    auto q = spec.name.size() > suffix.size()
-                 ? blocks.find(spec.name.substr(0, spec.name.size() - suffix.size()) + ".dequant")
-                 : blocks.end();
-    if (q == blocks.end()) return evict.Next(original.file, *original.entry);
-    SR_ASSIGN_OR_RETURN(at::Tensor w, LoadTensor(q->second.file, *q->second.entry));
-    evict.Next(q->second.file, *q->second.entry);
-    current = w.to(*ToScalarType(spec.dtype)).contiguous();
-    return absl::string_view(static_cast<const char*>(current.data_ptr()), spec.nbytes());
+    const std::string prefix = QuantizedPrefix(source, spec.name);
+    if (prefix.empty()) {
+      return evict.Next(original.file, *original.entry);
+    }
+    SR_ASSIGN_OR_RETURN(DequantView w, source.Dequant(prefix));
+    previous = prefix;
+    if (w.dtype == spec.dtype) return w.bytes;
+    converted = FloatsToBytes(FloatsFromBytes(w.bytes, w.dtype), spec.dtype);
+    return absl::string_view(converted);
   };
-  return WriteShardedSafetensors(dir, std::move(specs), bytes, max_shard_bytes);
+  absl::Status s = WriteShardedSafetensors(dir, std::move(specs), bytes, max_shard_bytes);
+  if (!previous.empty()) source.Release(previous);
+  return s;
 }
 
 }  // namespace
 
-absl::Status WriteFakeQuantized(const Checkpoint& ckpt, const BlockStore& store,
-                                const std::string& dir, uint64_t max_shard_bytes) {
-  SR_ASSIGN_OR_RETURN(auto blocks, IndexBlocks(store, ckpt.config().num_hidden_layers));
-  SR_RETURN_IF_ERROR(WriteFakeWeights(ckpt, blocks, dir, max_shard_bytes));
+absl::Status WriteFakeQuantized(const ExportSource& source, const std::string& dir,
+                                uint64_t max_shard_bytes) {
+  const Checkpoint& ckpt = source.checkpoint();
+  SR_RETURN_IF_ERROR(WriteFakeWeights(source, dir, max_shard_bytes));
   SR_ASSIGN_OR_RETURN(std::string config,
                       ReadFileToString(JoinPath(ckpt.dir(), "config.json"), 16 << 20));
   SR_RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, "config.json"), config));
@@ -91,12 +90,11 @@ absl::Status WriteFakeQuantized(const Checkpoint& ckpt, const BlockStore& store,
 
 namespace {
 
-absl::Status WriteExport(const Checkpoint& ckpt, const BlockStore& store,
-                         const ExportSource& source, const ExportFormat& f,
+absl::Status WriteExport(const ExportSource& source, const ExportFormat& f,
                          const ExportOptions& options, const std::string& out_dir) {
   SR_ASSIGN_OR_RETURN(StagingDir dir, StagingDir::Create(out_dir, f.dir_name));
   if (f.kind == FormatKind::kFake) {
-    SR_RETURN_IF_ERROR(WriteFakeQuantized(ckpt, store, dir.path(), options.max_shard_bytes));
+    SR_RETURN_IF_ERROR(WriteFakeQuantized(source, dir.path(), options.max_shard_bytes));
   } else {
     SR_RETURN_IF_ERROR(WriteQuantizedExport(source, f, options, dir.path()));
   }
@@ -105,21 +103,24 @@ absl::Status WriteExport(const Checkpoint& ckpt, const BlockStore& store,
 
 }  // namespace
 
-absl::StatusOr<ExportResults> WriteExports(
-    const Checkpoint& ckpt, const BlockStore& store, const std::vector<LayerPlan>& plans,
-    const std::vector<LayerPlan>& ends, const std::vector<ExportFormat>& formats,
-    const ExportOptions& options, const std::string& out_dir,
-    const std::function<void(const ExportFormat&, const absl::Status&)>& done) {
+absl::StatusOr<ExportSource> OpenStoredBlocks(const Checkpoint& ckpt, const BlockStore& store,
+                                              const std::vector<LayerPlan>& plans,
+                                              const std::vector<LayerPlan>& ends) {
   std::vector<std::string> block_files;
   for (int64_t i = 0; i < ckpt.config().num_hidden_layers; ++i) {
     block_files.push_back(store.BlockPath(i));
   }
-  SR_ASSIGN_OR_RETURN(
-      ExportSource source,
-      ExportSource::Open(ckpt, plans, block_files, ends, store.HasEnds() ? store.EndsPath() : ""));
+  return ExportSource::Open(ckpt, plans, block_files, ends,
+                            store.HasEnds() ? store.EndsPath() : "");
+}
+
+ExportResults WriteExports(
+    const ExportSource& source, const std::vector<ExportFormat>& formats,
+    const ExportOptions& options, const std::string& out_dir,
+    const std::function<void(const ExportFormat&, const absl::Status&)>& done) {
   ExportResults results;
   for (const ExportFormat& f : formats) {
-    absl::Status s = WriteExport(ckpt, store, source, f, options, out_dir);
+    absl::Status s = WriteExport(source, f, options, out_dir);
     if (s.ok()) {
       results.written[f.name] = f.dir_name;
     } else {

@@ -1,9 +1,11 @@
 #include "src/pipeline/quantize_pipeline.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "src/common/file_util.h"
@@ -18,6 +20,7 @@
 #include "src/export/quantization_config.h"
 #include "src/model/checkpoint.h"
 #include "src/model/model_ends.h"
+#include "src/pipeline/model_free_rtn.h"
 #include "src/pipeline/outputs.h"
 #include "src/tensor/device.h"
 #include "src/tensor/torch_tensor.h"
@@ -265,41 +268,6 @@ absl::StatusOr<StoredBlock> ResumeOrMake(
   return block;
 }
 
-// RTN without calibration: each block is loaded, rounded to nearest (the same
-// quantizer as tuning's final step with iters 0), saved and dropped, so memory
-// stays about one block. Its stats carry no loss: nothing was measured.
-absl::StatusOr<json> RunBlocksUncalibrated(const RunContext& ctx, const BlockStore& store,
-                                           const std::vector<LayerPlan>& plans) {
-  json blocks = json::array();
-  for (int64_t i = 0; i < ctx.ckpt.config().num_hidden_layers; ++i) {
-    Clock::time_point start = Clock::now();
-    const std::string prefix = absl::StrCat("model.layers.", i, ".");
-    bool resumed = false;
-    auto round = [&](const std::vector<LayerToQuantize>& layers) -> absl::StatusOr<StoredBlock> {
-      StoredBlock block;
-      if (!layers.empty()) {
-        SR_ASSIGN_OR_RETURN(at::ScalarType weight_dtype,
-                            WeightDType(ctx.ckpt, prefix + layers[0].name));
-        // In the checkpoint's dtype when every Linear has it (the rounding widens one weight
-        // at a time to fp32), else fp32.
-        at::ScalarType load_dtype = weight_dtype;
-        for (const LayerToQuantize& l : layers) {
-          SR_ASSIGN_OR_RETURN(at::ScalarType t, WeightDType(ctx.ckpt, prefix + l.name));
-          if (t != weight_dtype) load_dtype = at::kFloat;
-        }
-        SR_ASSIGN_OR_RETURN(BlockWeights original,
-                            ctx.impl.load(ctx.ckpt, i, load_dtype, ctx.device));
-        SR_ASSIGN_OR_RETURN(block.layers, RoundBlockToNearest(original, layers, weight_dtype));
-      }
-      block.stats = {i, static_cast<int>(layers.size()), 0, 0, 0, SecondsSince(start)};
-      return block;
-    };
-    SR_ASSIGN_OR_RETURN(StoredBlock block, ResumeOrMake(store, plans, i, prefix, round, &resumed));
-    SR_RETURN_IF_ERROR(ReportBlock(ctx, block.stats, resumed, blocks));
-  }
-  return blocks;
-}
-
 // Tunes (or reloads) every block, carrying the fp and quantized chains.
 absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
                                const std::vector<LayerPlan>& plans, const at::Tensor& ids) {
@@ -419,19 +387,13 @@ absl::Status QuantizeEnds(const RunContext& ctx, const BlockStore& store,
   return store.SaveEnds(block);
 }
 
-// Every block, tuned on the calibration tokens `ids`, or rounded to nearest
-// without data when the run has none, then the quantized ends; LibTorch's
+// Every block tuned on the calibration tokens `ids`, then the quantized ends; LibTorch's
 // exceptions become errors.
 absl::StatusOr<json> QuantizeBlocks(const RunContext& ctx, const BlockStore& store,
                                     const std::vector<LayerPlan>& plans,
                                     const std::vector<LayerPlan>& ends, const at::Tensor& ids) {
   try {
-    json blocks;
-    if (!Calibrated(ctx.options)) {
-      SR_ASSIGN_OR_RETURN(blocks, RunBlocksUncalibrated(ctx, store, plans));
-    } else {
-      SR_ASSIGN_OR_RETURN(blocks, RunBlocks(ctx, store, plans, ids));
-    }
+    SR_ASSIGN_OR_RETURN(json blocks, RunBlocks(ctx, store, plans, ids));
     SR_RETURN_IF_ERROR(QuantizeEnds(ctx, store, ends));
     return blocks;
   } catch (const c10::Error& e) {
@@ -442,24 +404,43 @@ absl::StatusOr<json> QuantizeBlocks(const RunContext& ctx, const BlockStore& sto
 }
 
 // Perplexity of the original and of the fake-quantized model (each quantized
-// Linear's weight replaced by the engine's W^ in the checkpoint's dtype).
-absl::StatusOr<json> Evaluate(const RunContext& ctx, const BlockStore& store,
+// Linear's weight, and a mix's quantized ends, replaced by the engine's W^ in the
+// checkpoint's dtype, from `source`).
+absl::StatusOr<json> Evaluate(const RunContext& ctx, const ExportSource& source,
                               const std::vector<TokenRow>& rows) {
   PerplexityOptions po;
   po.batch_size = ctx.options.eval_batch_size;
   po.device = ctx.device;
   SR_ASSIGN_OR_RETURN(PerplexityResult before, EvaluatePerplexity(ctx.ckpt, rows, po));
-  if (store.HasEnds()) {
-    SR_ASSIGN_OR_RETURN(StoredBlock ends, store.LoadEnds());
-    for (const QuantizedLinear& l : ends.layers) {
-      (l.name == "lm_head" ? po.lm_head : po.embedding) = l.dequant;
+  // W^ of quantized layer `p` as `dtype` on `device`.
+  auto dequant = [&](const LayerPlan& p, at::ScalarType dtype,
+                     at::Device device) -> absl::StatusOr<at::Tensor> {
+    SR_ASSIGN_OR_RETURN(DequantView v, source.Dequant(p.layer.name));
+    std::optional<at::ScalarType> type = ToScalarType(v.dtype);
+    if (!type) return absl::InternalError(absl::StrCat(p.layer.name, ": W^ has no LibTorch type"));
+    at::Tensor w = at::from_blob(const_cast<char*>(v.bytes.data()), {p.layer.out, p.layer.in},
+                                 at::TensorOptions().dtype(*type))
+                       .to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
+    source.Release(p.layer.name);
+    return w;
+  };
+  for (const char* end : {"model.embed_tokens", "lm_head"}) {
+    if (const LayerPlan* p = source.EndPlan(end); p != nullptr) {
+      SR_ASSIGN_OR_RETURN(at::Tensor w, dequant(*p, at::kFloat, at::kCPU));
+      (p->layer.name == "lm_head" ? po.lm_head : po.embedding) = std::move(w);
     }
   }
   po.block_weights = [&](int64_t layer) -> absl::StatusOr<BlockWeights> {
     SR_ASSIGN_OR_RETURN(BlockWeights w, ctx.impl.load(ctx.ckpt, layer, po.dtype, po.device));
-    SR_ASSIGN_OR_RETURN(StoredBlock block,
-                        store.Load(layer, absl::StrCat("model.layers.", layer, ".")));
-    return WithQuantizedWeights(w, block.layers, po.dtype);
+    const std::string prefix = absl::StrCat("model.layers.", layer, ".");
+    for (const LayerPlan& p : source.plans()) {
+      if (p.layer.layer != layer || !p.quantized) continue;
+      LinearWeights* lw = w.FindLinear(p.layer.name.substr(prefix.size()));
+      if (lw == nullptr)
+        return absl::InternalError(absl::StrCat(p.layer.name, ": not in the block"));
+      SR_ASSIGN_OR_RETURN(lw->weight, dequant(p, po.dtype, po.device));
+    }
+    return w;
   };
   SR_ASSIGN_OR_RETURN(PerplexityResult after, EvaluatePerplexity(ctx.ckpt, rows, po));
   return json{{"original", before.perplexity}, {"quantized", after.perplexity}};
@@ -506,9 +487,13 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
                   [](const LayerPlan& p) { return p.quantized && p.scheme.float_min; })) {
     settings["float_min"] = true;
   }
-  SR_ASSIGN_OR_RETURN(
-      BlockStore store,
-      BlockStore::Open(JoinPath(o.out_dir, contract::kWorkDirName), settings.dump()));
+  // A calibrated run keeps its blocks in the work directory (a rerun resumes them); a
+  // model-free one has none (model_free_rtn.h).
+  std::optional<BlockStore> store;
+  if (Calibrated(o)) {
+    SR_ASSIGN_OR_RETURN(
+        store, BlockStore::Open(JoinPath(o.out_dir, contract::kWorkDirName), settings.dump()));
+  }
   // An earlier run's report would make this run's unfinished outputs look complete.
   SR_RETURN_IF_ERROR(RemoveTree(JoinPath(o.out_dir, "report.json")));
   // fp32 on CPU; bf16 on CUDA with fp32 tuning parameters and loss.
@@ -517,35 +502,55 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
     ProgressEvent event{"start", {{}, ckpt.config().num_hidden_layers, false}, settings};
     progress(event);
   }
-  SR_ASSIGN_OR_RETURN(json blocks, QuantizeBlocks(ctx, store, plans, ends, ids));
+  json blocks = json::array();
+  std::optional<ModelFreeBlocks> model_free;
+  std::optional<ExportSource> source;
+  if (store) {
+    SR_ASSIGN_OR_RETURN(blocks, QuantizeBlocks(ctx, *store, plans, ends, ids));
+    SR_ASSIGN_OR_RETURN(source, OpenStoredBlocks(ckpt, *store, plans, ends));
+  } else {
+    model_free.emplace(plans, ckpt.config().num_hidden_layers, [&](const BlockStats& stats) {
+      return ReportBlock(ctx, stats, /*resumed=*/false, blocks);
+    });
+    source = RoundFromCheckpoint(
+        ckpt, plans, ends, at::get_num_threads(),
+        [&](const LayerPlan& p, double seconds) { return model_free->Made(p, seconds); });
+  }
   ExportOptions export_options{o.settings.scheme(), settings, o.max_shard_bytes,
                                o.settings.packed_dtype};
   auto exported = [&](const ExportFormat& f, const absl::Status& status) {
-    if (!progress) return;
+    if (!progress || (model_free && !model_free->status().ok())) return;
     json detail = {{"format", f.name}, {"dir", f.dir_name}};
     if (!status.ok()) detail = {{"format", f.name}, {"error", std::string(status.message())}};
     progress({"export", {{}, ckpt.config().num_hidden_layers, false}, detail});
   };
-  SR_ASSIGN_OR_RETURN(ExportResults outputs, WriteExports(ckpt, store, plans, ends, formats,
-                                                          export_options, o.out_dir, exported));
-  json report = {
-      {"model", settings["model"]}, {"config", settings}, {"calibration", CalibrationJson(o)},
-      {"outputs", outputs.written}, {"blocks", blocks},   {"layers", LayersJson(plans)}};
+  ExportResults outputs = WriteExports(*source, formats, export_options, o.out_dir, exported);
+  json report = {{"model", settings["model"]},
+                 {"config", settings},
+                 {"calibration", CalibrationJson(o)},
+                 {"outputs", outputs.written},
+                 {"layers", LayersJson(plans)}};
   if (!ends.empty()) report["ends"] = LayersJson(ends);
   if (!outputs.failed.empty()) report["failed_outputs"] = outputs.failed;
   if (!warnings.empty()) report["warnings"] = warnings;
   if (!fallbacks.empty()) report["gguf_fallbacks"] = fallbacks;
+  if (model_free) SR_RETURN_IF_ERROR(model_free->status());  // cancelled
   if (!o.eval_path.empty()) {
-    SR_ASSIGN_OR_RETURN(report["perplexity"], Evaluate(ctx, store, eval_rows));
+    absl::StatusOr<json> perplexity = Evaluate(ctx, *source, eval_rows);
+    if (model_free) SR_RETURN_IF_ERROR(model_free->status());
+    SR_RETURN_IF_ERROR(perplexity.status());
+    report["perplexity"] = *perplexity;
     if (progress)
       progress({"eval", {{}, ckpt.config().num_hidden_layers, false}, report["perplexity"]});
   }
+  if (model_free) SR_RETURN_IF_ERROR(model_free->Flush());
+  report["blocks"] = blocks;
   report["seconds_total"] = SecondsSince(start);
   report["peak_rss_bytes"] = ReadProcessMemory().peak_rss_bytes;
   SR_RETURN_IF_ERROR(
       WriteFileAtomically(JoinPath(o.out_dir, "report.json"), report.dump(2) + "\n"));
   // Tuned blocks outlive a failed format: a rerun resumes them and redoes only the exports.
-  if (outputs.failed.empty()) SR_RETURN_IF_ERROR(store.Remove());
+  if (store && outputs.failed.empty()) SR_RETURN_IF_ERROR(store->Remove());
   return report;
 }
 

@@ -159,7 +159,7 @@ absl::StatusOr<std::vector<TunedLayer>> PrepareLayers(
 }
 
 // The layer's final integer codes, scales and zero points with `params`, and its W^ in
-// `weight_dtype`: the one exit of both tuning and RTN.
+// `weight_dtype`: the one exit of tuning (model-free RTN restates it: src/quant/rtn_kernel.h).
 QuantizedLinear FinishLayer(const TunedLayer& layer, const RoundingParams& params,
                             at::ScalarType weight_dtype) {
   at::NoGradGuard no_grad;
@@ -241,28 +241,6 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwar
     return absl::InternalError(absl::StrCat("tuning failed: ", e.what_without_backtrace()));
   } catch (const std::exception& e) {  // LibTorch 1.13 also throws plain runtime_errors
     return absl::InternalError(absl::StrCat("tuning failed: ", e.what()));
-  }
-}
-
-absl::StatusOr<std::vector<QuantizedLinear>> RoundBlockToNearest(
-    const BlockWeights& original, const std::vector<LayerToQuantize>& layers,
-    at::ScalarType weight_dtype) {
-  try {
-    at::NoGradGuard no_grad;
-    std::vector<QuantizedLinear> out;
-    // One layer at a time: only one grouped fp32 copy of a weight is alive.
-    for (const LayerToQuantize& l : layers) {
-      auto prepared = PrepareLayers(original, {l}, /*trainable=*/false, /*minmax=*/false);
-      if (!prepared.ok()) return prepared.status();
-      TunedLayer& layer = prepared->front();
-      // InitialRoundingParams: V = 0, alpha = beta = 1, as tuning's iteration 0 and iters = 0.
-      out.push_back(FinishLayer(layer, layer.params, weight_dtype));
-    }
-    return out;
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("rounding failed: ", e.what_without_backtrace()));
-  } catch (const std::exception& e) {  // LibTorch 1.13 also throws plain runtime_errors
-    return absl::InternalError(absl::StrCat("rounding failed: ", e.what()));
   }
 }
 

@@ -69,16 +69,6 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwar
                                           const at::Tensor& q_in, const at::Tensor& fp_out,
                                           const TuneOptions& options, uint64_t block_seed);
 
-// Round-to-nearest (ALGORITHM.md section 1 with V = 0, alpha = beta = 1) of `layers` of the
-// block whose original weights are `original` (fp32, or the checkpoint's dtype: each weight is
-// widened to fp32 one layer at a time), without data or forward passes: exactly
-// the codes, scales, zero points and W^ (in `weight_dtype`) that TuneBlock returns with
-// iters = 0 (but for k-quant layers, which TuneBlock starts from their importance search),
-// through the same final quantizer.
-absl::StatusOr<std::vector<QuantizedLinear>> RoundBlockToNearest(
-    const BlockWeights& original, const std::vector<LayerToQuantize>& layers,
-    at::ScalarType weight_dtype);
-
 // `weights` with each layer's weight replaced by its W^ (cast to `dtype`).
 BlockWeights WithQuantizedWeights(const BlockWeights& weights,
                                   const std::vector<QuantizedLinear>& layers, at::ScalarType dtype);

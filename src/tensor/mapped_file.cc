@@ -41,6 +41,14 @@ void MappedFile::Evict(uint64_t offset, uint64_t length) const {
   if (end > begin) ::madvise(data_ + begin, end - begin, MADV_DONTNEED);
 }
 
+void MappedFile::Prefetch(uint64_t offset, uint64_t length) const {
+  if (data_ == nullptr || offset >= size_) return;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t begin = offset / page * page;
+  const uint64_t end = std::min(size_, offset + length);
+  ::madvise(data_ + begin, end - begin, MADV_WILLNEED);
+}
+
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(data_, size_);
 }

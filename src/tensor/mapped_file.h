@@ -26,6 +26,9 @@ class MappedFile {
   // (madvise MADV_DONTNEED): they are read from the file again if touched.
   // Only for ranges nobody wrote through the mapping (writes would be lost).
   void Evict(uint64_t offset, uint64_t length) const;
+  // Asks the kernel to start reading [offset, offset + length) in the background
+  // (madvise MADV_WILLNEED), so a later pass over it does not wait for the disk.
+  void Prefetch(uint64_t offset, uint64_t length) const;
   uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
 

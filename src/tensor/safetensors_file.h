@@ -35,6 +35,11 @@ class SafetensorsFile {
     mapping_->Evict(header_.data_start + entry.begin, entry.nbytes());
   }
 
+  // Starts reading the entry's bytes in the background (MappedFile::Prefetch).
+  void Prefetch(const TensorEntry& entry) const {
+    mapping_->Prefetch(header_.data_start + entry.begin, entry.nbytes());
+  }
+
   // The mapping, for views that must keep it alive.
   const std::shared_ptr<MappedFile>& mapping() const { return mapping_; }
 

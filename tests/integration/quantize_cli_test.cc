@@ -603,11 +603,13 @@ TEST(QuantizeCliRtn, TuningWithoutCalibrationIsRefused) {
   ExpectOneLineError(RunWorker(With(base, {"--calib", ""})), "--calib: the path is empty");
 }
 
-// Resume without a kill: the exports (which copy the tokenizer files) fail after
-// every block is finished when the model directory holds a directory where a
-// tokenizer file belongs, so the work directory keeps all blocks for a rerun and
-// report.json lists every format as failed.
-TEST(QuantizeCliRtn, NoCalibrationResumesFinishedBlocks) {
+// A failed export without calibration: the exports (which copy the tokenizer files last)
+// fail when the model directory holds a directory where a tokenizer file belongs. A
+// model-free run rounds each layer as the exports ask for it and keeps no work directory
+// (there is nothing worth resuming), so every block is still reported, nothing is left
+// behind, and a calibrated run's finished blocks in the same output directory are neither
+// used nor removed. After the fix a rerun gives what a clean run gives.
+TEST(QuantizeCliRtn, NoCalibrationKeepsNoWorkDirectory) {
   testing::TempDir dir;
   std::string model = MakeSmallModel(dir);
   std::string calib = WriteSmallCalib(dir);
@@ -620,21 +622,24 @@ TEST(QuantizeCliRtn, NoCalibrationResumesFinishedBlocks) {
     EXPECT_EQ(r.exit_code, 3);
     EXPECT_NE(r.err.find("added_tokens.json"), std::string::npos) << r.err;
     ExpectBlockEventsInOrder(r.out, false, calibrated);
-    for (int i = 0; i < kLayers; ++i) EXPECT_TRUE(fs::exists(BlockFile(out, i))) << i;
     json report = json::parse(ReadAll(out + "/report.json"));
     EXPECT_EQ(report["outputs"], json::object());
     EXPECT_EQ(report["failed_outputs"].size(), 3u) << report.dump();
+    EXPECT_EQ(report["blocks"].size(), static_cast<size_t>(kLayers)) << report.dump();
   };
   const std::vector<std::string> args = UncalibratedArgs(model, out);
   expect_export_failure(args, false);
-  // The settings tell the two kinds of run apart: neither reuses the other's blocks.
+  EXPECT_FALSE(fs::exists(out + "/.signround-work"));
   expect_export_failure(SmallQuantizeArgs(model, calib, out, 0), true);
+  for (int i = 0; i < kLayers; ++i) EXPECT_TRUE(fs::exists(BlockFile(out, i))) << i;
   expect_export_failure(args, false);
+  for (int i = 0; i < kLayers; ++i) EXPECT_TRUE(fs::exists(BlockFile(out, i))) << i;
 
   fs::remove(blocker);
-  Result resumed = RunWorker(args);
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
-  ExpectBlockEventsInOrder(resumed.out, true, false);
+  fs::remove_all(out + "/.signround-work");
+  Result rerun = RunWorker(args);
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.err;
+  ExpectBlockEventsInOrder(rerun.out, false, false);
   EXPECT_FALSE(fs::exists(out + "/.signround-work"));
   Result fresh = RunWorker(UncalibratedArgs(model, clean));
   ASSERT_EQ(fresh.exit_code, 0) << fresh.err;

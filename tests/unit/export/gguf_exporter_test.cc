@@ -335,7 +335,7 @@ void CheckTensors(const Job& job, const GgufContents& g, bool permute) {
     EXPECT_EQ(t.type, e.type);
     if (t.name == "rope_freqs.weight") continue;  // checked by its own test
     const std::vector<double> x = Dequantize(g, t);
-    const IntegerLayer* layer = job.source->Layer(e.hf);
+    const IntegerLayer* layer = *job.source->Layer(e.hf);
     if (layer == nullptr) {  // from the checkpoint
       Checkpoint::Tensor src = *job.ckpt->Find(e.hf);
       std::vector<uint64_t> ne(src.entry->shape.rbegin(), src.entry->shape.rend());
@@ -669,7 +669,7 @@ TEST(GgufExportTest, BadCodeFailsAndLeavesNoFile) {
   std::map<std::string, std::string> data;
   for (const LayerPlan& p : plans) {
     if (p.layer.layer != 1) continue;
-    const IntegerLayer* l = job->source->Layer(p.layer.name);
+    const IntegerLayer* l = *job->source->Layer(p.layer.name);
     specs.push_back({p.layer.name + ".codes", DType::kU8, {l->out, l->in}});
     specs.push_back({p.layer.name + ".scales", DType::kF16, {l->out, l->groups()}});
     specs.push_back({p.layer.name + ".zeros", DType::kU8, {l->out, l->groups()}});
@@ -826,7 +826,7 @@ void ExpectLinearTensor(const Job& job, const GgufContents& g, const std::string
   ASSERT_EQ(t.ne, ne);
   const std::vector<double> x = Dequantize(g, t);
   for (size_t e = 0; e < layers.size(); ++e) {
-    const IntegerLayer* layer = job.source->Layer(layers[e]);
+    const IntegerLayer* layer = *job.source->Layer(layers[e]);
     const std::vector<double> w =
         layer == nullptr ? CheckpointValues(job, layers[e] + ".weight") : std::vector<double>();
     for (int64_t r = 0; r < out; ++r) {

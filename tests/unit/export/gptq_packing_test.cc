@@ -210,5 +210,21 @@ TEST(GptqPacking, V1RefusesZeroPointZero) {
   EXPECT_TRUE(PackLinear(e.view, ZeroPointFormat::kV2, true).ok());
 }
 
+// A code wider than the layer's bits is an engine bug: INTERNAL naming the row, for the
+// word-aligned widths (packed as a tiled transpose) and for 3 bits (a bit stream).
+TEST(GptqPacking, RefusesACodeWiderThanTheBits) {
+  for (int bits : {2, 3, 4, 8}) {
+    if (bits == 8) continue;  // every byte fits 8 bits
+    EngineLayer e = Quantize({bits, 32, true}, 64, 96, 11);
+    std::string codes(e.view.codes);
+    codes[37 * 96 + 50] = static_cast<char>(1 << bits);
+    e.view.codes = codes;
+    auto p = PackLinear(e.view, ZeroPointFormat::kV1, false);
+    ASSERT_EQ(p.status().code(), absl::StatusCode::kInternal) << bits;
+    EXPECT_EQ(p.status().message(), absl::StrCat("model.layers.0.mlp.down_proj: code ", 1 << bits,
+                                                 " at row 37 does not fit ", bits, " bits"));
+  }
+}
+
 }  // namespace
 }  // namespace signround
