@@ -3,6 +3,8 @@
 // Its results are QuantDequant's with InitialRoundingParams (V = 0, alpha = beta = 1) and
 // ToIntegerWeight's, bit for bit: every operation is the composite ops' own, in their
 // order, in fp32 (this file is built without FMA contraction). The tests hold it to them.
+// (The one freedom: a group whose minimum or maximum is a zero held as both +0 and -0 may
+// take the other zero, since the extremes are found in eight lanes.)
 #pragma once
 
 #include <cstdint>
