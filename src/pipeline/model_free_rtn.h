@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "nlohmann/json.hpp"
 #include "src/contract/progress.h"
 #include "src/export/export_source.h"
 #include "src/model/checkpoint.h"

@@ -1,7 +1,5 @@
 #include "src/pipeline/outputs.h"
 
-#include <map>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "src/common/file_util.h"
