@@ -72,7 +72,6 @@ struct RowOut {
 struct RowError {
   int64_t group = -1;
   const char* what = "";
-  float value = 0;
 };
 
 // A group's extremes (min(W_g), max(W_g)), padding included, from eight running lanes so
@@ -126,7 +125,7 @@ SIGNROUND_VECTOR_CLONES RowError IntRow(const float* w, int64_t g, int64_t group
       s = ClampMin(ToHalf((wmax - wmin) / maxq), kThr);
       zp = RoundSte(-wmin / s);
     }
-    if (std::isinf(s)) return {j, "scale", s};
+    if (std::isinf(s)) return {j, "scale"};
     uint8_t* codes = o.codes + j * g;
     // sym: q = clamp(round(W / s + 0) + 0), code = q + nmax; asym: q = clamp(... + zp), code = q.
     const float add = sym ? 0.0f : zp;
@@ -162,8 +161,8 @@ SIGNROUND_VECTOR_CLONES RowError FloatMinRow(const float* w, int64_t g, int64_t 
     const float wmin = 1.0f * gmin, wmax = 1.0f * gmax;
     const float s = ClampMin(ToHalf((wmax - wmin) / maxq), kThr);
     const float m = ToHalf(wmin);
-    if (std::isinf(s)) return {j, "scale", s};
-    if (std::isinf(m)) return {j, "minimum", m};
+    if (std::isinf(s)) return {j, "scale"};
+    if (std::isinf(m)) return {j, "minimum"};
     uint8_t* codes = o.codes + j * g;
     for (int64_t k = 0; k < g; ++k) {
       codes[k] = static_cast<uint8_t>(RoundToInt(Clamp((x[k] - m) / s, 0.0f, maxq)));
@@ -205,8 +204,8 @@ __attribute__((always_inline)) inline RowError KQuantRowOf(const float* w, int64
         mmx = m[j] > mmx ? m[j] : mmx;
       }
       const float d = ToHalf(smx / smax), dmin = ToHalf(mmx / smax);
-      if (std::isinf(d)) return {j0, "super-block scale d", d};
-      if (std::isinf(dmin)) return {j0, "super-block minimum dmin", dmin};
+      if (std::isinf(d)) return {j0, "super-block scale d"};
+      if (std::isinf(dmin)) return {j0, "super-block minimum dmin"};
       const float sd = d != 0 ? d : 1.0f, sdmin = dmin != 0 ? dmin : 1.0f;
       for (int64_t j = 0; j < per; ++j) {
         sc[j] = Clamp(RoundSte(s[j] / sd), 0.0f, smax);
@@ -255,7 +254,7 @@ __attribute__((always_inline)) inline RowError KQuantRowOf(const float* w, int64
         if (std::fabs(s[j]) > std::fabs(s[idx])) idx = j;
       }
       const float d = ToHalf(-s[idx] / c);
-      if (std::isinf(d)) return {j0, "super-block scale d", d};
+      if (std::isinf(d)) return {j0, "super-block scale d"};
       const float sd = d != 0 ? d : 1.0f;
       for (int64_t j = 0; j < per; ++j) {
         sc[j] = Clamp(RoundSte(s[j] / sd), -c, c - 1);
