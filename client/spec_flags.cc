@@ -93,6 +93,8 @@ absl::Status SetNumbers(const SpecFlags& f, v1::JobSpec* spec) {
     SR_ASSIGN_OR_RETURN(uint64_t seed, ParseUint64("--seed", *f.seed));
     spec->mutable_seed()->set_value(seed);
   }
+  if (f.scale_search) spec->mutable_scale_search()->set_value(*f.scale_search);
+  if (f.loss_filter) spec->mutable_loss_filter()->set_value(*f.loss_filter);
   return absl::OkStatus();
 }
 
@@ -129,6 +131,20 @@ void AddSpecFlags(CLI::App* cmd, SpecFlags* f) {
   text_option("--batch-size", &f->batch_size, "Samples per tuning step");
   text_option("--seed", &f->seed, "Random seed (unsigned 64-bit)");
   text_option("--recipe", &f->recipe, absl::StrCat("Defaults: ", contract::kRecipeNames));
+  // Each a pair: --x sets the field true, --no-x false, neither leaves it unset.
+  auto on_off = [cmd](const std::string& name, std::optional<bool>* field,
+                      const std::string& help) {
+    CLI::Option* on = cmd->add_flag_function(
+        "--" + name, [field](int64_t) { *field = true; }, help);
+    CLI::Option* off = cmd->add_flag_function(
+        "--no-" + name, [field](int64_t) { *field = false; }, "Turns --" + name + " off");
+    on->excludes(off);
+  };
+  on_off("scale-search", &f->scale_search,
+         "Start integer layers from the importance-weighted scale search (needs --calib; "
+         "default: the recipe's, on in opt_rtn)");
+  on_off("loss-filter", &f->loss_filter,
+         "Leave the largest 0.1% squared errors out of the block loss (default off)");
   cmd->add_option("--layer-config", f->layer_config,
                   "JSON file of per-layer overrides: {\"<regex>\": {\"bits\": 2|3|4|8|16, "
                   "\"group_size\": g, \"sym\": bool}}, applied in file order");
@@ -225,6 +241,7 @@ absl::StatusOr<v1::Recipe> ParseRecipe(absl::string_view name) {
   if (name == "best") return v1::RECIPE_BEST;
   if (name == "light") return v1::RECIPE_LIGHT;
   if (name == "rtn") return v1::RECIPE_RTN;
+  if (name == "opt_rtn") return v1::RECIPE_OPT_RTN;
   return BadValue("--recipe", name, absl::StrCat("a recipe (", contract::kRecipeNames, ")"));
 }
 

@@ -32,6 +32,8 @@ struct SpecFlags {
   std::optional<std::string> seqlen;
   std::optional<std::string> batch_size;
   std::optional<std::string> seed;
+  std::optional<bool> scale_search;
+  std::optional<bool> loss_filter;
   std::optional<std::string> recipe;
   std::string layer_config;  // a file path; "" for none
   std::string device;

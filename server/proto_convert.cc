@@ -11,17 +11,19 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-const char* const kRecipes[] = {"", "default", "best", "light", "rtn"};
+// By the proto's Recipe values.
+const char* const kRecipes[] = {"", "default", "best", "light", "rtn", "opt_rtn"};
+constexpr int kRecipeCount = sizeof(kRecipes) / sizeof(kRecipes[0]);
 
 std::string RecipeName(pb::Recipe r) {
   const int i = static_cast<int>(r);
   // An unknown enum value is kept visible, so validation can name it.
-  if (i < 0 || i >= 5) return absl::StrCat("recipe#", i);
+  if (i < 0 || i >= kRecipeCount) return absl::StrCat("recipe#", i);
   return kRecipes[i];
 }
 
 pb::Recipe RecipeOf(const std::string& name) {
-  for (int i = 1; i < 5; ++i) {
+  for (int i = 1; i < kRecipeCount; ++i) {
     if (name == kRecipes[i]) return static_cast<pb::Recipe>(i);
   }
   return pb::RECIPE_UNSPECIFIED;
@@ -56,6 +58,8 @@ jobs::JobSpec FromProto(const pb::JobSpec& p) {
   s.seqlen = p.seqlen();
   s.batch_size = p.batch_size();
   if (p.has_seed()) s.seed = p.seed().value();
+  if (p.has_scale_search()) s.scale_search = p.scale_search().value();
+  if (p.has_loss_filter()) s.loss_filter = p.loss_filter().value();
   s.recipe = RecipeName(p.recipe());
   for (const pb::LayerOverride& o : p.layer_overrides()) {
     // The proto's 0 is "unset".
@@ -100,6 +104,8 @@ void ToProto(const jobs::JobSpec& s, pb::JobSpec* p) {
   p->set_seqlen(s.seqlen);
   p->set_batch_size(s.batch_size);
   if (s.seed) p->mutable_seed()->set_value(*s.seed);
+  if (s.scale_search) p->mutable_scale_search()->set_value(*s.scale_search);
+  if (s.loss_filter) p->mutable_loss_filter()->set_value(*s.loss_filter);
   p->set_recipe(RecipeOf(s.recipe));
   for (const contract::LayerOverride& l : s.layer_overrides) {
     pb::LayerOverride* o = p->add_layer_overrides();

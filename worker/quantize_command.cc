@@ -78,6 +78,11 @@ void AddSettingFlags(CLI::App* cmd, SettingFlags& f, CLI::Option* settings) {
       cmd->add_option("--lr", f.lr, "Learning rate of V (default 1/iters)"),
       cmd->add_option("--minmax-lr", f.minmax_lr, "Learning rate of alpha/beta (default lr)"),
       cmd->add_option("--seed", f.seed, "Seed of batch sampling")->capture_default_str(),
+      cmd->add_flag("--scale-search,!--no-scale-search", f.scale_search,
+                    "Start integer layers from the importance-weighted scale search (needs "
+                    "--calib; default: the recipe's, on in opt_rtn)"),
+      cmd->add_flag("--loss-filter,!--no-loss-filter", f.loss_filter,
+                    "Leave the largest 0.1% squared errors out of the block loss (default off)"),
       cmd->add_option("--recipe", f.recipe, contract::kRecipeNames)->capture_default_str(),
       cmd->add_option("--layer-config", f.layer_config_path,
                       "JSON {\"<regex>\": {\"bits\": .., \"group_size\": .., \"sym\": ..}}"),
@@ -121,6 +126,8 @@ absl::StatusOr<contract::QuantizeRequest> RequestFromFlags(const QuantizeCommand
   if (given("--lr")) r.lr = f.lr;
   if (given("--minmax-lr")) r.minmax_lr = f.minmax_lr;
   if (given("--seed")) r.seed = f.seed;
+  if (given("--scale-search")) r.scale_search = f.scale_search;
+  if (given("--loss-filter")) r.loss_filter = f.loss_filter;
   if (absl::Status s = ValidatePackedTorchDtype(f.packed_dtype); !s.ok()) return s;
   r.packed_dtype = f.packed_dtype;
   if (!f.layer_config_path.empty()) {
@@ -155,6 +162,8 @@ SettingFlags::SettingFlags() {
   lr = d.lr;
   minmax_lr = d.minmax_lr;
   seed = d.seed;
+  scale_search = d.scale_search;
+  loss_filter = d.loss_filter;
   recipe = d.recipe;
   formats = absl::StrJoin(d.formats, ",");
   packed_dtype = d.packed_dtype;
@@ -170,7 +179,7 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeCommandOptions& o) {
                   "Calibration data: JSONL of {\"input_ids\": [...]}, JSONL of {\"text\": ...} "
                   "or a plain text file (one text per line), text tokenized with the model's "
                   "tokenizer (optional with --iters 0 / --recipe rtn: plain round-to-nearest "
-                  "from the weights alone)");
+                  "from the weights alone; required by --scale-search / --recipe opt_rtn)");
   cmd->add_flag("--calib-concat", j.calib_concat,
                 "Text data: join the tokenized texts (BOS first each) and cut --seqlen chunks, "
                 "instead of one sample per text of at least --seqlen tokens");
@@ -182,7 +191,7 @@ CLI::App* AddQuantizeCommand(CLI::App& app, QuantizeCommandOptions& o) {
   cmd->add_option("--eval", j.eval_path, "Evaluation JSONL: perplexity before and after");
   CLI::Option* settings = cmd->add_option(
       "--settings", o.settings_path,
-      "The job's settings as a JSON file (what the job service writes; version 1): instead of "
+      "The job's settings as a JSON file (what the job service writes; version 2): instead of "
       "the setting flags below");
   AddSettingFlags(cmd, o.flags, settings);
   cmd->add_option("--gradient-accumulate-steps", j.gradient_accumulate_steps,
@@ -214,6 +223,10 @@ int RunQuantizeCommand(QuantizeCommandOptions o) {
   if (o.job.calib_path.empty() && o.job.settings.iters != 0) {
     return ReportError(
         absl::InvalidArgumentError("--calib: required unless --iters 0 (recipe rtn)"));
+  }
+  if (o.job.calib_path.empty() && o.job.settings.scale_search) {
+    return ReportError(absl::InvalidArgumentError(
+        "--calib: required by the scale search (--scale-search, recipe opt_rtn)"));
   }
   absl::StatusOr<uint64_t> shard = ParseByteSize(o.max_shard_size);
   if (!shard.ok()) {

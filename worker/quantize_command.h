@@ -27,6 +27,8 @@ struct SettingFlags {
   double lr;
   double minmax_lr;
   uint64_t seed;
+  bool scale_search;
+  bool loss_filter;
   std::string recipe;
   std::string formats;  // comma-separated
   std::string packed_dtype;

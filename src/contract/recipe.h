@@ -8,9 +8,10 @@ namespace signround::contract {
 
 struct Recipe {
   const char* name;
-  int iters;     // 0: round to nearest, no tuning
-  int nsamples;  // calibration samples
-  double lr;     // 0: 1 / iters
+  int iters;                  // 0: round to nearest, no tuning
+  int nsamples;               // calibration samples
+  double lr;                  // 0: 1 / iters
+  bool scale_search = false;  // start from the importance-weighted scale search
 };
 
 // Every recipe, the default first.
@@ -19,11 +20,12 @@ inline constexpr Recipe kRecipes[] = {
     {"best", 1000, 512, 0},
     {"light", 50, 128, 5e-3},
     {"rtn", 0, 128, 0},
+    {"opt_rtn", 0, 128, 0, /*scale_search=*/true},
 };
-inline constexpr char kRecipeNames[] = "default, best, light, rtn";
+inline constexpr char kRecipeNames[] = "default, best, light, rtn, opt_rtn";
 
 // The recipe called `name`; INVALID_ARGUMENT "'<name>' is not one of default, best,
-// light, rtn" (callers put the field or flag in front).
+// light, rtn, opt_rtn" (callers put the field or flag in front).
 absl::StatusOr<Recipe> FindRecipe(absl::string_view name);
 
 }  // namespace signround::contract

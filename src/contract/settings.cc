@@ -77,6 +77,8 @@ json QuantizeSettings::ToJson() const {
           {"seqlen", seqlen},
           {"batch_size", batch_size},
           {"seed", seed},
+          {"scale_search", scale_search},
+          {"loss_filter", loss_filter},
           {"packed_dtype", packed_dtype},
           {"layer_overrides", LayerOverridesToJson(layer_overrides)}};
 }
@@ -89,6 +91,7 @@ absl::StatusOr<QuantizeSettings> ResolveSettings(const QuantizeRequest& r) {
   s.iters = recipe->iters;
   s.nsamples = recipe->nsamples;
   s.lr = recipe->lr;
+  s.scale_search = recipe->scale_search;
   if (r.bits) s.bits = *r.bits;
   if (r.group_size) s.group_size = *r.group_size;
   if (r.sym) s.sym = *r.sym;
@@ -99,6 +102,8 @@ absl::StatusOr<QuantizeSettings> ResolveSettings(const QuantizeRequest& r) {
   if (r.seqlen) s.seqlen = *r.seqlen;
   if (r.batch_size) s.batch_size = *r.batch_size;
   if (r.seed) s.seed = *r.seed;
+  if (r.scale_search) s.scale_search = *r.scale_search;
+  if (r.loss_filter) s.loss_filter = *r.loss_filter;
   if (!r.formats.empty()) s.formats.clear();
   for (size_t i = 0; i < r.formats.size(); ++i) {
     const std::string field = absl::StrCat("formats[", i, "]");
@@ -158,6 +163,8 @@ absl::StatusOr<QuantizeSettings> ParseSettingsFile(absl::string_view text,
                                               "seqlen",
                                               "batch_size",
                                               "seed",
+                                              "scale_search",
+                                              "loss_filter",
                                               "packed_dtype",
                                               "layer_overrides",
                                               "allow_split_fused",
@@ -194,6 +201,8 @@ absl::StatusOr<QuantizeSettings> ParseSettingsFile(absl::string_view text,
     return f.Error("seed", "must be an unsigned 64-bit integer");
   }
   s.seed = seed->get<uint64_t>();
+  SR_RETURN_IF_ERROR(ReadBool(f, "scale_search", &s.scale_search));
+  SR_RETURN_IF_ERROR(ReadBool(f, "loss_filter", &s.loss_filter));
   SR_ASSIGN_OR_RETURN(s.packed_dtype, f.String("packed_dtype"));
   if (absl::Status st = CheckPackedDtype(s.packed_dtype); !st.ok()) {
     return f.Error("packed_dtype", st.message());

@@ -20,7 +20,7 @@
 namespace signround::contract {
 
 // The version of the settings file this build writes and reads.
-inline constexpr int kSettingsFileVersion = 1;
+inline constexpr int kSettingsFileVersion = 2;
 
 // The worker's work directory inside its output directory: finished blocks and
 // the settings they were made with (the service mirrors it to the output URI).
@@ -45,6 +45,8 @@ struct QuantizeRequest {
   std::optional<int> seqlen;
   std::optional<int> batch_size;
   std::optional<uint64_t> seed;
+  std::optional<bool> scale_search;
+  std::optional<bool> loss_filter;
   std::string packed_dtype;  // "": float16; any case
   std::vector<LayerOverride> layer_overrides;
   bool allow_split_fused = false;
@@ -65,6 +67,11 @@ struct QuantizeSettings {
   int seqlen = 2048;
   int batch_size = 8;
   uint64_t seed = 42;
+  // Integer layers start from the importance-weighted scale search (needs calibration
+  // data; the opt_rtn recipe is this with iters 0).
+  bool scale_search = false;
+  // The block loss leaves out its largest 0.1% squared errors.
+  bool loss_filter = false;
   std::string packed_dtype = "float16";  // normalized: "float16" or "bfloat16"
   std::vector<LayerOverride> layer_overrides;
   // Not settings: waivers of the worker's refusals of what a loader would refuse
@@ -84,7 +91,7 @@ struct QuantizeSettings {
 // (job_validation for the service, the engine for the worker's flags).
 absl::StatusOr<QuantizeSettings> ResolveSettings(const QuantizeRequest& request);
 
-// The settings file: {"version": 1, ToJson()..., "allow_split_fused": b,
+// The settings file: {"version": 2, ToJson()..., "allow_split_fused": b,
 // "allow_gguf_without_vocab": b}.
 std::string SettingsFileText(const QuantizeSettings& settings);
 // Reads one back; INVALID_ARGUMENT "<where>: ..." for another version, a missing,

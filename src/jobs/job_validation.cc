@@ -229,6 +229,8 @@ absl::StatusOr<EffectiveSettings> ResolveSettings(const JobSpec& spec) {
   r.seqlen = set(spec.seqlen);
   r.batch_size = set(spec.batch_size);
   r.seed = spec.seed;
+  r.scale_search = spec.scale_search;
+  r.loss_filter = spec.loss_filter;
   r.packed_dtype = spec.packed_dtype;
   r.layer_overrides = spec.layer_overrides;
   r.allow_split_fused = spec.allow_split_fused;
@@ -267,6 +269,10 @@ absl::Status ValidateJobSpec(const JobSpec& spec, const std::vector<std::string>
     if (s.iters != 0) {
       return Invalid("spec.calibration_uri",
                      "required unless the job does no tuning (recipe RTN or iters 0)");
+    }
+    if (s.scale_search) {
+      return Invalid("spec.calibration_uri",
+                     "required by the scale search (scale_search, recipe OPT_RTN)");
     }
   } else {
     SR_RETURN_IF_ERROR(CheckUri("spec.calibration_uri", spec.calibration_uri));

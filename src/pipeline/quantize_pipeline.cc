@@ -56,6 +56,8 @@ TuneOptions TuneOptionsOf(const QuantizeOptions& o) {
   t.gradient_accumulate_steps = o.gradient_accumulate_steps;
   t.enable_minmax_tuning = o.enable_minmax_tuning;
   t.seed = o.settings.seed;
+  t.scale_search = o.settings.scale_search;
+  t.loss_filter = o.settings.loss_filter;
   return t;
 }
 
@@ -87,6 +89,10 @@ absl::Status ValidateOptions(const QuantizeOptions& o) {
         absl::StrCat("a calibration file is required unless iters is 0 (recipe rtn); "
                      "iters is ",
                      o.settings.iters));
+  }
+  if (!Calibrated(o) && o.settings.scale_search) {
+    return Invalid(
+        "scale_search (recipe opt_rtn) weighs each layer's inputs: it needs a calibration file");
   }
   if (o.settings.batch_size <= 0) {
     return Invalid(absl::StrCat("batch_size must be positive, got ", o.settings.batch_size));
@@ -138,6 +144,8 @@ json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
             {"gradient_accumulate_steps", o.gradient_accumulate_steps},
             {"enable_minmax_tuning", o.enable_minmax_tuning},
             {"enable_quanted_input", o.enable_quanted_input},
+            {"scale_search", o.settings.scale_search},
+            {"loss_filter", o.settings.loss_filter},
             {"seed", o.settings.seed}});
   return s;
 }

@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "src/model/block_ops.h"
 #include "src/quant/batch_sampler.h"
-#include "src/quant/kquant_search.h"
+#include "src/quant/scale_search.h"
 
 namespace signround {
 namespace {
@@ -55,7 +55,7 @@ double MicroBatchLoss(const ModelConfig& config, BlockForwardFn forward, const B
           QuantDequantWeight(l.weight, l.scheme, l.params, o.weight_dtype, o.compute_dtype);
     }
     at::Tensor out = forward(config, w, rope, Rows(q_in, idx), nullptr);
-    loss = at::mse_loss(out.to(at::kFloat), Rows(fp_out, idx).to(at::kFloat)) / divisor;
+    loss = BlockLoss(out.to(at::kFloat), Rows(fp_out, idx).to(at::kFloat), o.loss_filter) / divisor;
   }
   // Each W^ now lives only in the graph, which frees it once its layer's backward has run.
   if (backward) (loss * 1000.0).backward();
@@ -125,16 +125,22 @@ std::map<std::string, at::Tensor> InputImportance(const ModelConfig& config, Blo
   return out;
 }
 
-bool AnyKQuant(const std::vector<LayerToQuantize>& layers) {
-  return std::any_of(layers.begin(), layers.end(), [](const LayerToQuantize& l) {
-    return contract::IsKQuant(l.scheme.data_type);
-  });
+// Whether `scheme` starts from the importance-weighted scale search: a k-quant always,
+// an integer scheme (not float_min) when the job asks for it.
+bool Searched(const QuantScheme& scheme, bool scale_search) {
+  if (contract::IsKQuant(scheme.data_type)) return true;
+  return scale_search && !scheme.float_min;
 }
 
-// `importance`: each Linear's input importance (InputImportance), for the k-quant search.
+bool AnySearched(const std::vector<LayerToQuantize>& layers, bool scale_search) {
+  return std::any_of(layers.begin(), layers.end(),
+                     [&](const LayerToQuantize& l) { return Searched(l.scheme, scale_search); });
+}
+
+// `importance`: each Linear's input importance (InputImportance), for the scale search.
 absl::StatusOr<std::vector<TunedLayer>> PrepareLayers(
     const BlockWeights& original, const std::vector<LayerToQuantize>& layers, bool trainable,
-    bool minmax, const std::map<std::string, at::Tensor>& importance = {}) {
+    bool minmax, bool scale_search, const std::map<std::string, at::Tensor>& importance) {
   std::vector<TunedLayer> out;
   for (const LayerToQuantize& l : layers) {
     const LinearWeights* lw = original.FindLinear(l.name);
@@ -142,10 +148,15 @@ absl::StatusOr<std::vector<TunedLayer>> PrepareLayers(
     TunedLayer t{l.name, l.scheme, GroupWeight(lw->weight, l.scheme.group_size), {}};
     // With calibration data, a k-quant starts where the importance-weighted scale search
     // lands (without, it is plain rounding to nearest: on llama-k256 the search weighted by
-    // the weights alone gave lower weight MSE but higher perplexity).
+    // the weights alone gave lower weight MSE but higher perplexity); so does an integer
+    // scheme with scale_search.
     if (auto it = importance.find(l.name);
-        contract::IsKQuant(l.scheme.data_type) && it != importance.end()) {
-      KQuantSearchRange(t.weight, l.scheme, it->second);
+        Searched(l.scheme, scale_search) && it != importance.end()) {
+      if (contract::IsKQuant(l.scheme.data_type)) {
+        KQuantSearchRange(t.weight, l.scheme, it->second);
+      } else {
+        IntSearchRange(t.weight, l.scheme, it->second);
+      }
     }
     t.params = InitialRoundingParams(t.weight);
     if (trainable && !l.round_only) {
@@ -169,6 +180,16 @@ QuantizedLinear FinishLayer(const TunedLayer& layer, const RoundingParams& param
 }
 
 }  // namespace
+
+at::Tensor BlockLoss(const at::Tensor& out, const at::Tensor& target, bool filter) {
+  const int64_t n = out.numel();
+  const auto dropped = static_cast<int64_t>(static_cast<double>(n) * kLossFilterFraction);
+  if (!filter || dropped == 0) return at::mse_loss(out, target);
+  at::Tensor se = (out - target).pow(2).reshape({-1});
+  const at::Tensor largest = std::get<1>(se.detach().topk(dropped, 0, /*largest=*/true,
+                                                          /*sorted=*/false));
+  return se.index_fill(0, largest, 0.0).sum() / static_cast<double>(n - dropped);
+}
 
 double EffectiveLr(const TuneOptions& o) { return o.lr > 0 ? o.lr : 1.0 / std::max(1, o.iters); }
 
@@ -195,10 +216,12 @@ absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwar
   try {
     const bool tune = o.iters > 0;
     const std::map<std::string, at::Tensor> importance =
-        AnyKQuant(layers) ? InputImportance(config, forward, CastBlock(original, o.compute_dtype),
-                                            rope, q_in, o.batch_size)
-                          : std::map<std::string, at::Tensor>();
-    auto prepared = PrepareLayers(original, layers, tune, o.enable_minmax_tuning, importance);
+        AnySearched(layers, o.scale_search)
+            ? InputImportance(config, forward, CastBlock(original, o.compute_dtype), rope, q_in,
+                              o.batch_size)
+            : std::map<std::string, at::Tensor>();
+    auto prepared =
+        PrepareLayers(original, layers, tune, o.enable_minmax_tuning, o.scale_search, importance);
     if (!prepared.ok()) return prepared.status();
     std::vector<TunedLayer>& tuned = *prepared;
     const BlockWeights base = CastBlock(original, o.compute_dtype);

@@ -30,7 +30,21 @@ struct TuneOptions {
   // The checkpoint's weight dtype: W^ is rounded to it (as the exported
   // model will hold it) before every forward.
   at::ScalarType weight_dtype = at::kFloat;
+  // Integer layers start from the importance-weighted scale search (IntSearchRange in
+  // src/quant/scale_search.h) instead of the full range; k-quant layers always do.
+  bool scale_search = false;
+  // The block loss leaves out the largest kLossFilterFraction of its squared errors.
+  bool loss_filter = false;
 };
+
+// The share of a micro-batch's squared errors the loss filter leaves out (SignRoundV2's 0.1%).
+inline constexpr double kLossFilterFraction = 0.001;
+
+// The block loss: the mean squared error of `out` against `target` (both fp32); with
+// `filter` the largest floor(kLossFilterFraction * numel) squared errors are left out of
+// the sum and the mean is over the rest, so a few outlier activations do not steer the
+// block (SignRoundV2's loss filter). Below 1000 elements it is the plain mean.
+at::Tensor BlockLoss(const at::Tensor& out, const at::Tensor& target, bool filter);
 
 // The learning rates in effect: lr defaults to 1 / iters, minmax_lr to lr.
 double EffectiveLr(const TuneOptions& options);
@@ -61,8 +75,9 @@ struct BlockTuneResult {
 // Tunes `layers` of the block whose original weights are `original` (fp32).
 // `q_in` and `fp_out` are [N, T, hidden] on the compute device. `block_seed`
 // seeds batch sampling (the pipeline derives it from the seed and block index).
-// A GGUF k-quant layer starts from the scale search weighted by the mean square of its
-// inputs on `q_in` (src/quant/kquant_search.h), also with iters = 0.
+// A GGUF k-quant layer (and with options.scale_search an integer one) starts from the scale
+// search weighted by the mean square of its inputs on `q_in` (src/quant/scale_search.h),
+// also with iters = 0.
 absl::StatusOr<BlockTuneResult> TuneBlock(const ModelConfig& config, BlockForwardFn forward,
                                           const BlockWeights& original, const RopeTables& rope,
                                           const std::vector<LayerToQuantize>& layers,

@@ -238,6 +238,8 @@ json JobSpecToJson(const JobSpec& spec) {
   if (spec.sym) j["sym"] = *spec.sym;
   if (spec.iters) j["iters"] = *spec.iters;
   if (spec.seed) j["seed"] = *spec.seed;
+  if (spec.scale_search) j["scale_search"] = *spec.scale_search;
+  if (spec.loss_filter) j["loss_filter"] = *spec.loss_filter;
   j["layer_overrides"] = contract::LayerOverridesToJson(spec.layer_overrides);
   return j;
 }
@@ -259,6 +261,8 @@ absl::StatusOr<JobSpec> JobSpecFromJson(const json& j, absl::string_view where) 
   SR_RETURN_IF_ERROR(f.Int("seqlen", &s.seqlen));
   SR_RETURN_IF_ERROR(f.Int("batch_size", &s.batch_size));
   SR_RETURN_IF_ERROR(f.OptUint64("seed", &s.seed));
+  SR_RETURN_IF_ERROR(f.OptBool("scale_search", &s.scale_search));
+  SR_RETURN_IF_ERROR(f.OptBool("loss_filter", &s.loss_filter));
   SR_RETURN_IF_ERROR(f.Str("recipe", &s.recipe));
   SR_RETURN_IF_ERROR(ReadLayerOverrides(f, &s.layer_overrides));
   SR_RETURN_IF_ERROR(f.Str("device", &s.device));

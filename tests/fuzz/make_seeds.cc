@@ -263,6 +263,8 @@ void RequestSeeds(const std::string& dir) {
   s->set_seqlen(2048);
   s->set_batch_size(8);
   s->mutable_seed()->set_value(42);
+  s->mutable_scale_search()->set_value(true);
+  s->mutable_loss_filter()->set_value(true);
   s->set_recipe(pb::RECIPE_DEFAULT);
   pb::LayerOverride* o = s->add_layer_overrides();
   o->set_pattern("mlp\\.down_proj$");

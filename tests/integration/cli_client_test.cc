@@ -209,6 +209,8 @@ TEST_F(CliTest, SubmitMapsEveryFlag) {
                                      "18446744073709551615",
                                      "--recipe",
                                      "best",
+                                     "--no-scale-search",
+                                     "--loss-filter",
                                      "--layer-config",
                                      layers,
                                      "--device",
@@ -249,6 +251,10 @@ TEST_F(CliTest, SubmitMapsEveryFlag) {
   ASSERT_TRUE(s.has_seed());
   EXPECT_EQ(s.seed().value(), 18446744073709551615ull);
   EXPECT_EQ(s.recipe(), v1::RECIPE_BEST);
+  ASSERT_TRUE(s.has_scale_search());
+  EXPECT_FALSE(s.scale_search().value());
+  ASSERT_TRUE(s.has_loss_filter());
+  EXPECT_TRUE(s.loss_filter().value());
   ASSERT_EQ(s.layer_overrides_size(), 3);
   const v1::LayerOverride& o0 = s.layer_overrides(0);
   EXPECT_EQ(o0.pattern(), "z\\.down_proj");

@@ -35,6 +35,22 @@ TEST(Settings, DefaultsAndRecipes) {
   EXPECT_EQ(light.lr, 5e-3);
   r.recipe = "rtn";
   EXPECT_EQ(ResolveSettings(r)->iters, 0);
+  EXPECT_FALSE(ResolveSettings(r)->scale_search);
+  EXPECT_FALSE(d.scale_search);
+  EXPECT_FALSE(d.loss_filter);
+  // opt_rtn: no tuning, the scale search on; either may be set against it.
+  r.recipe = "opt_rtn";
+  QuantizeSettings opt = *ResolveSettings(r);
+  EXPECT_EQ(opt.iters, 0);
+  EXPECT_TRUE(opt.scale_search);
+  EXPECT_FALSE(opt.loss_filter);
+  r.scale_search = false;
+  r.iters = 50;
+  r.loss_filter = true;
+  opt = *ResolveSettings(r);
+  EXPECT_FALSE(opt.scale_search);
+  EXPECT_EQ(opt.iters, 50);
+  EXPECT_TRUE(opt.loss_filter);
 }
 
 TEST(Settings, ExplicitValuesWinOverTheRecipe) {
@@ -85,7 +101,7 @@ TEST(Settings, ErrorsNameTheField) {
   QuantizeRequest r;
   r.recipe = "fastest";
   EXPECT_EQ(ResolveSettings(r).status().message(),
-            "recipe: 'fastest' is not one of default, best, light, rtn");
+            "recipe: 'fastest' is not one of default, best, light, rtn, opt_rtn");
   r.recipe = "";
   r.formats = {"fake", "awq"};
   EXPECT_TRUE(absl::StartsWith(ResolveSettings(r).status().message(), "formats[1]: 'awq'"));
@@ -111,6 +127,8 @@ TEST(Settings, FileRoundTripsEveryField) {
   r.seed = 18446744073709551615u;
   r.layer_overrides = {{"mlp", 16, {}, {}}};
   r.allow_split_fused = true;
+  r.scale_search = true;
+  r.loss_filter = true;
   QuantizeSettings s = *ResolveSettings(r);
   const std::string text = SettingsFileText(s);
   EXPECT_EQ(json::parse(text).at("version"), kSettingsFileVersion);
@@ -120,6 +138,8 @@ TEST(Settings, FileRoundTripsEveryField) {
   EXPECT_EQ(SettingsFileText(*back), text);
   EXPECT_TRUE(back->allow_split_fused);
   EXPECT_FALSE(back->allow_gguf_without_vocab);
+  EXPECT_TRUE(back->scale_search);
+  EXPECT_TRUE(back->loss_filter);
   // The waivers are not settings.
   EXPECT_FALSE(s.ToJson().contains("allow_split_fused"));
 }
@@ -136,7 +156,10 @@ TEST(Settings, FileRejectsWhatResolutionWouldNotWrite) {
     return std::string(ParseSettingsFile(j.dump(), "s.json").status().message());
   };
   EXPECT_TRUE(ParseSettingsFile(good.dump(), "s.json").ok());
-  EXPECT_TRUE(absl::StrContains(error("version", 2), "key 'version' 2 is not 1"));
+  EXPECT_TRUE(absl::StrContains(error("version", 1), "key 'version' 1 is not 2"));
+  EXPECT_TRUE(absl::StrContains(error("scale_search", json(json::value_t::discarded)),
+                                "key 'scale_search'"));
+  EXPECT_TRUE(absl::StrContains(error("loss_filter", 1), "key 'loss_filter'"));
   EXPECT_TRUE(absl::StrContains(error("colour", "red"), "key 'colour' is not a setting"));
   EXPECT_TRUE(absl::StrContains(error("bits", json(json::value_t::discarded)), "key 'bits'"));
   EXPECT_TRUE(absl::StrContains(error("formats", {"awq"}), "'awq' is not one of"));

@@ -192,6 +192,13 @@ TEST(JobValidation, NamesTheBadField) {
   ExpectInvalid(s, "spec.calibration_uri");
   s.recipe = "rtn";  // RTN needs no calibration
   EXPECT_TRUE(ValidateJobSpec(s, kCpu).ok());
+  s.scale_search = true;  // but the scale search weighs the layers' inputs
+  ExpectInvalid(s, "spec.calibration_uri");
+  s.scale_search = std::nullopt;
+  s.recipe = "opt_rtn";
+  ExpectInvalid(s, "spec.calibration_uri");
+  s.scale_search = false;  // opt_rtn without its search is RTN
+  EXPECT_TRUE(ValidateJobSpec(s, kCpu).ok());
   s = ValidSpec();
   s.recipe = "fast";
   ExpectInvalid(s, "spec.recipe");

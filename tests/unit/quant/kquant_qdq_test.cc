@@ -12,8 +12,8 @@
 #include <ATen/ATen.h>
 
 #include "src/contract/scheme.h"
-#include "src/quant/kquant_search.h"
 #include "src/quant/qdq.h"
+#include "src/quant/scale_search.h"
 #include "src/tensor/half.h"
 
 namespace signround {
@@ -128,7 +128,7 @@ INSTANTIATE_TEST_SUITE_P(Types, KQuantQdqTest,
                                            DataType::kQ5_K, DataType::kQ6_K),
                          [](const auto& info) { return std::string(KQuantOf(info.param).name); });
 
-// The scale search (kquant_search.h) lowers the importance-weighted squared error of the
+// The scale search (scale_search.h) lowers the importance-weighted squared error of the
 // stored weights below plain rounding's, for every type (measured after the sub-block
 // scales are quantized, on weights with outliers and a skewed importance).
 TEST_P(KQuantQdqTest, TheImportanceSearchLowersTheWeightedError) {

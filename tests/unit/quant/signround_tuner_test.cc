@@ -77,8 +77,8 @@ class TuneBlockTest : public ::testing::Test {
     fp_out_ = blocks::DenseForward(config_, original_, rope_, q_in_, nullptr);
   }
 
-  BlockTuneResult Tune(QuantScheme scheme, int iters, uint64_t seed, int64_t batch = 4) {
-    TuneOptions o;
+  BlockTuneResult Tune(QuantScheme scheme, int iters, uint64_t seed, int64_t batch = 4,
+                       TuneOptions o = {}) {
     o.iters = iters;
     o.batch_size = batch;
     auto r = TuneBlock(config_, &blocks::DenseForward, original_, rope_, AllLayers(scheme), q_in_,
@@ -202,6 +202,77 @@ TEST_F(TuneBlockTest, UnknownLayerIsAnError) {
                      {{"mlp.nope", {4, 32, true}}}, q_in_, fp_out_, o, 1);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("mlp.nope"), absl::string_view::npos);
+}
+
+// opt_rtn: with iters 0 the scale search alone lowers the block loss below RTN's (same
+// batch), for sym and asym 2-bit, and changes nothing else about the result's shape.
+TEST_F(TuneBlockTest, ScaleSearchLowersTheRtnLoss) {
+  TuneOptions searched;
+  searched.scale_search = true;
+  for (bool sym : {true, false}) {
+    const QuantScheme scheme{2, 32, sym};
+    BlockTuneResult rtn = Tune(scheme, 0, 3);
+    BlockTuneResult opt = Tune(scheme, 0, 3, 4, searched);
+    EXPECT_LT(opt.loss_iter0, rtn.loss_iter0) << sym;
+    EXPECT_EQ(opt.loss_best, opt.loss_iter0);
+    ASSERT_EQ(opt.layers.size(), rtn.layers.size());
+    for (size_t k = 0; k < opt.layers.size(); ++k) {
+      EXPECT_FALSE(at::equal(opt.layers[k].integer.scales, rtn.layers[k].integer.scales))
+          << opt.layers[k].name;
+    }
+  }
+}
+
+// The loss filter leaves the largest 0.1% squared errors out of the mean: the loss is the
+// mean of the others, and the dropped elements get no gradient. Below 1000 elements, or
+// off, it is at::mse_loss.
+TEST(BlockLoss, FilterDropsTheLargestErrors) {
+  at::manual_seed(17);
+  const at::Tensor target = at::randn({2, 1000});
+  at::Tensor out = (target + at::randn({2, 1000}) * 0.1).requires_grad_(true);
+  {
+    at::NoGradGuard no_grad;
+    out[0][10] += 50.0;
+    out[1][999] -= 40.0;
+  }
+  EXPECT_TRUE(at::equal(BlockLoss(out, target, false), at::mse_loss(out, target)));
+  at::Tensor loss = BlockLoss(out, target, true);
+  // The reference: the 1998 other elements' mean, summed in double.
+  at::Tensor keep = at::ones({2, 1000}, at::kBool);
+  keep[0][10] = false;
+  keep[1][999] = false;
+  const double expected =
+      (out.detach() - target).pow(2).masked_select(keep).to(at::kDouble).mean().item<double>();
+  EXPECT_NEAR(loss.item<double>(), expected, 1e-6 * expected);  // fp32 sum order
+  loss.backward();
+  EXPECT_EQ(out.grad()[0][10].item<float>(), 0.0f);
+  EXPECT_EQ(out.grad()[1][999].item<float>(), 0.0f);
+  EXPECT_NE(out.grad()[0][11].item<float>(), 0.0f);
+  const at::Tensor small = out.detach().narrow(1, 0, 499);
+  EXPECT_TRUE(at::equal(BlockLoss(small, target.narrow(1, 0, 499), true),
+                        at::mse_loss(small, target.narrow(1, 0, 499))));
+}
+
+// Tuning with the loss filter and the scale search stays deterministic and never ends worse
+// than where it started.
+TEST_F(TuneBlockTest, FilteredTuningFromTheSearchIsDeterministic) {
+  TuneOptions v2;
+  v2.scale_search = true;
+  v2.loss_filter = true;
+  // 16 x 12 x 64 = 12,288 outputs per batch of 16: 12 are left out.
+  BlockTuneResult a = Tune({2, 32, true}, 30, 5, 16, v2);
+  BlockTuneResult b = Tune({2, 32, true}, 30, 5, 16, v2);
+  EXPECT_LE(a.loss_best, a.loss_iter0);
+  EXPECT_EQ(a.loss_best, b.loss_best);
+  for (size_t k = 0; k < a.layers.size(); ++k) {
+    EXPECT_TRUE(at::equal(a.layers[k].integer.codes, b.layers[k].integer.codes));
+  }
+  BlockTuneResult unfiltered = Tune({2, 32, true}, 30, 5, 16, [] {
+    TuneOptions o;
+    o.scale_search = true;
+    return o;
+  }());
+  EXPECT_LT(a.loss_iter0, unfiltered.loss_iter0);  // the same W^, 12 errors fewer
 }
 
 TEST_F(TuneBlockTest, WithQuantizedWeightsReplacesOnlyTheTunedLayers) {

@@ -45,6 +45,8 @@ JobSpec FullSpec() {
   s.batch_size = 8;
   s.seed = std::numeric_limits<uint64_t>::max();  // beyond int64: must stay unsigned
   s.recipe = "best";
+  s.scale_search = false;  // set to false: kept apart from unset
+  s.loss_filter = true;
   s.layer_overrides = {{"lm_head", 8, 64, true}, {"mlp.*", 3, std::nullopt, std::nullopt}};
   s.device = "cuda:1";
   s.priority = -3;
@@ -72,6 +74,8 @@ void ExpectSpecEq(const JobSpec& a, const JobSpec& b) {
   EXPECT_EQ(a.batch_size, b.batch_size);
   EXPECT_EQ(a.seed, b.seed);
   EXPECT_EQ(a.recipe, b.recipe);
+  EXPECT_EQ(a.scale_search, b.scale_search);
+  EXPECT_EQ(a.loss_filter, b.loss_filter);
   EXPECT_EQ(a.allow_split_fused, b.allow_split_fused);
   EXPECT_EQ(a.allow_gguf_without_vocab, b.allow_gguf_without_vocab);
   EXPECT_EQ(a.packed_dtype, b.packed_dtype);

@@ -1,4 +1,4 @@
-#include "src/quant/kquant_search.h"
+#include "src/quant/scale_search.h"
 
 #include <ATen/core/grad_mode.h>
 
@@ -14,23 +14,29 @@ at::Tensor Sum(const at::Tensor& x) {
   return x.sum(at::IntArrayRef(dims), /*keepdim=*/true);
 }
 
-// The per-weight search weights [rows, g].
-at::Tensor SearchWeights(const GroupedWeight& w, const at::Tensor& importance, bool sym) {
+// `importance` ([in]) per row of the grouped weight [rows, g]: row r holds input channels
+// (r % G) * g ... + g; the padding of a last partial group weighs 0.
+at::Tensor ImportanceRows(const GroupedWeight& w, const at::Tensor& importance) {
+  at::Tensor imp = importance.to(w.groups.device(), at::kFloat).reshape({-1});
+  const int64_t padded = w.num_groups() * w.group;
+  if (padded > w.in) imp = at::constant_pad_nd(imp, {0, padded - w.in}, 0.0);
+  return imp.reshape({1, w.num_groups(), w.group})
+      .expand({w.out, w.num_groups(), w.group})
+      .reshape({-1, w.group});
+}
+
+// The per-weight search weights [rows, g]: with importance imp * sqrt(sigma2 + w^2),
+// sigma2 = 2 * mean(w^2) over `span` consecutive rows (a k-quant's super-block, or one group).
+at::Tensor SearchWeights(const GroupedWeight& w, const at::Tensor& importance, bool sym,
+                         int64_t span) {
   const at::Tensor& x = w.groups;
   const at::Tensor x2 = x * x;
   if (importance.defined()) {
-    // sigma2 = 2 * mean(w^2) over the super-block (its sub-blocks are consecutive rows).
-    const int64_t per_super = contract::kKQuantSuperBlock / w.group;
-    at::Tensor sigma2 = (Sum(x2).reshape({-1, per_super}).sum(1, /*keepdim=*/true) *
-                         (2.0 / contract::kKQuantSuperBlock))
-                            .repeat_interleave(per_super, 0);
-    // importance is per input channel: row r of the grouped weight holds channels
-    // (r % G) * g ... + g.
-    at::Tensor imp = importance.to(x.device(), at::kFloat)
-                         .reshape({1, w.num_groups(), w.group})
-                         .expand({w.out, w.num_groups(), w.group})
-                         .reshape({-1, w.group});
-    return imp * at::sqrt(sigma2 + x2);
+    const int64_t rows = span / w.group;
+    at::Tensor sigma2 =
+        (Sum(x2).reshape({-1, rows}).sum(1, /*keepdim=*/true) * (2.0 / static_cast<double>(span)))
+            .repeat_interleave(rows, 0);
+    return ImportanceRows(w, importance) * at::sqrt(sigma2 + x2);
   }
   if (sym) return x2;
   return at::sqrt(Sum(x2) / static_cast<double>(w.group)) + x.abs();
@@ -73,6 +79,36 @@ std::pair<at::Tensor, at::Tensor> SearchAsym(const at::Tensor& x, const at::Tens
   return {best_scale, best_min};
 }
 
+// The integer asymmetric scheme's search: W^ = s * (q - zp) with an integer zero point
+// zp = round(-min / s), so unlike make_qkx3 the minimum is not free. Per row the best s over
+// range / (maxq + rmin + rdelta * i), i in [0, nstep], each refitted by least squares with its
+// levels (and zero point) fixed; the full range's plain rounding is the starting point.
+std::pair<at::Tensor, at::Tensor> SearchAsymInt(const at::Tensor& x, const at::Tensor& wt, int maxq,
+                                                double rmin, double rdelta, int nstep) {
+  at::Tensor mn = std::get<0>(x.min(1, /*keepdim=*/true)).clamp_max(0.0);
+  at::Tensor range = std::get<0>(x.max(1, /*keepdim=*/true)).clamp_min(0.0) - mn;
+  at::Tensor ok = range > 0;
+  auto levels = [&](const at::Tensor& scale, at::Tensor* zp) {
+    const at::Tensor safe = at::where(ok, scale, at::ones_like(scale));
+    *zp = at::clamp(at::round(-mn / safe), 0, maxq);
+    return at::clamp(at::round(x / safe) + *zp, 0, maxq) - *zp;
+  };
+  at::Tensor best_scale = range / maxq, best_zp;
+  at::Tensor best_err = Sum(wt * (best_scale * levels(best_scale, &best_zp) - x).pow(2));
+  for (int i = 0; i <= nstep; ++i) {
+    at::Tensor zp;
+    const at::Tensor l = levels(range / (maxq + rmin + rdelta * i), &zp);
+    const at::Tensor sl2 = Sum(wt * l * l);
+    const at::Tensor scale = Sum(wt * l * x) / at::where(sl2 > 0, sl2, at::ones_like(sl2));
+    const at::Tensor err = Sum(wt * (scale * l - x).pow(2));
+    const at::Tensor better = ok & (sl2 > 0) & (scale > 0) & (err < best_err);
+    best_scale = at::where(better, scale, best_scale);
+    best_zp = at::where(better, zp, best_zp);
+    best_err = at::where(better, err, best_err);
+  }
+  return {best_scale, best_zp};
+}
+
 // make_qx_quants: the best signed scale per row over iscale = -(nmax + 0.1 i) / max,
 // i in [-9, 9], with max the value of largest magnitude, each refined by least squares.
 at::Tensor SearchSym(const at::Tensor& x, const at::Tensor& wt, int nmax) {
@@ -95,12 +131,22 @@ at::Tensor SearchSym(const at::Tensor& x, const at::Tensor& wt, int nmax) {
   return best_scale;
 }
 
+// Scales both extremes by r so that the dominant one gives the symmetric qdq scale |scale|
+// (its sign follows the dominant extreme, as the searched scale's does).
+void SetSymRange(GroupedWeight& w, const at::Tensor& scale, int nmax) {
+  const at::Tensor extreme = at::maximum(-w.wmin0, w.wmax0);
+  const at::Tensor safe = at::where(extreme > 0, extreme, at::ones_like(extreme));
+  const at::Tensor r = at::where(extreme > 0, scale.abs() * nmax / safe, at::ones_like(safe));
+  w.wmin0 = w.wmin0 * r;
+  w.wmax0 = w.wmax0 * r;
+}
+
 }  // namespace
 
 void KQuantSearchRange(GroupedWeight& w, const QuantScheme& scheme, const at::Tensor& importance) {
   at::NoGradGuard no_grad;
   const contract::KQuantInfo& k = contract::KQuantOf(scheme.data_type);
-  const at::Tensor wt = SearchWeights(w, importance, k.sym);
+  const at::Tensor wt = SearchWeights(w, importance, k.sym, contract::kKQuantSuperBlock);
   if (!k.sym) {
     const int nmax = (1 << k.bits) - 1;
     // llama.cpp's grids: with an importance matrix make_qkx3_quants' (-0.9, 0.05, 36); else
@@ -117,15 +163,22 @@ void KQuantSearchRange(GroupedWeight& w, const QuantScheme& scheme, const at::Te
     w.wmin0 = min;
     w.wmax0 = min + nmax * scale;
   } else {
-    const int nmax = 1 << (k.bits - 1);
-    const at::Tensor scale = SearchSym(w.groups, wt, nmax);
-    // The qdq's scale is the dominant extreme / nmax: scale both extremes by r.
-    const at::Tensor extreme = at::maximum(-w.wmin0, w.wmax0);
-    const at::Tensor safe = at::where(extreme > 0, extreme, at::ones_like(extreme));
-    const at::Tensor r = at::where(extreme > 0, scale.abs() * nmax / safe, at::ones_like(safe));
-    w.wmin0 = w.wmin0 * r;
-    w.wmax0 = w.wmax0 * r;
+    SetSymRange(w, SearchSym(w.groups, wt, 1 << (k.bits - 1)), 1 << (k.bits - 1));
   }
+}
+
+void IntSearchRange(GroupedWeight& w, const QuantScheme& scheme, const at::Tensor& importance) {
+  at::NoGradGuard no_grad;
+  const at::Tensor wt = SearchWeights(w, importance, scheme.sym, w.group);
+  if (scheme.sym) {
+    const int nmax = 1 << (scheme.bits - 1);
+    SetSymRange(w, SearchSym(w.groups, wt, nmax), nmax);
+    return;
+  }
+  const int maxq = (1 << scheme.bits) - 1;
+  auto [scale, zp] = SearchAsymInt(w.groups, wt, maxq, -0.9, 0.05, 36);
+  w.wmin0 = -zp * scale;
+  w.wmax0 = w.wmin0 + maxq * scale;
 }
 
 }  // namespace signround

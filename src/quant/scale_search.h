@@ -1,5 +1,5 @@
-// The initial scale search of a GGUF k-quant layer: per sub-block, the scale (and
-// minimum) that minimises the weighted squared rounding error over a grid of
+// The initial scale search of a layer: per group (a GGUF k-quant's sub-block), the scale
+// (and minimum) that minimises the weighted squared rounding error over a grid of
 // candidates, each refined by weighted least squares, as llama.cpp's quantizers
 // search (ggml-quants.c make_qkx2_quants / make_qkx3_quants for the asymmetric
 // types, make_qx_quants for the symmetric ones). The weights are llama.cpp's: with
@@ -7,6 +7,8 @@
 // what its importance matrix holds) imp[k] * sqrt(sigma2 + w^2), sigma2 = 2 * mean(w^2)
 // over the super-block; without, sqrt(mean_sub-block(w^2)) + |w| (asymmetric) or w^2
 // (symmetric). The result becomes the range that tuning's alpha and beta scale.
+// The integer schemes use the same search with the importance weights (sigma2 over
+// the group): the `scale_search` setting, and with iters 0 the opt_rtn recipe.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -22,5 +24,13 @@ namespace signround {
 // k-quant; `importance` is [in] (fp32) or undefined.
 void KQuantSearchRange(GroupedWeight& w, const QuantScheme& scheme,
                        const at::Tensor& importance = at::Tensor());
+
+// The same for an integer scheme (sym or asym; not float_min, not a k-quant), always
+// weighted by `importance` ([in], fp32, the mean square of the layer's inputs per input
+// channel) times sqrt(2 * mean_group(w^2) + w^2): symmetric make_qx_quants' grid (the
+// dominant extreme scaled so the qdq's scale is the searched one); asymmetric, make_qkx3's
+// grid of scales with the integer zero point the qdq will use (wmin0 = -zp * scale,
+// wmax0 = wmin0 + maxq * scale, so the qdq's zp = round(-wmin0 / s) is zp again).
+void IntSearchRange(GroupedWeight& w, const QuantScheme& scheme, const at::Tensor& importance);
 
 }  // namespace signround

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Perplexity and seconds of each quantization method on the shared models: the README's
+# method table. Per model and bit width (group 32, sym, calibration 128 x 256 tokens,
+# batch 8, seed 42), one worker run per method:
+#   rtn      --recipe rtn                      round to nearest, full range
+#   opt_rtn  --recipe opt_rtn                  the importance-weighted scale search, no tuning
+#   v1       --iters ITERS                     SignRound as ALGORITHM.md states it
+#   v2       --iters ITERS --scale-search --loss-filter
+# and prints one markdown row per model and width: fp perplexity, then each method's
+# perplexity (seconds of the whole worker run in brackets). The models' own calibration and
+# evaluation files are used where ../shared/data has them (stories260k, babyllama-105); the
+# zoo models use stories260k's, as ZOO.md's figures do.
+#
+#   bench/quality_table.sh [SHARED_DIR]   (env MODELS="stories260k qwen3-tiny ...",
+#                                          BITS="2 3", METHODS="rtn opt_rtn v1 v2",
+#                                          ITERS=200; the worker at BIN)
+set -euo pipefail
+BIN=${BIN:-build/bin/signround-worker}
+SHARED=${1:-../shared}
+MODELS=${MODELS:-"stories260k babyllama-105 qwen3-tiny qwen3moe-tiny mixtral-tiny gemma3-tiny phi3-tiny"}
+BITS=${BITS:-"2 3"}
+METHODS=${METHODS:-"rtn opt_rtn v1 v2"}
+ITERS=${ITERS:-200}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+method_flags() {
+  case $1 in
+    rtn) echo "--recipe rtn" ;;
+    opt_rtn) echo "--recipe opt_rtn" ;;
+    v1) echo "--iters $ITERS" ;;
+    v2) echo "--iters $ITERS --scale-search --loss-filter" ;;
+    *) echo "quality_table: unknown method '$1'" >&2; exit 2 ;;
+  esac
+}
+
+echo "| model | bits | fp | $(sed 's/ / | /g' <<<"$METHODS") |"
+echo "|---|---|---|$(for _ in $METHODS; do printf -- '---|'; done)"
+for model in $MODELS; do
+  data=$model
+  [[ -f $SHARED/data/$model-calib-128x256.jsonl ]] || data=stories260k
+  for bits in $BITS; do
+    row="" fp=""
+    for m in $METHODS; do
+      out=$WORK/$model-$bits-$m
+      t0=$(date +%s.%N)
+      # shellcheck disable=SC2046
+      "$BIN" quantize --model "$SHARED/models/$model" \
+        --calib "$SHARED/data/$data-calib-128x256.jsonl" \
+        --eval "$SHARED/data/$data-eval-256.jsonl" --seqlen 256 --nsamples 128 --batch-size 8 \
+        --bits "$bits" --group-size 32 --sym --format fake --out "$out" \
+        $(method_flags "$m") 2>"$out.log" || { echo "quality_table: $model W$bits $m failed:" >&2; tail -3 "$out.log" >&2; exit 1; }
+      s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
+      read -r fp ppl < <(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["perplexity"]; print("%.4f %.4f" % (p["original"], p["quantized"]))' "$out/report.json")
+      row+=" $ppl ($s s) |"
+      rm -rf "$out"
+    done
+    echo "| $model | W${bits}G32 | $fp |$row"
+  done
+done
