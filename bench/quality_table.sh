@@ -6,6 +6,8 @@
 #   opt_rtn  --recipe opt_rtn                  the importance-weighted scale search, no tuning
 #   v1       --iters ITERS                     SignRound as ALGORITHM.md states it
 #   v2       --iters ITERS --scale-search --loss-filter
+#   mixed    --iters ITERS --target-bits BITS.5   (AutoScheme: W2..W8 G32 and W16 at half a
+#            bit more than the row's width on average, then v1's tuning)
 # and prints one markdown row per model and width: fp perplexity, then each method's
 # perplexity (seconds of the whole worker run in brackets). The models' own calibration and
 # evaluation files are used where ../shared/data has them (stories260k, babyllama-105); the
@@ -30,6 +32,7 @@ method_flags() {
     opt_rtn) echo "--recipe opt_rtn" ;;
     v1) echo "--iters $ITERS" ;;
     v2) echo "--iters $ITERS --scale-search --loss-filter" ;;
+    mixed) echo "--iters $ITERS --target-bits $2.5" ;;
     *) echo "quality_table: unknown method '$1'" >&2; exit 2 ;;
   esac
 }
@@ -49,7 +52,7 @@ for model in $MODELS; do
         --calib "$SHARED/data/$data-calib-128x256.jsonl" \
         --eval "$SHARED/data/$data-eval-256.jsonl" --seqlen 256 --nsamples 128 --batch-size 8 \
         --bits "$bits" --group-size 32 --sym --format fake --out "$out" \
-        $(method_flags "$m") 2>"$out.log" || { echo "quality_table: $model W$bits $m failed:" >&2; tail -3 "$out.log" >&2; exit 1; }
+        $(method_flags "$m" "$bits") 2>"$out.log" || { echo "quality_table: $model W$bits $m failed:" >&2; tail -3 "$out.log" >&2; exit 1; }
       s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
       read -r fp ppl < <(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["perplexity"]; print("%.4f %.4f" % (p["original"], p["quantized"]))' "$out/report.json")
       row+=" $ppl ($s s) |"

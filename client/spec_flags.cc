@@ -95,6 +95,14 @@ absl::Status SetNumbers(const SpecFlags& f, v1::JobSpec* spec) {
   }
   if (f.scale_search) spec->mutable_scale_search()->set_value(*f.scale_search);
   if (f.loss_filter) spec->mutable_loss_filter()->set_value(*f.loss_filter);
+  if (f.target_bits) {
+    double bits = 0;
+    if (!absl::SimpleAtod(*f.target_bits, &bits) || !std::isfinite(bits) || bits < 0) {
+      return BadValue("--target-bits", *f.target_bits, "a number of bits >= 0");
+    }
+    spec->set_target_bits(bits);
+  }
+  for (const std::string& c : f.scheme_candidates) spec->add_scheme_candidates(c);
   return absl::OkStatus();
 }
 
@@ -145,6 +153,12 @@ void AddSpecFlags(CLI::App* cmd, SpecFlags* f) {
          "default: the recipe's, on in opt_rtn)");
   on_off("loss-filter", &f->loss_filter,
          "Leave the largest 0.1% squared errors out of the block loss (default off)");
+  text_option("--target-bits", &f->target_bits,
+              "Mixed bits: the average weight bits AutoScheme allocates (needs --calib)");
+  cmd->add_option("--scheme-candidates", f->scheme_candidates,
+                  "Schemes AutoScheme picks from, comma-separated: W<bits>G<group_size> or W16")
+      ->allow_extra_args(false)
+      ->delimiter(',');
   cmd->add_option("--layer-config", f->layer_config,
                   "JSON file of per-layer overrides: {\"<regex>\": {\"bits\": 2|3|4|8|16, "
                   "\"group_size\": g, \"sym\": bool}}, applied in file order");

@@ -34,6 +34,8 @@ struct SpecFlags {
   std::optional<std::string> seed;
   std::optional<bool> scale_search;
   std::optional<bool> loss_filter;
+  std::optional<std::string> target_bits;
+  std::vector<std::string> scheme_candidates;
   std::optional<std::string> recipe;
   std::string layer_config;  // a file path; "" for none
   std::string device;

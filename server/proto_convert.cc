@@ -77,6 +77,8 @@ jobs::JobSpec FromProto(const pb::JobSpec& p) {
   s.allow_split_fused = p.allow_split_fused();
   s.allow_gguf_without_vocab = p.allow_gguf_without_vocab();
   s.packed_dtype = p.packed_dtype();
+  s.target_bits = p.target_bits();
+  s.scheme_candidates.assign(p.scheme_candidates().begin(), p.scheme_candidates().end());
   return s;
 }
 
@@ -121,6 +123,8 @@ void ToProto(const jobs::JobSpec& s, pb::JobSpec* p) {
   p->set_allow_split_fused(s.allow_split_fused);
   p->set_allow_gguf_without_vocab(s.allow_gguf_without_vocab);
   p->set_packed_dtype(s.packed_dtype);
+  p->set_target_bits(s.target_bits);
+  for (const std::string& c : s.scheme_candidates) p->add_scheme_candidates(c);
 }
 
 void ToProto(const jobs::Job& j, pb::Job* p) {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
 #include "src/contract/recipe.h"
@@ -83,6 +84,12 @@ void AddSettingFlags(CLI::App* cmd, SettingFlags& f, CLI::Option* settings) {
                     "--calib; default: the recipe's, on in opt_rtn)"),
       cmd->add_flag("--loss-filter,!--no-loss-filter", f.loss_filter,
                     "Leave the largest 0.1% squared errors out of the block loss (default off)"),
+      cmd->add_option("--target-bits", f.target_bits,
+                      "Mixed bits: the average weight bits AutoScheme allocates (0: off; needs "
+                      "--calib)"),
+      cmd->add_option("--scheme-candidates", f.scheme_candidates,
+                      "Comma-separated schemes AutoScheme picks from: W<bits>G<group_size> or W16 "
+                      "(default W2,W3,W4,W8 at --group-size, and W16)"),
       cmd->add_option("--recipe", f.recipe, contract::kRecipeNames)->capture_default_str(),
       cmd->add_option("--layer-config", f.layer_config_path,
                       "JSON {\"<regex>\": {\"bits\": .., \"group_size\": .., \"sym\": ..}}"),
@@ -128,6 +135,10 @@ absl::StatusOr<contract::QuantizeRequest> RequestFromFlags(const QuantizeCommand
   if (given("--seed")) r.seed = f.seed;
   if (given("--scale-search")) r.scale_search = f.scale_search;
   if (given("--loss-filter")) r.loss_filter = f.loss_filter;
+  if (given("--target-bits")) r.target_bits = f.target_bits;
+  if (given("--scheme-candidates")) {
+    r.scheme_candidates = absl::StrSplit(f.scheme_candidates, ',', absl::SkipWhitespace());
+  }
   if (absl::Status s = ValidatePackedTorchDtype(f.packed_dtype); !s.ok()) return s;
   r.packed_dtype = f.packed_dtype;
   if (!f.layer_config_path.empty()) {
@@ -164,6 +175,7 @@ SettingFlags::SettingFlags() {
   seed = d.seed;
   scale_search = d.scale_search;
   loss_filter = d.loss_filter;
+  target_bits = d.target_bits;
   recipe = d.recipe;
   formats = absl::StrJoin(d.formats, ",");
   packed_dtype = d.packed_dtype;
@@ -227,6 +239,10 @@ int RunQuantizeCommand(QuantizeCommandOptions o) {
   if (o.job.calib_path.empty() && o.job.settings.scale_search) {
     return ReportError(absl::InvalidArgumentError(
         "--calib: required by the scale search (--scale-search, recipe opt_rtn)"));
+  }
+  if (o.job.calib_path.empty() && o.job.settings.target_bits > 0) {
+    return ReportError(
+        absl::InvalidArgumentError("--calib: required by mixed bits (--target-bits)"));
   }
   absl::StatusOr<uint64_t> shard = ParseByteSize(o.max_shard_size);
   if (!shard.ok()) {

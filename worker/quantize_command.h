@@ -29,6 +29,8 @@ struct SettingFlags {
   uint64_t seed;
   bool scale_search;
   bool loss_filter;
+  double target_bits;
+  std::string scheme_candidates;  // comma-separated
   std::string recipe;
   std::string formats;  // comma-separated
   std::string packed_dtype;

@@ -9,6 +9,7 @@
 #include "src/common/json_util.h"
 #include "src/common/status_macros.h"
 #include "src/common/utf8.h"
+#include "src/contract/auto_scheme.h"
 #include "src/contract/export_formats.h"
 #include "src/contract/recipe.h"
 
@@ -79,6 +80,8 @@ json QuantizeSettings::ToJson() const {
           {"seed", seed},
           {"scale_search", scale_search},
           {"loss_filter", loss_filter},
+          {"target_bits", target_bits},
+          {"scheme_candidates", scheme_candidates},
           {"packed_dtype", packed_dtype},
           {"layer_overrides", LayerOverridesToJson(layer_overrides)}};
 }
@@ -104,6 +107,12 @@ absl::StatusOr<QuantizeSettings> ResolveSettings(const QuantizeRequest& r) {
   if (r.seed) s.seed = *r.seed;
   if (r.scale_search) s.scale_search = *r.scale_search;
   if (r.loss_filter) s.loss_filter = *r.loss_filter;
+  if (r.target_bits) s.target_bits = *r.target_bits;
+  // Canonical names where they parse (CheckAutoScheme reports the others).
+  for (const std::string& name : r.scheme_candidates) {
+    absl::StatusOr<SchemeCandidate> c = ParseSchemeCandidate(name);
+    s.scheme_candidates.push_back(c.ok() ? SchemeCandidateName(*c) : name);
+  }
   if (!r.formats.empty()) s.formats.clear();
   for (size_t i = 0; i < r.formats.size(); ++i) {
     const std::string field = absl::StrCat("formats[", i, "]");
@@ -121,6 +130,9 @@ absl::StatusOr<QuantizeSettings> ResolveSettings(const QuantizeRequest& r) {
     if (!r.bits) s.bits = base.bits;
     if (!r.group_size) s.group_size = base.group_size;
     if (!r.sym) s.sym = base.sym;
+  }
+  if (s.target_bits > 0 && s.scheme_candidates.empty()) {
+    s.scheme_candidates = DefaultSchemeCandidates(s.group_size);
   }
   s.packed_dtype = r.packed_dtype.empty() ? "float16" : absl::AsciiStrToLower(r.packed_dtype);
   if (!CheckPackedDtype(s.packed_dtype).ok()) {
@@ -165,6 +177,8 @@ absl::StatusOr<QuantizeSettings> ParseSettingsFile(absl::string_view text,
                                               "seed",
                                               "scale_search",
                                               "loss_filter",
+                                              "target_bits",
+                                              "scheme_candidates",
                                               "packed_dtype",
                                               "layer_overrides",
                                               "allow_split_fused",
@@ -203,6 +217,17 @@ absl::StatusOr<QuantizeSettings> ParseSettingsFile(absl::string_view text,
   s.seed = seed->get<uint64_t>();
   SR_RETURN_IF_ERROR(ReadBool(f, "scale_search", &s.scale_search));
   SR_RETURN_IF_ERROR(ReadBool(f, "loss_filter", &s.loss_filter));
+  SR_RETURN_IF_ERROR(ReadRate(f, "target_bits", &s.target_bits));
+  if (f.Get("scheme_candidates") == nullptr) return f.Error("scheme_candidates", "is required");
+  SR_ASSIGN_OR_RETURN(s.scheme_candidates, f.OptionalStringList("scheme_candidates"));
+  for (const std::string& name : s.scheme_candidates) {
+    absl::StatusOr<SchemeCandidate> c = ParseSchemeCandidate(name);
+    if (!c.ok()) return f.Error("scheme_candidates", c.status().message());
+    if (SchemeCandidateName(*c) != name) {
+      return f.Error("scheme_candidates", absl::StrCat(QuoteUntrusted(name), " is not written ",
+                                                       SchemeCandidateName(*c)));
+    }
+  }
   SR_ASSIGN_OR_RETURN(s.packed_dtype, f.String("packed_dtype"));
   if (absl::Status st = CheckPackedDtype(s.packed_dtype); !st.ok()) {
     return f.Error("packed_dtype", st.message());

@@ -47,7 +47,9 @@ struct QuantizeRequest {
   std::optional<uint64_t> seed;
   std::optional<bool> scale_search;
   std::optional<bool> loss_filter;
-  std::string packed_dtype;  // "": float16; any case
+  std::optional<double> target_bits;
+  std::vector<std::string> scheme_candidates;  // any case
+  std::string packed_dtype;                    // "": float16; any case
   std::vector<LayerOverride> layer_overrides;
   bool allow_split_fused = false;
   bool allow_gguf_without_vocab = false;
@@ -72,6 +74,11 @@ struct QuantizeSettings {
   bool scale_search = false;
   // The block loss leaves out its largest 0.1% squared errors.
   bool loss_filter = false;
+  // Mixed bits (src/contract/auto_scheme.h): 0 off; else the average weight bits of the
+  // decoder Linears that AutoScheme allocates, from scheme_candidates (upper-case names;
+  // with target_bits and none given, DefaultSchemeCandidates(group_size)).
+  double target_bits = 0;
+  std::vector<std::string> scheme_candidates;
   std::string packed_dtype = "float16";  // normalized: "float16" or "bfloat16"
   std::vector<LayerOverride> layer_overrides;
   // Not settings: waivers of the worker's refusals of what a loader would refuse

@@ -52,9 +52,11 @@ struct JobSpec {
   int seqlen = 0;
   int batch_size = 0;
   std::optional<uint64_t> seed;
-  std::optional<bool> scale_search;  // nullopt: the recipe's
-  std::optional<bool> loss_filter;   // nullopt: off
-  std::string recipe;                // "", "default", "best", "light", "rtn", "opt_rtn"
+  std::optional<bool> scale_search;            // nullopt: the recipe's
+  std::optional<bool> loss_filter;             // nullopt: off
+  double target_bits = 0;                      // 0: no mixed bits (AutoScheme)
+  std::vector<std::string> scheme_candidates;  // empty: the defaults (with target_bits)
+  std::string recipe;                          // "", "default", "best", "light", "rtn", "opt_rtn"
   std::vector<contract::LayerOverride> layer_overrides;
   std::string device;  // "", "any", "cpu", "cuda", "cuda:N"
   int priority = 0;

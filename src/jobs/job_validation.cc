@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "src/common/status_macros.h"
 #include "src/common/utf8.h"
+#include "src/contract/auto_scheme.h"
 #include "src/contract/export_formats.h"
 #include "src/storage/storage_uri.h"
 
@@ -231,6 +232,8 @@ absl::StatusOr<EffectiveSettings> ResolveSettings(const JobSpec& spec) {
   r.seed = spec.seed;
   r.scale_search = spec.scale_search;
   r.loss_filter = spec.loss_filter;
+  r.target_bits = set(spec.target_bits);
+  r.scheme_candidates = spec.scheme_candidates;
   r.packed_dtype = spec.packed_dtype;
   r.layer_overrides = spec.layer_overrides;
   r.allow_split_fused = spec.allow_split_fused;
@@ -259,12 +262,20 @@ absl::Status ValidateJobSpec(const JobSpec& spec, const std::vector<std::string>
     return Invalid("spec.formats",
                    absl::StrCat(spec.formats.size(), " formats; at most ", kMaxFormats));
   }
+  if (spec.scheme_candidates.size() > static_cast<size_t>(contract::kMaxSchemeCandidates)) {
+    return Invalid("spec.scheme_candidates",
+                   absl::StrCat(spec.scheme_candidates.size(), " candidates; at most ",
+                                contract::kMaxSchemeCandidates));
+  }
   SR_ASSIGN_OR_RETURN(EffectiveSettings s, ResolveSettings(spec));
   for (size_t i = 0; i < s.formats.size(); ++i) {
     absl::Status st = contract::CheckFormatScheme(s.formats[i], s.scheme());
     if (!st.ok()) return Invalid(absl::StrCat("spec.formats[", i, "]"), st.message());
   }
   SR_RETURN_IF_ERROR(CheckFormatsTogether(s));
+  if (absl::Status st = contract::CheckAutoScheme(s); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.", st.message()));
+  }
   if (spec.calibration_uri.empty()) {
     if (s.iters != 0) {
       return Invalid("spec.calibration_uri",
@@ -273,6 +284,9 @@ absl::Status ValidateJobSpec(const JobSpec& spec, const std::vector<std::string>
     if (s.scale_search) {
       return Invalid("spec.calibration_uri",
                      "required by the scale search (scale_search, recipe OPT_RTN)");
+    }
+    if (s.target_bits > 0) {
+      return Invalid("spec.calibration_uri", "required by mixed bits (target_bits)");
     }
   } else {
     SR_RETURN_IF_ERROR(CheckUri("spec.calibration_uri", spec.calibration_uri));

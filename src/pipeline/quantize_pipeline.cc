@@ -11,6 +11,7 @@
 #include "src/common/file_util.h"
 #include "src/common/proc_stats.h"
 #include "src/common/status_macros.h"
+#include "src/contract/auto_scheme.h"
 #include "src/data/text_dataset.h"
 #include "src/data/token_dataset.h"
 #include "src/data/token_tensor.h"
@@ -20,6 +21,7 @@
 #include "src/export/quantization_config.h"
 #include "src/model/checkpoint.h"
 #include "src/model/model_ends.h"
+#include "src/pipeline/auto_scheme.h"
 #include "src/pipeline/model_free_rtn.h"
 #include "src/pipeline/outputs.h"
 #include "src/tensor/device.h"
@@ -94,6 +96,10 @@ absl::Status ValidateOptions(const QuantizeOptions& o) {
     return Invalid(
         "scale_search (recipe opt_rtn) weighs each layer's inputs: it needs a calibration file");
   }
+  SR_RETURN_IF_ERROR(contract::CheckAutoScheme(o.settings));
+  if (!Calibrated(o) && o.settings.target_bits > 0) {
+    return Invalid("target_bits (mixed bits) measures each layer: it needs a calibration file");
+  }
   if (o.settings.batch_size <= 0) {
     return Invalid(absl::StrCat("batch_size must be positive, got ", o.settings.batch_size));
   }
@@ -146,6 +152,8 @@ json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
             {"enable_quanted_input", o.enable_quanted_input},
             {"scale_search", o.settings.scale_search},
             {"loss_filter", o.settings.loss_filter},
+            {"target_bits", o.settings.target_bits},
+            {"scheme_candidates", o.settings.scheme_candidates},
             {"seed", o.settings.seed}});
   return s;
 }
@@ -482,6 +490,19 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   if (Calibrated(o)) {
     SR_ASSIGN_OR_RETURN(ids, LoadCalibration(o, ckpt.config()));
   }
+  const at::ScalarType dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  // Mixed bits: the allocation becomes layer overrides after the job's own.
+  std::optional<SchemeAllocation> allocation;
+  if (o.settings.target_bits > 0) {
+    SR_ASSIGN_OR_RETURN(allocation,
+                        AllocateSchemes(ckpt, *impl, device, dtype, o.settings, plans, ids));
+    std::vector<LayerOverride> overrides = o.settings.layer_overrides;
+    overrides.insert(overrides.end(), allocation->overrides.begin(), allocation->overrides.end());
+    plans = PlanLayers(DecoderLinears(ckpt.config()), o.settings.scheme(), overrides);
+    UseFormatZeroPoints(formats, plans);
+    SR_ASSIGN_OR_RETURN(
+        warnings, CheckExportFormats(formats, ckpt.config(), o.model_dir, plans, WaiversOf(o)));
+  }
   std::vector<TokenRow> eval_rows;
   if (!o.eval_path.empty()) {
     SR_ASSIGN_OR_RETURN(eval_rows,
@@ -490,6 +511,10 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
     SR_RETURN_IF_ERROR(CheckTokenIds(eval_rows, ckpt.config().vocab_size, o.eval_path));
   }
   json settings = SettingsJson(o, ckpt);
+  // The allocation is part of what the finished blocks were made with.
+  if (allocation) {
+    settings["auto_scheme_layers"] = contract::LayerOverridesToJson(allocation->overrides);
+  }
   // GGUF Q4_1 layers are tuned with a real-valued minimum: other blocks than an int job's.
   if (std::any_of(plans.begin(), plans.end(),
                   [](const LayerPlan& p) { return p.quantized && p.scheme.float_min; })) {
@@ -505,7 +530,7 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   // An earlier run's report would make this run's unfinished outputs look complete.
   SR_RETURN_IF_ERROR(RemoveTree(JoinPath(o.out_dir, "report.json")));
   // fp32 on CPU; bf16 on CUDA with fp32 tuning parameters and loss.
-  RunContext ctx{o, ckpt, *impl, device, device.is_cuda() ? at::kBFloat16 : at::kFloat, progress};
+  RunContext ctx{o, ckpt, *impl, device, dtype, progress};
   if (progress) {
     ProgressEvent event{"start", {{}, ckpt.config().num_hidden_layers, false}, settings};
     progress(event);
@@ -542,6 +567,7 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   if (!outputs.failed.empty()) report["failed_outputs"] = outputs.failed;
   if (!warnings.empty()) report["warnings"] = warnings;
   if (!fallbacks.empty()) report["gguf_fallbacks"] = fallbacks;
+  if (allocation) report["auto_scheme"] = allocation->report;
   if (model_free) SR_RETURN_IF_ERROR(model_free->status());  // cancelled
   if (!o.eval_path.empty()) {
     absl::StatusOr<json> perplexity = Evaluate(ctx, *source, eval_rows);

@@ -234,7 +234,9 @@ json JobSpecToJson(const JobSpec& spec) {
             {"idempotency_key", spec.idempotency_key},
             {"allow_split_fused", spec.allow_split_fused},
             {"allow_gguf_without_vocab", spec.allow_gguf_without_vocab},
-            {"packed_dtype", spec.packed_dtype}};
+            {"packed_dtype", spec.packed_dtype},
+            {"target_bits", DoubleToJson(spec.target_bits)},
+            {"scheme_candidates", spec.scheme_candidates}};
   if (spec.sym) j["sym"] = *spec.sym;
   if (spec.iters) j["iters"] = *spec.iters;
   if (spec.seed) j["seed"] = *spec.seed;
@@ -273,6 +275,8 @@ absl::StatusOr<JobSpec> JobSpecFromJson(const json& j, absl::string_view where) 
   SR_RETURN_IF_ERROR(f.Bool("allow_split_fused", &s.allow_split_fused));
   SR_RETURN_IF_ERROR(f.Bool("allow_gguf_without_vocab", &s.allow_gguf_without_vocab));
   SR_RETURN_IF_ERROR(f.Str("packed_dtype", &s.packed_dtype));
+  SR_RETURN_IF_ERROR(f.Double("target_bits", &s.target_bits));
+  SR_RETURN_IF_ERROR(f.StrList("scheme_candidates", &s.scheme_candidates));
   return s;
 }
 

@@ -146,6 +146,17 @@ std::vector<BadSpec> BadUriAndFormatSpecs() {
        [](v1::JobSpec& s) { s.set_recipe(v1::RECIPE_DEFAULT); }, "spec.calibration_uri"},
       {"calibration_uri missing with opt_rtn",
        [](v1::JobSpec& s) { s.set_recipe(v1::RECIPE_OPT_RTN); }, "spec.calibration_uri"},
+      {"target_bits below every candidate", [](v1::JobSpec& s) { s.set_target_bits(1); },
+       "spec.target_bits"},
+      {"scheme_candidates bad name",
+       [](v1::JobSpec& s) {
+         s.set_target_bits(3);
+         s.add_scheme_candidates("W2G32");
+         s.add_scheme_candidates("W3G32;drop");
+       },
+       "spec.scheme_candidates[1]"},
+      {"calibration_uri missing with target_bits", [](v1::JobSpec& s) { s.set_target_bits(3); },
+       "spec.calibration_uri"},
       {"calibration_uri missing with scale_search",
        [](v1::JobSpec& s) { s.mutable_scale_search()->set_value(true); }, "spec.calibration_uri"},
       {"recipe 6 (one past the last)",

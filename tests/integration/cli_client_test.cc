@@ -211,6 +211,12 @@ TEST_F(CliTest, SubmitMapsEveryFlag) {
                                      "best",
                                      "--no-scale-search",
                                      "--loss-filter",
+                                     "--target-bits",
+                                     "2.75",
+                                     "--scheme-candidates",
+                                     "W2G32,W4G32",
+                                     "--scheme-candidates",
+                                     "W16",
                                      "--layer-config",
                                      layers,
                                      "--device",
@@ -255,6 +261,9 @@ TEST_F(CliTest, SubmitMapsEveryFlag) {
   EXPECT_FALSE(s.scale_search().value());
   ASSERT_TRUE(s.has_loss_filter());
   EXPECT_TRUE(s.loss_filter().value());
+  EXPECT_EQ(s.target_bits(), 2.75);
+  EXPECT_EQ(std::vector<std::string>(s.scheme_candidates().begin(), s.scheme_candidates().end()),
+            (std::vector<std::string>{"W2G32", "W4G32", "W16"}));
   ASSERT_EQ(s.layer_overrides_size(), 3);
   const v1::LayerOverride& o0 = s.layer_overrides(0);
   EXPECT_EQ(o0.pattern(), "z\\.down_proj");

@@ -160,6 +160,11 @@ TEST(Settings, FileRejectsWhatResolutionWouldNotWrite) {
   EXPECT_TRUE(absl::StrContains(error("scale_search", json(json::value_t::discarded)),
                                 "key 'scale_search'"));
   EXPECT_TRUE(absl::StrContains(error("loss_filter", 1), "key 'loss_filter'"));
+  EXPECT_TRUE(absl::StrContains(error("target_bits", -2), "key 'target_bits'"));
+  EXPECT_TRUE(absl::StrContains(error("scheme_candidates", {"w3g32"}), "is not written W3G32"));
+  EXPECT_TRUE(absl::StrContains(error("scheme_candidates", {"W9"}), "key 'scheme_candidates'"));
+  EXPECT_TRUE(absl::StrContains(error("scheme_candidates", json(json::value_t::discarded)),
+                                "key 'scheme_candidates' is required"));
   EXPECT_TRUE(absl::StrContains(error("colour", "red"), "key 'colour' is not a setting"));
   EXPECT_TRUE(absl::StrContains(error("bits", json(json::value_t::discarded)), "key 'bits'"));
   EXPECT_TRUE(absl::StrContains(error("formats", {"awq"}), "'awq' is not one of"));

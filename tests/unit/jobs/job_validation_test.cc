@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "absl/strings/match.h"
 #include "src/store/job_json.h"
 #include "tests/unit/jobs/valid_spec.h"
@@ -198,6 +200,20 @@ TEST(JobValidation, NamesTheBadField) {
   s.recipe = "opt_rtn";
   ExpectInvalid(s, "spec.calibration_uri");
   s.scale_search = false;  // opt_rtn without its search is RTN
+  EXPECT_TRUE(ValidateJobSpec(s, kCpu).ok());
+  s.target_bits = 3;  // mixed bits measure each layer on the calibration data
+  ExpectInvalid(s, "spec.calibration_uri");
+  s = ValidSpec();
+  s.target_bits = 1;
+  ExpectInvalid(s, "spec.target_bits");
+  s.target_bits = std::nan("");
+  ExpectInvalid(s, "spec.target_bits");
+  s.target_bits = 3;
+  s.scheme_candidates = {"W2G32", "W4G32", "banana"};
+  ExpectInvalid(s, "spec.scheme_candidates[2]");
+  s.scheme_candidates = std::vector<std::string>(9, "W2G32");
+  ExpectInvalid(s, "spec.scheme_candidates");
+  s.scheme_candidates = {"W2G32", "W4G32"};
   EXPECT_TRUE(ValidateJobSpec(s, kCpu).ok());
   s = ValidSpec();
   s.recipe = "fast";

@@ -13,6 +13,7 @@
 #include "src/model/blocks/blocks.h"
 #include "src/quant/batch_sampler.h"
 #include "src/quant/qdq.h"
+#include "src/quant/sensitivity.h"
 #include "tests/unit/model/block_fixtures.h"
 
 namespace signround {
@@ -273,6 +274,33 @@ TEST_F(TuneBlockTest, FilteredTuningFromTheSearchIsDeterministic) {
     return o;
   }());
   EXPECT_LT(a.loss_iter0, unfiltered.loss_iter0);  // the same W^, 12 errors fewer
+}
+
+// DeltaLoss per layer and scheme (sensitivity.h): positive, larger for fewer bits (coarser
+// W^ moves the loss more), the same twice, and an unknown layer is an error.
+TEST_F(TuneBlockTest, SensitivityFallsWithMoreBits) {
+  const std::vector<std::string> names = {"self_attn.q_proj", "self_attn.o_proj", "mlp.down_proj"};
+  const std::vector<QuantScheme> schemes = {
+      {2, 32, true}, {3, 32, true}, {4, 32, true}, {8, 32, true}};
+  SensitivityOptions so;
+  so.batch_size = 4;
+  auto r = BlockSensitivity(config_, &blocks::DenseForward, original_, rope_, names, schemes, q_in_,
+                            fp_out_, so);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), names.size());
+  for (size_t l = 0; l < names.size(); ++l) {
+    for (size_t s = 0; s + 1 < schemes.size(); ++s) {
+      EXPECT_GT((*r)[l][s], (*r)[l][s + 1]) << names[l] << " " << schemes[s].bits;
+    }
+    EXPECT_GT((*r)[l].back(), 0.0) << names[l];
+  }
+  auto again = BlockSensitivity(config_, &blocks::DenseForward, original_, rope_, names, schemes,
+                                q_in_, fp_out_, so);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *r);
+  auto bad = BlockSensitivity(config_, &blocks::DenseForward, original_, rope_, {"mlp.nope"},
+                              schemes, q_in_, fp_out_, so);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(TuneBlockTest, WithQuantizedWeightsReplacesOnlyTheTunedLayers) {
