@@ -265,6 +265,9 @@ void RequestSeeds(const std::string& dir) {
   s->mutable_seed()->set_value(42);
   s->mutable_scale_search()->set_value(true);
   s->mutable_loss_filter()->set_value(true);
+  s->set_target_bits(4.5);
+  s->add_scheme_candidates("W4G32");
+  s->add_scheme_candidates("W16");
   s->set_recipe(pb::RECIPE_DEFAULT);
   pb::LayerOverride* o = s->add_layer_overrides();
   o->set_pattern("mlp\\.down_proj$");
