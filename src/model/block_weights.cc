@@ -1,6 +1,7 @@
 #include "src/model/block_weights.h"
 
 #include <exception>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -11,6 +12,15 @@
 #include "src/tensor/torch_tensor.h"
 
 namespace signround {
+
+absl::StatusOr<at::ScalarType> WeightDType(const Checkpoint& ckpt, const std::string& linear) {
+  SR_ASSIGN_OR_RETURN(Checkpoint::Tensor t, ckpt.Find(linear + ".weight"));
+  std::optional<at::ScalarType> type = ToScalarType(t.entry->dtype);
+  if (!type) {
+    return absl::InternalError(absl::StrCat(linear, ": weight dtype has no LibTorch type"));
+  }
+  return *type;
+}
 
 absl::StatusOr<at::Tensor> LoadCheckpointTensor(const Checkpoint& ckpt, const std::string& name,
                                                 at::ScalarType dtype, at::Device device) {

@@ -48,6 +48,9 @@ struct BlockWeights {
 absl::StatusOr<at::Tensor> LoadCheckpointTensor(const Checkpoint& ckpt, const std::string& name,
                                                 at::ScalarType dtype, at::Device device);
 
+// The LibTorch dtype of Linear `linear`'s weight in the checkpoint (what W^ is rounded to).
+absl::StatusOr<at::ScalarType> WeightDType(const Checkpoint& ckpt, const std::string& linear);
+
 // Loads decoder block `layer` from `ckpt`, converted to `dtype` on `device`.
 // The tensors are copies (they do not alias the memory-mapped file), so they
 // may be modified. INVALID_ARGUMENT for a layer out of range.

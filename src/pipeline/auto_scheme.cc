@@ -16,7 +16,7 @@
 #include "src/model/model_ends.h"
 #include "src/quant/bit_allocation.h"
 #include "src/quant/sensitivity.h"
-#include "src/tensor/torch_tensor.h"
+#include "src/quant/signround_tuner.h"
 
 namespace signround {
 namespace {
@@ -66,14 +66,6 @@ std::vector<std::vector<size_t>> GroupLayers(const std::vector<LayerPlan>& plans
     groups[it->second].push_back(i);
   }
   return groups;
-}
-
-absl::StatusOr<at::ScalarType> WeightDtype(const Checkpoint& ckpt, const std::string& linear) {
-  SR_ASSIGN_OR_RETURN(Checkpoint::Tensor t, ckpt.Find(linear + ".weight"));
-  std::optional<at::ScalarType> type = ToScalarType(t.entry->dtype);
-  if (!type)
-    return absl::InternalError(absl::StrCat(linear, ": weight dtype has no LibTorch type"));
-  return *type;
 }
 
 }  // namespace
@@ -150,21 +142,16 @@ absl::StatusOr<SchemeAllocation> AllocateSchemes(const Checkpoint& ckpt, const B
     const RopeTables rope = MakeRopeTables(c, ids.size(1), device);
     for (int64_t b = 0; b < c.num_hidden_layers; ++b) {
       const std::string prefix = absl::StrCat("model.layers.", b, ".");
-      std::vector<size_t> members;
+      std::vector<size_t> in_block;  // plan indices of the block's allocated layers
       std::vector<std::string> names;
       for (size_t i = 0; i < plans.size(); ++i) {
         if (allocated[i] && plans[i].layer.layer == b) {
-          members.push_back(i);
+          in_block.push_back(i);
           names.push_back(plans[i].layer.name.substr(prefix.size()));
         }
       }
       SR_ASSIGN_OR_RETURN(BlockWeights original, impl.load(ckpt, b, at::kFloat, device));
-      BlockWeights base = original;
-      for (auto& [name, t] : base.params) t = t.defined() ? t.to(dtype) : t;
-      for (auto& [name, l] : base.linears) {
-        l.weight = l.weight.to(dtype);
-        if (l.bias.defined()) l.bias = l.bias.to(dtype);
-      }
+      const BlockWeights base = WithQuantizedWeights(original, {}, dtype);
       at::Tensor out;
       {
         at::NoGradGuard no_grad;
@@ -180,12 +167,12 @@ absl::StatusOr<SchemeAllocation> AllocateSchemes(const Checkpoint& ckpt, const B
         SensitivityOptions so;
         so.batch_size = settings.batch_size;
         so.compute_dtype = dtype;
-        SR_ASSIGN_OR_RETURN(so.weight_dtype, WeightDtype(ckpt, prefix + names[0]));
+        SR_ASSIGN_OR_RETURN(so.weight_dtype, WeightDType(ckpt, prefix + names[0]));
         SR_ASSIGN_OR_RETURN(
             auto s, BlockSensitivity(c, impl.forward, original, rope, names, schemes, x, out, so));
-        for (size_t m = 0; m < members.size(); ++m) {
+        for (size_t m = 0; m < in_block.size(); ++m) {
           for (size_t k = 0; k < candidates.size(); ++k) {
-            score[members[m]][k] = scheme_of[k] < 0 ? 0.0 : s[m][scheme_of[k]];
+            score[in_block[m]][k] = scheme_of[k] < 0 ? 0.0 : s[m][scheme_of[k]];
           }
         }
       }

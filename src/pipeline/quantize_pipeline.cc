@@ -229,15 +229,6 @@ json LayersJson(const std::vector<LayerPlan>& plans) {
   return out;
 }
 
-// The LibTorch dtype of a Linear's weight in the checkpoint.
-absl::StatusOr<at::ScalarType> WeightDType(const Checkpoint& ckpt, const std::string& linear) {
-  SR_ASSIGN_OR_RETURN(Checkpoint::Tensor t, ckpt.Find(linear + ".weight"));
-  std::optional<at::ScalarType> type = ToScalarType(t.entry->dtype);
-  if (!type)
-    return absl::InternalError(absl::StrCat(linear, ": weight dtype has no LibTorch type"));
-  return *type;
-}
-
 // report.json's "calibration": the data the blocks saw, or null for RTN without any.
 json CalibrationJson(const QuantizeOptions& o) {
   if (!Calibrated(o)) return nullptr;

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "src/quant/signround_tuner.h"
 
 namespace signround {
 
@@ -20,12 +21,7 @@ absl::StatusOr<std::vector<std::vector<double>>> BlockSensitivity(
   }
   std::vector<std::vector<double>> scores(layers.size(), std::vector<double>(schemes.size(), 0));
   try {
-    BlockWeights w = original;
-    for (auto& [name, t] : w.params) t = t.defined() ? t.to(o.compute_dtype) : t;
-    for (auto& [name, l] : w.linears) {
-      l.weight = l.weight.to(o.compute_dtype);
-      if (l.bias.defined()) l.bias = l.bias.to(o.compute_dtype);
-    }
+    BlockWeights w = WithQuantizedWeights(original, {}, o.compute_dtype);
     for (size_t s = 0; s < schemes.size(); ++s) {
       std::vector<at::Tensor> deltas;  // W - W^, fp32, per layer
       for (const std::string& name : layers) {
