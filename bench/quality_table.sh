@@ -54,8 +54,9 @@ for model in $MODELS; do
         --bits "$bits" --group-size 32 --sym --format fake --out "$out" \
         $(method_flags "$m" "$bits") 2>"$out.log" || { echo "quality_table: $model W$bits $m failed:" >&2; tail -3 "$out.log" >&2; exit 1; }
       s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
-      read -r fp ppl < <(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["perplexity"]; print("%.4f %.4f" % (p["original"], p["quantized"]))' "$out/report.json")
-      row+=" $ppl ($s s) |"
+      # Perplexities, and for mixed bits the achieved average ("2.47 b").
+      read -r fp ppl avg < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); p=r["perplexity"]; a=r.get("auto_scheme"); print("%.4f %.4f %s" % (p["original"], p["quantized"], "%.2f" % a["average_bits"] if a else ""))' "$out/report.json")
+      row+=" $ppl (${avg:+$avg b, }$s s) |"
       rm -rf "$out"
     done
     echo "| $model | W${bits}G32 | $fp |$row"
