@@ -91,6 +91,7 @@ TEST(WorkerCli, QuantizeSettingsFile) {
       R"({"version": 2, "recipe": "rtn", "formats": ["fake"], "bits": 4, "group_size": 32,)"
       R"( "sym": true, "iters": 0, "lr": 0, "minmax_lr": 0, "nsamples": 128, "seqlen": 2048,)"
       R"( "batch_size": 8, "seed": 42, "scale_search": false, "loss_filter": false,)"
+      R"( "target_bits": 0, "scheme_candidates": [],)"
       R"( "packed_dtype": "float16",)"
       R"( "layer_overrides": [{"pattern": "mlp", "bits": 16}],)"
       R"( "allow_split_fused": false, "allow_gguf_without_vocab": false})";
