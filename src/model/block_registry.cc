@@ -1,5 +1,9 @@
 #include "src/model/block_registry.h"
 
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "src/model/blocks/blocks.h"
@@ -35,6 +39,18 @@ std::string BlockModelTypes() {
   return absl::StrJoin(kBlocks, ", ", [](std::string* out, const BlockImpl& b) {
     out->append(b.model_type.data(), b.model_type.size());
   });
+}
+
+at::Tensor ForwardAll(const ModelConfig& config, BlockForwardFn forward,
+                      const BlockWeights& weights, const RopeTables& rope, const at::Tensor& x,
+                      int64_t batch, std::vector<int64_t>* expert_tokens) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> parts;
+  for (int64_t b = 0; b < x.size(0); b += batch) {
+    parts.push_back(forward(config, weights, rope, x.narrow(0, b, std::min(batch, x.size(0) - b)),
+                            expert_tokens));
+  }
+  return at::cat(parts, 0);
 }
 
 }  // namespace signround

@@ -24,6 +24,12 @@ namespace signround {
 using BlockForwardFn = at::Tensor (*)(const ModelConfig& config, const BlockWeights& weights,
                                       const RopeTables& rope, const at::Tensor& x,
                                       std::vector<int64_t>* expert_tokens);
+// forward(x) for every row of x, in batches of `batch`, without gradients; an MoE block
+// adds each expert's token count to `expert_tokens` when it is not null.
+at::Tensor ForwardAll(const ModelConfig& config, BlockForwardFn forward,
+                      const BlockWeights& weights, const RopeTables& rope, const at::Tensor& x,
+                      int64_t batch, std::vector<int64_t>* expert_tokens = nullptr);
+
 // Loads one decoder block's weights.
 using BlockLoadFn = absl::StatusOr<BlockWeights> (*)(const Checkpoint& ckpt, int64_t layer,
                                                      at::ScalarType dtype, at::Device device);

@@ -1,7 +1,5 @@
 #include "src/pipeline/auto_scheme.h"
 
-#include <ATen/core/grad_mode.h>
-
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -152,17 +150,7 @@ absl::StatusOr<SchemeAllocation> AllocateSchemes(const Checkpoint& ckpt, const B
       }
       SR_ASSIGN_OR_RETURN(BlockWeights original, impl.load(ckpt, b, at::kFloat, device));
       const BlockWeights base = WithQuantizedWeights(original, {}, dtype);
-      at::Tensor out;
-      {
-        at::NoGradGuard no_grad;
-        std::vector<at::Tensor> parts;
-        for (int64_t r = 0; r < x.size(0); r += settings.batch_size) {
-          parts.push_back(impl.forward(
-              c, base, rope, x.narrow(0, r, std::min<int64_t>(settings.batch_size, x.size(0) - r)),
-              nullptr));
-        }
-        out = at::cat(parts, 0);
-      }
+      const at::Tensor out = ForwardAll(c, impl.forward, base, rope, x, settings.batch_size);
       if (!names.empty()) {
         SensitivityOptions so;
         so.batch_size = settings.batch_size;

@@ -170,20 +170,6 @@ absl::StatusOr<at::Tensor> LoadCalibration(const QuantizeOptions& o, const Model
   return TokenRowsToTensor(*samples);
 }
 
-// block(x) for every row of x, in batches, without gradients; an MoE block
-// adds each expert's token count to `expert_tokens` when it is not null.
-at::Tensor ForwardAll(const ModelConfig& c, BlockForwardFn forward, const BlockWeights& w,
-                      const RopeTables& rope, const at::Tensor& x, int64_t batch,
-                      std::vector<int64_t>* expert_tokens = nullptr) {
-  at::NoGradGuard no_grad;
-  std::vector<at::Tensor> parts;
-  for (int64_t b = 0; b < x.size(0); b += batch) {
-    parts.push_back(
-        forward(c, w, rope, x.narrow(0, b, std::min(batch, x.size(0) - b)), expert_tokens));
-  }
-  return at::cat(parts, 0);
-}
-
 // The experts of `tokens` that received fewer than kMinExpertTokens.
 std::vector<int64_t> StarvedExperts(const std::vector<int64_t>& tokens) {
   std::vector<int64_t> out;
