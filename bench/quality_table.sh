@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Perplexity and seconds of each quantization method on the shared models: the README's
-# method table. Per model and bit width (group 32, sym, calibration 128 x 256 tokens,
+# method table. Per model and bit width (group GROUP, default 32; sym, calibration 128 x 256 tokens,
 # batch 8, seed 42), one worker run per method:
 #   rtn      --recipe rtn                      round to nearest, full range
 #   opt_rtn  --recipe opt_rtn                  the importance-weighted scale search, no tuning
@@ -8,6 +8,8 @@
 #   v2       --iters ITERS --scale-search --loss-filter
 #   mixed    --iters ITERS --target-bits BITS.5   (AutoScheme: W2..W8 G32 and W16 at half a
 #            bit more than the row's width on average, then v1's tuning)
+#   teq      --recipe rtn --teq-iters TEQ_ITERS    (TEQ's scales, then round to nearest)
+#   teq_v2   --iters ITERS --scale-search --loss-filter --teq-iters TEQ_ITERS
 # and prints one markdown row per model and width: fp perplexity, then each method's
 # perplexity (seconds of the whole worker run in brackets). The models' own calibration and
 # evaluation files are used where ../shared/data has them (stories260k, babyllama-105); the
@@ -15,7 +17,8 @@
 #
 #   bench/quality_table.sh [SHARED_DIR]   (env MODELS="stories260k qwen3-tiny ...",
 #                                          BITS="2 3", METHODS="rtn opt_rtn v1 v2",
-#                                          ITERS=200; the worker at BIN)
+#                                          ITERS=200, TEQ_ITERS=100, GROUP=32;
+#                                          the worker at BIN)
 set -euo pipefail
 BIN=${BIN:-build/bin/signround-worker}
 SHARED=${1:-../shared}
@@ -23,6 +26,8 @@ MODELS=${MODELS:-"stories260k babyllama-105 qwen3-tiny qwen3moe-tiny mixtral-tin
 BITS=${BITS:-"2 3"}
 METHODS=${METHODS:-"rtn opt_rtn v1 v2"}
 ITERS=${ITERS:-200}
+TEQ_ITERS=${TEQ_ITERS:-100}
+GROUP=${GROUP:-32}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -33,6 +38,8 @@ method_flags() {
     v1) echo "--iters $ITERS" ;;
     v2) echo "--iters $ITERS --scale-search --loss-filter" ;;
     mixed) echo "--iters $ITERS --target-bits $2.5" ;;
+    teq) echo "--recipe rtn --teq-iters $TEQ_ITERS" ;;
+    teq_v2) echo "--iters $ITERS --scale-search --loss-filter --teq-iters $TEQ_ITERS" ;;
     *) echo "quality_table: unknown method '$1'" >&2; exit 2 ;;
   esac
 }
@@ -51,7 +58,7 @@ for model in $MODELS; do
       "$BIN" quantize --model "$SHARED/models/$model" \
         --calib "$SHARED/data/$data-calib-128x256.jsonl" \
         --eval "$SHARED/data/$data-eval-256.jsonl" --seqlen 256 --nsamples 128 --batch-size 8 \
-        --bits "$bits" --group-size 32 --sym --format fake --out "$out" \
+        --bits "$bits" --group-size "$GROUP" --sym --format fake --out "$out" \
         $(method_flags "$m" "$bits") 2>"$out.log" || { echo "quality_table: $model W$bits $m failed:" >&2; tail -3 "$out.log" >&2; exit 1; }
       s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
       # Perplexities, and for mixed bits the achieved average ("2.47 b").
@@ -59,6 +66,6 @@ for model in $MODELS; do
       row+=" $ppl (${avg:+$avg b, }$s s) |"
       rm -rf "$out"
     done
-    echo "| $model | W${bits}G32 | $fp |$row"
+    echo "| $model | W${bits}$([[ $GROUP == -1 ]] && echo " per-channel" || echo "G$GROUP") | $fp |$row"
   done
 done

@@ -68,6 +68,7 @@ absl::Status SetNumbers(const SpecFlags& f, v1::JobSpec* spec) {
       {"--seqlen", &SpecFlags::seqlen, &v1::JobSpec::set_seqlen},
       {"--batch-size", &SpecFlags::batch_size, &v1::JobSpec::set_batch_size},
       {"--priority", &SpecFlags::priority, &v1::JobSpec::set_priority},
+      {"--teq-iters", &SpecFlags::teq_iters, &v1::JobSpec::set_teq_iters},
   };
   static const NumberFlag<float> kFloats[] = {
       {"--lr", &SpecFlags::lr, &v1::JobSpec::set_lr},
@@ -155,6 +156,9 @@ void AddSpecFlags(CLI::App* cmd, SpecFlags* f) {
          "Leave the largest 0.1% squared errors out of the block loss (default off)");
   text_option("--target-bits", &f->target_bits,
               "Mixed bits: the average weight bits AutoScheme allocates (needs --calib)");
+  text_option("--teq-iters", &f->teq_iters,
+              "TEQ: Adam steps per block on per-channel scales folded into the norms (0: off; "
+              "needs --calib)");
   cmd->add_option("--scheme-candidates", f->scheme_candidates,
                   "Schemes AutoScheme picks from, comma-separated: W<bits>G<group_size> or W16")
       ->allow_extra_args(false)

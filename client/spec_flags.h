@@ -35,6 +35,7 @@ struct SpecFlags {
   std::optional<bool> scale_search;
   std::optional<bool> loss_filter;
   std::optional<std::string> target_bits;
+  std::optional<std::string> teq_iters;
   std::vector<std::string> scheme_candidates;
   std::optional<std::string> recipe;
   std::string layer_config;  // a file path; "" for none

@@ -79,6 +79,7 @@ jobs::JobSpec FromProto(const pb::JobSpec& p) {
   s.packed_dtype = p.packed_dtype();
   s.target_bits = p.target_bits();
   s.scheme_candidates.assign(p.scheme_candidates().begin(), p.scheme_candidates().end());
+  s.teq_iters = p.teq_iters();
   return s;
 }
 
@@ -125,6 +126,7 @@ void ToProto(const jobs::JobSpec& s, pb::JobSpec* p) {
   p->set_packed_dtype(s.packed_dtype);
   p->set_target_bits(s.target_bits);
   for (const std::string& c : s.scheme_candidates) p->add_scheme_candidates(c);
+  p->set_teq_iters(s.teq_iters);
 }
 
 void ToProto(const jobs::Job& j, pb::Job* p) {

@@ -87,6 +87,10 @@ void AddSettingFlags(CLI::App* cmd, SettingFlags& f, CLI::Option* settings) {
       cmd->add_option("--target-bits", f.target_bits,
                       "Mixed bits: the average weight bits AutoScheme allocates (0: off; needs "
                       "--calib)"),
+      cmd->add_option("--teq-iters", f.teq_iters,
+                      "TEQ: Adam steps per block on per-channel scales folded into the norms "
+                      "before quantizing (0: off; needs --calib)")
+          ->capture_default_str(),
       cmd->add_option("--scheme-candidates", f.scheme_candidates,
                       "Comma-separated schemes AutoScheme picks from: W<bits>G<group_size> or W16 "
                       "(default W2,W3,W4,W8 at --group-size, and W16)"),
@@ -136,6 +140,7 @@ absl::StatusOr<contract::QuantizeRequest> RequestFromFlags(const QuantizeCommand
   if (given("--scale-search")) r.scale_search = f.scale_search;
   if (given("--loss-filter")) r.loss_filter = f.loss_filter;
   if (given("--target-bits")) r.target_bits = f.target_bits;
+  if (given("--teq-iters")) r.teq_iters = f.teq_iters;
   if (given("--scheme-candidates")) {
     r.scheme_candidates = absl::StrSplit(f.scheme_candidates, ',', absl::SkipWhitespace());
   }
@@ -176,6 +181,7 @@ SettingFlags::SettingFlags() {
   scale_search = d.scale_search;
   loss_filter = d.loss_filter;
   target_bits = d.target_bits;
+  teq_iters = d.teq_iters;
   recipe = d.recipe;
   formats = absl::StrJoin(d.formats, ",");
   packed_dtype = d.packed_dtype;
@@ -243,6 +249,9 @@ int RunQuantizeCommand(QuantizeCommandOptions o) {
   if (o.job.calib_path.empty() && o.job.settings.target_bits > 0) {
     return ReportError(
         absl::InvalidArgumentError("--calib: required by mixed bits (--target-bits)"));
+  }
+  if (o.job.calib_path.empty() && o.job.settings.teq_iters > 0) {
+    return ReportError(absl::InvalidArgumentError("--calib: required by TEQ (--teq-iters)"));
   }
   absl::StatusOr<uint64_t> shard = ParseByteSize(o.max_shard_size);
   if (!shard.ok()) {

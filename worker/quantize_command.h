@@ -30,6 +30,7 @@ struct SettingFlags {
   bool scale_search;
   bool loss_filter;
   double target_bits;
+  int teq_iters;
   std::string scheme_candidates;  // comma-separated
   std::string recipe;
   std::string formats;  // comma-separated

@@ -20,6 +20,9 @@ json BlockStatsToJson(const BlockStats& s) {
     j["expert_tokens"] = s.expert_tokens;
     j["rounded_experts"] = s.rounded_experts;
   }
+  if (s.teq) {
+    j["teq"] = {{"loss_rtn", s.teq->loss_rtn}, {"loss", s.teq->loss}, {"kept", s.teq->kept}};
+  }
   return j;
 }
 
@@ -78,6 +81,18 @@ absl::StatusOr<BlockStats> BlockStatsFromJson(const json& j, absl::string_view w
       if (!rounded.ok()) return rounded.status();
       s.expert_tokens = *std::move(tokens);
       s.rounded_experts = *std::move(rounded);
+    }
+    if (j.contains("teq")) {
+      const json& t = j.at("teq");
+      if (!t.is_object() || !t.at("kept").is_boolean()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": 'teq' must be {\"loss_rtn\", \"loss\", \"kept\"}"));
+      }
+      auto loss = [&t](const char* key) {
+        const json& v = t.at(key);
+        return v.is_null() ? std::nan("") : v.get<double>();
+      };
+      s.teq = BlockStats::Teq{loss("loss_rtn"), loss("loss"), t.at("kept").get<bool>()};
     }
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", e.what()));

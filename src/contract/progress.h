@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,15 @@ struct BlockStats {
   // tuned. Empty for dense blocks.
   std::vector<int64_t> expert_tokens;
   std::vector<int64_t> rounded_experts;
+  // Blocks of a TEQ run (src/quant/teq.h): the block loss over every calibration sample
+  // rounded to nearest before TEQ's scales and with them, and whether they were kept (only
+  // when they lowered it).
+  struct Teq {
+    double loss_rtn = 0;
+    double loss = 0;
+    bool kept = false;
+  };
+  std::optional<Teq> teq;
 };
 
 // An expert that receives fewer calibration tokens than this in a block is
@@ -36,7 +46,8 @@ struct BlockStats {
 inline constexpr int64_t kMinExpertTokens = 64;
 
 // {"index", "layers_quantized", "loss_iter0", "loss_best", "best_iter", "seconds"},
-// and "expert_tokens" / "rounded_experts" when the block has experts.
+// "expert_tokens" / "rounded_experts" when the block has experts, and "teq"
+// ({"loss_rtn", "loss", "kept"}) in a TEQ run.
 nlohmann::json BlockStatsToJson(const BlockStats& stats);
 // The same keys back (null losses as NaN); other keys are left to the caller.
 absl::StatusOr<BlockStats> BlockStatsFromJson(const nlohmann::json& j, absl::string_view where);

@@ -82,6 +82,7 @@ json QuantizeSettings::ToJson() const {
           {"loss_filter", loss_filter},
           {"target_bits", target_bits},
           {"scheme_candidates", scheme_candidates},
+          {"teq_iters", teq_iters},
           {"packed_dtype", packed_dtype},
           {"layer_overrides", LayerOverridesToJson(layer_overrides)}};
 }
@@ -108,6 +109,7 @@ absl::StatusOr<QuantizeSettings> ResolveSettings(const QuantizeRequest& r) {
   if (r.scale_search) s.scale_search = *r.scale_search;
   if (r.loss_filter) s.loss_filter = *r.loss_filter;
   if (r.target_bits) s.target_bits = *r.target_bits;
+  if (r.teq_iters) s.teq_iters = *r.teq_iters;
   // Canonical names where they parse (CheckAutoScheme reports the others).
   for (const std::string& name : r.scheme_candidates) {
     absl::StatusOr<SchemeCandidate> c = ParseSchemeCandidate(name);
@@ -179,6 +181,7 @@ absl::StatusOr<QuantizeSettings> ParseSettingsFile(absl::string_view text,
                                               "loss_filter",
                                               "target_bits",
                                               "scheme_candidates",
+                                              "teq_iters",
                                               "packed_dtype",
                                               "layer_overrides",
                                               "allow_split_fused",
@@ -228,6 +231,7 @@ absl::StatusOr<QuantizeSettings> ParseSettingsFile(absl::string_view text,
                                                        SchemeCandidateName(*c)));
     }
   }
+  SR_RETURN_IF_ERROR(ReadInt(f, "teq_iters", 0, kMaxTeqIters, &s.teq_iters));
   SR_ASSIGN_OR_RETURN(s.packed_dtype, f.String("packed_dtype"));
   if (absl::Status st = CheckPackedDtype(s.packed_dtype); !st.ok()) {
     return f.Error("packed_dtype", st.message());

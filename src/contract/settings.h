@@ -20,7 +20,7 @@
 namespace signround::contract {
 
 // The version of the settings file this build writes and reads.
-inline constexpr int kSettingsFileVersion = 2;
+inline constexpr int kSettingsFileVersion = 3;
 
 // The worker's work directory inside its output directory: finished blocks and
 // the settings they were made with (the service mirrors it to the output URI).
@@ -30,6 +30,9 @@ inline constexpr char kWorkDirName[] = ".signround-work";
 inline constexpr char kPackedDtypeNames[] = "float16, bfloat16";
 // INVALID_ARGUMENT "'<dtype>' is not one of float16, bfloat16" (exact names).
 absl::Status CheckPackedDtype(absl::string_view dtype);
+
+// The most TEQ steps per block a job may ask for.
+inline constexpr int kMaxTeqIters = 100000;
 
 // A job as asked for: nullopt / empty is "the recipe's or the default value".
 struct QuantizeRequest {
@@ -49,7 +52,8 @@ struct QuantizeRequest {
   std::optional<bool> loss_filter;
   std::optional<double> target_bits;
   std::vector<std::string> scheme_candidates;  // any case
-  std::string packed_dtype;                    // "": float16; any case
+  std::optional<int> teq_iters;
+  std::string packed_dtype;  // "": float16; any case
   std::vector<LayerOverride> layer_overrides;
   bool allow_split_fused = false;
   bool allow_gguf_without_vocab = false;
@@ -79,6 +83,9 @@ struct QuantizeSettings {
   // with target_bits and none given, DefaultSchemeCandidates(group_size)).
   double target_bits = 0;
   std::vector<std::string> scheme_candidates;
+  // TEQ (src/quant/teq.h): 0 off; else the Adam steps per block that train the per-channel
+  // scales folded into the norms before the block is quantized (needs calibration data).
+  int teq_iters = 0;
   std::string packed_dtype = "float16";  // normalized: "float16" or "bfloat16"
   std::vector<LayerOverride> layer_overrides;
   // Not settings: waivers of the worker's refusals of what a loader would refuse

@@ -56,6 +56,7 @@ struct JobSpec {
   std::optional<bool> loss_filter;             // nullopt: off
   double target_bits = 0;                      // 0: no mixed bits (AutoScheme)
   std::vector<std::string> scheme_candidates;  // empty: the defaults (with target_bits)
+  int teq_iters = 0;                           // 0: no TEQ
   std::string recipe;                          // "", "default", "best", "light", "rtn", "opt_rtn"
   std::vector<contract::LayerOverride> layer_overrides;
   std::string device;  // "", "any", "cpu", "cuda", "cuda:N"

@@ -234,6 +234,7 @@ absl::StatusOr<EffectiveSettings> ResolveSettings(const JobSpec& spec) {
   r.loss_filter = spec.loss_filter;
   r.target_bits = set(spec.target_bits);
   r.scheme_candidates = spec.scheme_candidates;
+  r.teq_iters = set(spec.teq_iters);
   r.packed_dtype = spec.packed_dtype;
   r.layer_overrides = spec.layer_overrides;
   r.allow_split_fused = spec.allow_split_fused;
@@ -258,6 +259,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec, const std::vector<std::string>
   SR_RETURN_IF_ERROR(CheckRange("spec.nsamples", spec.nsamples, 0, 65536));
   SR_RETURN_IF_ERROR(CheckRange("spec.seqlen", spec.seqlen, 0, 131072));
   SR_RETURN_IF_ERROR(CheckRange("spec.batch_size", spec.batch_size, 0, 4096));
+  SR_RETURN_IF_ERROR(CheckRange("spec.teq_iters", spec.teq_iters, 0, contract::kMaxTeqIters));
   if (spec.formats.size() > static_cast<size_t>(kMaxFormats)) {
     return Invalid("spec.formats",
                    absl::StrCat(spec.formats.size(), " formats; at most ", kMaxFormats));
@@ -287,6 +289,9 @@ absl::Status ValidateJobSpec(const JobSpec& spec, const std::vector<std::string>
     }
     if (s.target_bits > 0) {
       return Invalid("spec.calibration_uri", "required by mixed bits (target_bits)");
+    }
+    if (s.teq_iters > 0) {
+      return Invalid("spec.calibration_uri", "required by TEQ (teq_iters)");
     }
   } else {
     SR_RETURN_IF_ERROR(CheckUri("spec.calibration_uri", spec.calibration_uri));

@@ -203,6 +203,21 @@ absl::StatusOr<Checkpoint::Tensor> Checkpoint::Find(absl::string_view name) cons
   return it->second;
 }
 
+absl::StatusOr<Checkpoint> Checkpoint::WithReplacedTensors(
+    const std::map<std::string, Tensor, std::less<>>& replaced) const {
+  Checkpoint out = *this;
+  for (const auto& [name, t] : replaced) {
+    auto it = out.tensors_.find(name);
+    if (it == out.tensors_.end() || it->second.entry->dtype != t.entry->dtype ||
+        it->second.entry->shape != t.entry->shape) {
+      return absl::InternalError(
+          absl::StrCat(dir_, ": replacement for '", name, "' does not match the checkpoint"));
+    }
+    it->second = t;
+  }
+  return out;
+}
+
 uint64_t Checkpoint::parameter_count() const {
   uint64_t n = 0;
   for (const auto& [name, t] : tensors_) n += t.entry->numel;

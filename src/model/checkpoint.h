@@ -39,6 +39,11 @@ class Checkpoint {
   const std::map<std::string, Tensor, std::less<>>& tensors() const { return tensors_; }
   // NOT_FOUND naming the checkpoint when absent.
   absl::StatusOr<Tensor> Find(absl::string_view name) const;
+  // A copy whose tensors named in `replaced` are read from elsewhere instead (TEQ's
+  // changed norms in a work directory's block files); INTERNAL when one is not a tensor of
+  // the checkpoint or differs from it in dtype or shape.
+  absl::StatusOr<Checkpoint> WithReplacedTensors(
+      const std::map<std::string, Tensor, std::less<>>& replaced) const;
   // Total number of elements over all tensors.
   uint64_t parameter_count() const;
 

@@ -33,14 +33,15 @@ absl::Span<const ModelFamily* const> ModelFamilies() { return kFamilies; }
 namespace layout {
 
 void AddLlamaNorms(const ModelConfig& c, BlockLayout& out) {
-  out.params.push_back({"input_layernorm", {c.hidden_size}});
-  out.params.push_back({"post_attention_layernorm", {c.hidden_size}});
+  out.params.push_back({"input_layernorm", {c.hidden_size}, BlockInput::kAttention});
+  out.params.push_back({"post_attention_layernorm", {c.hidden_size}, BlockInput::kMlp});
 }
 
 void AddAttention(const ModelConfig& c, BlockLayout& out) {
-  out.linears.push_back({"self_attn.q_proj", c.hidden_size, c.q_dim(), c.qkv_bias});
-  out.linears.push_back({"self_attn.k_proj", c.hidden_size, c.kv_dim(), c.qkv_bias});
-  out.linears.push_back({"self_attn.v_proj", c.hidden_size, c.kv_dim(), c.qkv_bias});
+  constexpr BlockInput kIn = BlockInput::kAttention;
+  out.linears.push_back({"self_attn.q_proj", c.hidden_size, c.q_dim(), c.qkv_bias, -1, kIn});
+  out.linears.push_back({"self_attn.k_proj", c.hidden_size, c.kv_dim(), c.qkv_bias, -1, kIn});
+  out.linears.push_back({"self_attn.v_proj", c.hidden_size, c.kv_dim(), c.qkv_bias, -1, kIn});
   out.linears.push_back({"self_attn.o_proj", c.q_dim(), c.hidden_size, c.o_bias});
 }
 
@@ -52,8 +53,9 @@ void AddQkNorms(const ModelConfig& c, BlockLayout& out) {
 void AddGatedMlp(const ModelConfig& c, const std::string& prefix, absl::string_view gate,
                  absl::string_view up, absl::string_view down, int64_t ff, int64_t expert,
                  BlockLayout& out) {
-  out.linears.push_back({absl::StrCat(prefix, gate), c.hidden_size, ff, c.mlp_bias, expert});
-  out.linears.push_back({absl::StrCat(prefix, up), c.hidden_size, ff, c.mlp_bias, expert});
+  constexpr BlockInput kIn = BlockInput::kMlp;
+  out.linears.push_back({absl::StrCat(prefix, gate), c.hidden_size, ff, c.mlp_bias, expert, kIn});
+  out.linears.push_back({absl::StrCat(prefix, up), c.hidden_size, ff, c.mlp_bias, expert, kIn});
   out.linears.push_back({absl::StrCat(prefix, down), ff, c.hidden_size, c.mlp_bias, expert});
 }
 

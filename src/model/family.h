@@ -22,12 +22,22 @@ namespace signround {
 class JsonFields;
 struct ModelConfig;
 
+// The two sublayer inputs of a decoder block: the normalized hidden state the
+// attention's projections read, and the one the MLP's read. TEQ (src/quant/teq.h)
+// scales the channels of such an input inside the norm that makes it and undoes
+// the scaling in every matrix that reads it.
+enum class BlockInput { kNone, kAttention, kMlp };
+
 // A tensor of a decoder block that is not a quantized Linear (a norm, the MoE
 // router), by module name inside the block: "input_layernorm" is stored as
 // "model.layers.N.input_layernorm.weight".
 struct BlockParam {
   std::string name;
   std::vector<int64_t> shape;
+  // A norm: the sublayer input it makes (its output feeds nothing else).
+  BlockInput makes = BlockInput::kNone;
+  // A [rows, hidden] matrix applied to that input (the MoE router).
+  BlockInput reads = BlockInput::kNone;
 };
 
 // A Linear of a decoder block, by module name inside the block
@@ -38,6 +48,8 @@ struct BlockLinear {
   int64_t out = 0;
   bool bias = false;
   int64_t expert = -1;  // the MoE expert it belongs to, or -1
+  // The sublayer input it reads, when it reads one (q/k/v, gate/up; not o or down).
+  BlockInput reads = BlockInput::kNone;
 };
 
 struct BlockLayout {
@@ -141,7 +153,8 @@ absl::Span<const ModelFamily* const> ModelFamilies();
 
 // Block layout pieces the families share.
 namespace layout {
-// input_layernorm and post_attention_layernorm, [hidden].
+// input_layernorm and post_attention_layernorm, [hidden], making the attention's
+// and the MLP's input.
 void AddLlamaNorms(const ModelConfig& c, BlockLayout& out);
 // self_attn.{q,k,v,o}_proj (biases as the config says).
 void AddAttention(const ModelConfig& c, BlockLayout& out);

@@ -35,6 +35,11 @@ json StatsToJson(const StoredBlock& b) {
   }
   json j = BlockStatsToJson(b.stats);
   j["layers"] = layers;
+  if (!b.changed.empty()) {
+    json changed = json::array();
+    for (const auto& [name, t] : b.changed) changed.push_back(name);
+    j["changed"] = changed;
+  }
   return j;
 }
 
@@ -108,6 +113,7 @@ absl::Status BlockStore::SaveTo(const std::string& path, const StoredBlock& bloc
       tensors.emplace_back(p + ".zeros", l.integer.zeros.to(at::kCPU));
     }
   }
+  for (const auto& [name, t] : block.changed) tensors.emplace_back(prefix + name, t.to(at::kCPU));
   return WriteTensors(path, tensors, {{kStatsKey, StatsToJson(block).dump()}});
 }
 
@@ -155,10 +161,37 @@ absl::StatusOr<StoredBlock> BlockStore::LoadFrom(const std::string& path,
       }
       b.layers.push_back(std::move(q));
     }
+    for (const json& name : stats.value("changed", json::array())) {
+      const std::string tensor = name.get<std::string>();
+      SR_ASSIGN_OR_RETURN(at::Tensor t, LoadTensor(file, prefix + tensor));
+      b.changed.emplace_back(tensor, std::move(t));
+    }
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": bad block stats: ", e.what()));
   }
   return b;
+}
+
+absl::StatusOr<std::map<std::string, TensorRef, std::less<>>> BlockStore::ChangedTensors(
+    int64_t index, const std::string& prefix) const {
+  const std::string path = BlockPath(index);
+  SR_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
+  auto it = file->header().metadata.find(kStatsKey);
+  if (it == file->header().metadata.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": no block stats"));
+  }
+  SR_ASSIGN_OR_RETURN(json stats, ParseJsonObject(it->second, path));
+  std::map<std::string, TensorRef, std::less<>> out;
+  try {
+    for (const json& name : stats.value("changed", json::array())) {
+      const std::string tensor = prefix + name.get<std::string>();
+      SR_ASSIGN_OR_RETURN(const TensorEntry* entry, file->Find(tensor));
+      out[tensor] = TensorRef{file, entry};
+    }
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": bad block stats: ", e.what()));
+  }
+  return out;
 }
 
 absl::Status BlockStore::Remove() const { return RemoveTree(dir_); }

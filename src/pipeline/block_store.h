@@ -4,12 +4,15 @@
 // block; a rerun with other settings starts over.
 #pragma once
 
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 #include "src/contract/progress.h"
+#include "src/model/packed_linear.h"
 #include "src/quant/signround_tuner.h"
 
 namespace signround {
@@ -22,6 +25,9 @@ using contract::BlockStatsToJson;
 struct StoredBlock {
   BlockStats stats;
   std::vector<QuantizedLinear> layers;
+  // Tensors the exported model holds instead of the checkpoint's (TEQ's scaled norms), by
+  // tensor name inside the block ("input_layernorm.weight"), in the checkpoint's dtype.
+  std::vector<std::pair<std::string, at::Tensor>> changed;
 };
 
 class BlockStore {
@@ -38,6 +44,11 @@ class BlockStore {
   absl::Status Save(const StoredBlock& block, const std::string& layer_prefix) const;
   // Reads a finished block back (tensors on the CPU, fp32 W^).
   absl::StatusOr<StoredBlock> Load(int64_t index, const std::string& layer_prefix) const;
+
+  // The changed tensors of finished block `index` as stored (full names), for an
+  // export to read in place of the checkpoint's.
+  absl::StatusOr<std::map<std::string, TensorRef, std::less<>>> ChangedTensors(
+      int64_t index, const std::string& layer_prefix) const;
 
   // The model's quantized ends (a GGUF k-quant mix's token embedding and lm_head,
   // full names), stored like a block with index -1.

@@ -101,6 +101,15 @@ absl::Status WriteExport(const ExportSource& source, const ExportFormat& f,
 
 }  // namespace
 
+absl::StatusOr<Checkpoint> WithStoredChanges(const Checkpoint& ckpt, const BlockStore& store) {
+  std::map<std::string, Checkpoint::Tensor, std::less<>> replaced;
+  for (int64_t i = 0; i < ckpt.config().num_hidden_layers; ++i) {
+    SR_ASSIGN_OR_RETURN(auto block, store.ChangedTensors(i, absl::StrCat("model.layers.", i, ".")));
+    replaced.merge(block);
+  }
+  return ckpt.WithReplacedTensors(replaced);
+}
+
 absl::StatusOr<ExportSource> OpenStoredBlocks(const Checkpoint& ckpt, const BlockStore& store,
                                               const std::vector<LayerPlan>& plans,
                                               const std::vector<LayerPlan>& ends) {

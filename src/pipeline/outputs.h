@@ -24,6 +24,9 @@ absl::StatusOr<ExportSource> OpenStoredBlocks(const Checkpoint& ckpt, const Bloc
                                               const std::vector<LayerPlan>& plans,
                                               const std::vector<LayerPlan>& ends);
 
+// `ckpt` with the tensors the finished blocks changed (TEQ's norms) read from the block files.
+absl::StatusOr<Checkpoint> WithStoredChanges(const Checkpoint& ckpt, const BlockStore& store);
+
 // The fake-quantized model into `dir`: every tensor of the checkpoint under its own
 // name and dtype, each quantized Linear's weight replaced by the engine's W^
 // (it loads like the original), sharded at `max_shard_bytes`, with

@@ -20,10 +20,12 @@
 #include "src/export/gguf_mix.h"
 #include "src/export/quantization_config.h"
 #include "src/model/checkpoint.h"
+#include "src/model/family.h"
 #include "src/model/model_ends.h"
 #include "src/pipeline/auto_scheme.h"
 #include "src/pipeline/model_free_rtn.h"
 #include "src/pipeline/outputs.h"
+#include "src/quant/teq.h"
 #include "src/tensor/device.h"
 #include "src/tensor/torch_tensor.h"
 
@@ -100,6 +102,13 @@ absl::Status ValidateOptions(const QuantizeOptions& o) {
   if (!Calibrated(o) && o.settings.target_bits > 0) {
     return Invalid("target_bits (mixed bits) measures each layer: it needs a calibration file");
   }
+  if (o.settings.teq_iters < 0 || o.settings.teq_iters > contract::kMaxTeqIters) {
+    return Invalid(absl::StrCat("teq_iters must be in 0..", contract::kMaxTeqIters, ", got ",
+                                o.settings.teq_iters));
+  }
+  if (!Calibrated(o) && o.settings.teq_iters > 0) {
+    return Invalid("teq_iters (TEQ) trains on the block loss: it needs a calibration file");
+  }
   if (o.settings.batch_size <= 0) {
     return Invalid(absl::StrCat("batch_size must be positive, got ", o.settings.batch_size));
   }
@@ -154,6 +163,7 @@ json SettingsJson(const QuantizeOptions& o, const Checkpoint& ckpt) {
             {"loss_filter", o.settings.loss_filter},
             {"target_bits", o.settings.target_bits},
             {"scheme_candidates", o.settings.scheme_candidates},
+            {"teq_iters", o.settings.teq_iters},
             {"seed", o.settings.seed}});
   return s;
 }
@@ -261,6 +271,32 @@ absl::StatusOr<StoredBlock> ResumeOrMake(
   return block;
 }
 
+// TEQ's scales for block `layer` (teq.h), trained as the block's tuning would draw batches.
+absl::StatusOr<TeqResult> RunTeq(const RunContext& ctx, int64_t layer, const BlockWeights& original,
+                                 const RopeTables& rope, const std::vector<LayerToQuantize>& layers,
+                                 const at::Tensor& q_in, const at::Tensor& fp_out,
+                                 at::ScalarType weight_dtype, uint64_t block_seed) {
+  const ModelConfig& c = ctx.ckpt.config();
+  const ModelFamily* family = FindModelFamily(c.model_type);
+  if (family == nullptr) return Invalid(absl::StrCat("TEQ: unknown model_type ", c.model_type));
+  const std::string prefix = absl::StrCat("model.layers.", layer, ".");
+  TeqOptions t;
+  t.iters = ctx.options.settings.teq_iters;
+  t.batch_size = ctx.options.settings.batch_size;
+  t.loss_filter = ctx.options.settings.loss_filter;
+  t.norm_shift = c.gemma_norms ? 1.0 : 0.0;
+  t.compute_dtype = ctx.dtype;
+  t.weight_dtype = weight_dtype;
+  t.stored_dtype = [&](const std::string& tensor) {
+    absl::StatusOr<Checkpoint::Tensor> found = ctx.ckpt.Find(prefix + tensor);
+    std::optional<at::ScalarType> type;
+    if (found.ok()) type = ToScalarType(found->entry->dtype);
+    return type.value_or(at::kFloat);
+  };
+  return TrainTeq(c, ctx.impl.forward, original, rope, TeqGroups(family->block_layout(c, layer)),
+                  layers, q_in, fp_out, t, block_seed);
+}
+
 // Tunes (or reloads) every block, carrying the fp and quantized chains.
 absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
                                const std::vector<LayerPlan>& plans, const at::Tensor& ids) {
@@ -290,21 +326,30 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
     auto tune = [&](const std::vector<LayerToQuantize>& layers) -> absl::StatusOr<StoredBlock> {
       at::Tensor tune_in = o.enable_quanted_input ? q_in : fp_in;
       BlockTuneResult r;
+      StoredBlock block;
       if (!layers.empty()) {
         TuneOptions t = TuneOptionsOf(o);
         t.compute_dtype = ctx.dtype;
         SR_ASSIGN_OR_RETURN(t.weight_dtype, WeightDType(ctx.ckpt, prefix + layers[0].name));
-        SR_ASSIGN_OR_RETURN(r, TuneBlock(c, ctx.impl.forward, original, rope, layers, tune_in,
-                                         fp_out, t, o.settings.seed + static_cast<uint64_t>(i)));
+        const uint64_t block_seed = o.settings.seed + static_cast<uint64_t>(i);
+        BlockWeights weights = original;
+        if (o.settings.teq_iters > 0) {
+          SR_ASSIGN_OR_RETURN(TeqResult teq, RunTeq(ctx, i, original, rope, layers, tune_in, fp_out,
+                                                    t.weight_dtype, block_seed));
+          weights = std::move(teq.weights);
+          block.changed = std::move(teq.changed);
+          block.stats.teq = BlockStats::Teq{teq.loss_iter0, teq.loss_best, teq.kept};
+        }
+        SR_ASSIGN_OR_RETURN(r, TuneBlock(c, ctx.impl.forward, weights, rope, layers, tune_in,
+                                         fp_out, t, block_seed));
       }
-      StoredBlock block;
       block.layers = std::move(r.layers);
-      block.stats = {i,
-                     static_cast<int>(layers.size()),
-                     r.loss_iter0,
-                     r.loss_best,
-                     r.best_iter,
-                     SecondsSince(start)};
+      block.stats.index = i;
+      block.stats.layers_quantized = static_cast<int>(layers.size());
+      block.stats.loss_iter0 = r.loss_iter0;
+      block.stats.loss_best = r.loss_best;
+      block.stats.best_iter = r.best_iter;
+      block.stats.seconds = SecondsSince(start);
       block.stats.expert_tokens = expert_tokens;
       block.stats.rounded_experts = starved;
       return block;
@@ -312,9 +357,10 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
     SR_ASSIGN_OR_RETURN(StoredBlock block,
                         ResumeOrMake(store, plans, i, prefix, tune, &resumed, starved));
     if (o.enable_quanted_input) {
-      q_in =
-          ForwardAll(c, ctx.impl.forward, WithQuantizedWeights(original, block.layers, ctx.dtype),
-                     rope, q_in, o.settings.batch_size);
+      SR_ASSIGN_OR_RETURN(BlockWeights transformed, WithChangedTensors(original, block.changed));
+      q_in = ForwardAll(c, ctx.impl.forward,
+                        WithQuantizedWeights(transformed, block.layers, ctx.dtype), rope, q_in,
+                        o.settings.batch_size);
     } else {
       q_in = fp_out;
     }
@@ -424,7 +470,9 @@ absl::StatusOr<json> Evaluate(const RunContext& ctx, const ExportSource& source,
     }
   }
   po.block_weights = [&](int64_t layer) -> absl::StatusOr<BlockWeights> {
-    SR_ASSIGN_OR_RETURN(BlockWeights w, ctx.impl.load(ctx.ckpt, layer, po.dtype, po.device));
+    // The source's checkpoint: with TEQ, the norms it changed.
+    SR_ASSIGN_OR_RETURN(BlockWeights w,
+                        ctx.impl.load(source.checkpoint(), layer, po.dtype, po.device));
     const std::string prefix = absl::StrCat("model.layers.", layer, ".");
     for (const LayerPlan& p : source.plans()) {
       if (p.layer.layer != layer || !p.quantized) continue;
@@ -435,7 +483,7 @@ absl::StatusOr<json> Evaluate(const RunContext& ctx, const ExportSource& source,
     }
     return w;
   };
-  SR_ASSIGN_OR_RETURN(PerplexityResult after, EvaluatePerplexity(ctx.ckpt, rows, po));
+  SR_ASSIGN_OR_RETURN(PerplexityResult after, EvaluatePerplexity(source.checkpoint(), rows, po));
   return json{{"original", before.perplexity}, {"quantized", after.perplexity}};
 }
 
@@ -514,10 +562,12 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   }
   json blocks = json::array();
   std::optional<ModelFreeBlocks> model_free;
+  std::optional<Checkpoint> changed;  // the checkpoint with the tensors TEQ changed
   std::optional<ExportSource> source;
   if (store) {
     SR_ASSIGN_OR_RETURN(blocks, QuantizeBlocks(ctx, *store, plans, ends, ids));
-    SR_ASSIGN_OR_RETURN(source, OpenStoredBlocks(ckpt, *store, plans, ends));
+    SR_ASSIGN_OR_RETURN(changed, WithStoredChanges(ckpt, *store));
+    SR_ASSIGN_OR_RETURN(source, OpenStoredBlocks(*changed, *store, plans, ends));
   } else {
     model_free.emplace(plans, ckpt.config().num_hidden_layers, [&](const BlockStats& stats) {
       return ReportBlock(ctx, stats, /*resumed=*/false, blocks);

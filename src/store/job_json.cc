@@ -236,7 +236,8 @@ json JobSpecToJson(const JobSpec& spec) {
             {"allow_gguf_without_vocab", spec.allow_gguf_without_vocab},
             {"packed_dtype", spec.packed_dtype},
             {"target_bits", DoubleToJson(spec.target_bits)},
-            {"scheme_candidates", spec.scheme_candidates}};
+            {"scheme_candidates", spec.scheme_candidates},
+            {"teq_iters", spec.teq_iters}};
   if (spec.sym) j["sym"] = *spec.sym;
   if (spec.iters) j["iters"] = *spec.iters;
   if (spec.seed) j["seed"] = *spec.seed;
@@ -277,6 +278,7 @@ absl::StatusOr<JobSpec> JobSpecFromJson(const json& j, absl::string_view where) 
   SR_RETURN_IF_ERROR(f.Str("packed_dtype", &s.packed_dtype));
   SR_RETURN_IF_ERROR(f.Double("target_bits", &s.target_bits));
   SR_RETURN_IF_ERROR(f.StrList("scheme_candidates", &s.scheme_candidates));
+  SR_RETURN_IF_ERROR(f.Int("teq_iters", &s.teq_iters));
   return s;
 }
 

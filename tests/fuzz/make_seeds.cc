@@ -266,6 +266,7 @@ void RequestSeeds(const std::string& dir) {
   s->mutable_scale_search()->set_value(true);
   s->mutable_loss_filter()->set_value(true);
   s->set_target_bits(4.5);
+  s->set_teq_iters(25);
   s->add_scheme_candidates("W4G32");
   s->add_scheme_candidates("W16");
   s->set_recipe(pb::RECIPE_DEFAULT);

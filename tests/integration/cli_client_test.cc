@@ -213,6 +213,8 @@ TEST_F(CliTest, SubmitMapsEveryFlag) {
                                      "--loss-filter",
                                      "--target-bits",
                                      "2.75",
+                                     "--teq-iters",
+                                     "60",
                                      "--scheme-candidates",
                                      "W2G32,W4G32",
                                      "--scheme-candidates",
@@ -262,6 +264,7 @@ TEST_F(CliTest, SubmitMapsEveryFlag) {
   ASSERT_TRUE(s.has_loss_filter());
   EXPECT_TRUE(s.loss_filter().value());
   EXPECT_EQ(s.target_bits(), 2.75);
+  EXPECT_EQ(s.teq_iters(), 60);
   EXPECT_EQ(std::vector<std::string>(s.scheme_candidates().begin(), s.scheme_candidates().end()),
             (std::vector<std::string>{"W2G32", "W4G32", "W16"}));
   ASSERT_EQ(s.layer_overrides_size(), 3);

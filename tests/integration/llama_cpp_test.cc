@@ -9,6 +9,7 @@
 // (node < 20, or install.sh not run).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cmath>
@@ -202,6 +203,7 @@ class LlamaCppFamilyTest : public ::testing::TestWithParam<FamilyCase> {};
 // fake-quantized model, and evaluates the latter (report.json's perplexity.quantized):
 // llama.cpp loads the file under the family's architecture (qwen3, qwen3moe, llama with
 // experts, gemma3, phi3), generates, and its perplexity on the same rows is within 0.5%.
+// The TEQ cases are calibrated (TEQ trains on the block loss).
 TEST_P(LlamaCppFamilyTest, LoadsGeneratesAndMatchesOurPerplexity) {
   SKIP_WITHOUT_LLAMA_CPP();
   const FamilyCase& c = GetParam();
@@ -246,6 +248,14 @@ std::vector<FamilyCase> FamilyCases() {
     // mostly not multiples of 256, so most Linears fall back to Q4_1 / Q8_0.
     out.push_back({model, "gguf:q4_k_m", {}});
   }
+  // TEQ's changed norms (Gemma's 1 + w shifted again by the converter's +1) and MoE router,
+  // as llama.cpp reads them.
+  for (const char* model : {"gemma3-tiny", "qwen3moe-tiny"}) {
+    out.push_back({model,
+                   "gguf:q4_0",
+                   {"--bits", "4", "--sym", "--group-size", "32", "--teq-iters", "20", "--calib",
+                    CalibFile(), "--seqlen", "256", "--nsamples", "32"}});
+  }
   return out;
 }
 
@@ -258,6 +268,10 @@ INSTANTIATE_TEST_SUITE_P(Families, LlamaCppFamilyTest, ::testing::ValuesIn(Famil
                            for (size_t i = name.find('_') + 1; i < name.size(); ++i) {
                              name[i] = static_cast<char>(
                                  std::toupper(static_cast<unsigned char>(name[i])));
+                           }
+                           const std::vector<std::string>& s = info.param.scheme;
+                           if (std::find(s.begin(), s.end(), "--teq-iters") != s.end()) {
+                             name += "_TEQ";
                            }
                            return name;
                          });

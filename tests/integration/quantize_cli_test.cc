@@ -376,6 +376,52 @@ TEST(QuantizeCliShared, AutoSchemeBeatsUniformBitsStories260k) {
   }
 }
 
+// TEQ on RTN (50 Adam steps per block) beats plain RTN at W3G32 (4.9952) and W4 per output
+// channel; the fake-quantized model keeps the original's tensor names, dtypes and shapes,
+// with the attention norms changed and the embeddings untouched; it and the auto_round
+// checkpoint evaluate to the reported perplexity (relative 1e-4).
+TEST(QuantizeCliShared, TeqOnRtnBeatsRtnStories260k) {
+  if (testing::SharedDir().empty()) GTEST_SKIP() << "../shared is absent";
+  const std::string shared = testing::SharedDir();
+  const std::string eval = shared + "/data/stories260k-eval-256.jsonl";
+  for (const char* group : {"32", "-1"}) {
+    SCOPED_TRACE(group);
+    const std::vector<std::string> scheme = {"--bits",       std::string(group) == "32" ? "3" : "4",
+                                             "--group-size", group,
+                                             "--sym",        "--recipe",
+                                             "rtn"};
+    testing::TempDir dir, dir2;
+    json rtn = QuantizeShared("stories260k", scheme, dir);
+    json teq = QuantizeShared(
+        "stories260k", With(scheme, {"--teq-iters", "50", "--format", "fake,auto_round"}), dir2);
+    ASSERT_TRUE(rtn.contains("perplexity") && teq.contains("perplexity"));
+    EXPECT_LT(teq["perplexity"]["quantized"].get<double>(),
+              rtn["perplexity"]["quantized"].get<double>());
+    EXPECT_EQ(teq["config"]["teq_iters"], 50);
+    EXPECT_EQ(rtn["config"]["teq_iters"], 0);
+    auto original = SafetensorsFile::Open(shared + "/models/stories260k/model.safetensors");
+    auto fake = SafetensorsFile::Open(dir2.File("out") + "/fake/model.safetensors");
+    ASSERT_TRUE(original.ok() && fake.ok());
+    ASSERT_EQ((*original)->header().tensors.size(), (*fake)->header().tensors.size());
+    int changed_norms = 0;
+    for (const TensorEntry& e : (*original)->header().tensors) {
+      SCOPED_TRACE(e.name);
+      auto f = (*fake)->Find(e.name);
+      ASSERT_TRUE(f.ok());
+      EXPECT_EQ((*f)->dtype, e.dtype);
+      EXPECT_EQ((*f)->shape, e.shape);
+      const bool same = (*original)->Bytes(e) == (*fake)->Bytes(**f);
+      if (e.name.find("input_layernorm") != std::string::npos) changed_norms += same ? 0 : 1;
+      if (e.name.find("embed_tokens") != std::string::npos || e.name == "model.norm.weight") {
+        EXPECT_TRUE(same);
+      }
+    }
+    EXPECT_EQ(changed_norms, 5);  // every layer's
+    ExpectPackedPerplexityMatches(dir2.File("out"), "fake", eval);
+    ExpectPackedPerplexityMatches(dir2.File("out"), "auto_round", eval);
+  }
+}
+
 TEST(QuantizeCliShared, SignRoundBabyllama105W4G32BeatsRtn) {
   if (testing::SharedDir().empty()) GTEST_SKIP() << "../shared is absent";
   testing::TempDir dir;
@@ -417,21 +463,24 @@ TEST(QuantizeCli, TwoRunsAreByteIdentical) {
   EXPECT_FALSE(fs::exists(out1 + "/.signround-work"));
 }
 
-enum class ResumeCase { kDense, kMoe, kDenseV2 };
+enum class ResumeCase { kDense, kMoe, kDenseV2, kMoeTeq };
 
 class QuantizeCliResume : public ::testing::TestWithParam<ResumeCase> {};
 
 // Dense, MoE (every expert's layers in the block files, the expert token counts in the
-// stored stats) and dense with the scale search, the loss filter and mixed bits on.
+// stored stats), dense with the scale search, the loss filter and mixed bits on, and MoE
+// with TEQ (the changed norms and routers in the block files).
 INSTANTIATE_TEST_SUITE_P(Cases, QuantizeCliResume,
                          ::testing::Values(ResumeCase::kDense, ResumeCase::kMoe,
-                                           ResumeCase::kDenseV2),
+                                           ResumeCase::kDenseV2, ResumeCase::kMoeTeq),
                          [](const auto& info) {
                            switch (info.param) {
                              case ResumeCase::kMoe:
                                return "Moe";
                              case ResumeCase::kDenseV2:
                                return "DenseScaleSearchLossFilterMixedBits";
+                             case ResumeCase::kMoeTeq:
+                               return "MoeTeq";
                              default:
                                return "Dense";
                            }
@@ -439,14 +488,16 @@ INSTANTIATE_TEST_SUITE_P(Cases, QuantizeCliResume,
 
 TEST_P(QuantizeCliResume, AfterKillNineWithIdenticalResults) {
   testing::TempDir dir;
-  const bool moe = GetParam() == ResumeCase::kMoe;
+  const bool moe = GetParam() == ResumeCase::kMoe || GetParam() == ResumeCase::kMoeTeq;
   std::string model = MakeSmallModel(dir, moe ? kSmallMoe : std::vector<std::string>());
   std::string calib = WriteSmallCalib(dir);
   const std::string killed = dir.File("killed"), clean = dir.File("clean");
-  const std::vector<std::string> v2 =
-      GetParam() == ResumeCase::kDenseV2
-          ? std::vector<std::string>{"--scale-search", "--loss-filter", "--target-bits", "3"}
-          : std::vector<std::string>();
+  std::vector<std::string> v2;
+  if (GetParam() == ResumeCase::kDenseV2) {
+    v2 = {"--scale-search", "--loss-filter", "--target-bits", "3"};
+  } else if (GetParam() == ResumeCase::kMoeTeq) {
+    v2 = {"--teq-iters", "20"};
+  }
   // 200 iterations: a block takes most of a second, so the kill lands while
   // block 3 is being tuned.
   std::vector<std::string> args = With(SmallQuantizeArgs(model, calib, killed, 200), v2);
@@ -474,7 +525,9 @@ TEST_P(QuantizeCliResume, AfterKillNineWithIdenticalResults) {
   Result uninterrupted = RunWorker(With(SmallQuantizeArgs(model, calib, clean, 200), v2));
   ASSERT_EQ(uninterrupted.exit_code, 0) << uninterrupted.err;
   ExpectSameOutputs(killed, clean);
-  if (!v2.empty()) {
+  if (GetParam() == ResumeCase::kMoeTeq) {
+    EXPECT_EQ(ReportWithoutTimings(clean)["config"]["teq_iters"], 20);
+  } else if (!v2.empty()) {
     const json config = ReportWithoutTimings(clean)["config"];
     EXPECT_EQ(config["scale_search"], true);
     EXPECT_EQ(config["loss_filter"], true);
@@ -700,6 +753,9 @@ TEST(QuantizeCliRtn, TuningWithoutCalibrationIsRefused) {
                        "--calib: required by the scale search (--scale-search, recipe opt_rtn)");
     EXPECT_FALSE(fs::exists(out));
   }
+  ExpectOneLineError(RunWorker(With(base, {"--teq-iters", "5"})),
+                     "--calib: required by TEQ (--teq-iters)");
+  EXPECT_FALSE(fs::exists(out));
 }
 
 // A failed export without calibration: the exports (which copy the tokenizer files last)

@@ -88,10 +88,10 @@ TEST(WorkerCli, QuantizeSettingsFile) {
   testing::TempDir dir;
   ASSERT_EQ(RunWorker("make-test-model --out " + dir.File("m")).exit_code, 0);
   const std::string good =
-      R"({"version": 2, "recipe": "rtn", "formats": ["fake"], "bits": 4, "group_size": 32,)"
+      R"({"version": 3, "recipe": "rtn", "formats": ["fake"], "bits": 4, "group_size": 32,)"
       R"( "sym": true, "iters": 0, "lr": 0, "minmax_lr": 0, "nsamples": 128, "seqlen": 2048,)"
       R"( "batch_size": 8, "seed": 42, "scale_search": false, "loss_filter": false,)"
-      R"( "target_bits": 0, "scheme_candidates": [],)"
+      R"( "target_bits": 0, "scheme_candidates": [], "teq_iters": 0,)"
       R"( "packed_dtype": "float16",)"
       R"( "layer_overrides": [{"pattern": "mlp", "bits": 16}],)"
       R"( "allow_split_fused": false, "allow_gguf_without_vocab": false})";
@@ -99,7 +99,7 @@ TEST(WorkerCli, QuantizeSettingsFile) {
       "quantize --model " + dir.File("m") + " --settings " + dir.File("s.json") + " --out ";
   testing::WriteFile(dir.File("s.json"), R"({"version": 1})");
   ExpectOneLineError(RunWorker(quantize + dir.File("o1")),
-                     dir.File("s.json") + ": key 'version' 1 is not 2");
+                     dir.File("s.json") + ": key 'version' 1 is not 3");
   std::string bad = good;
   bad.replace(bad.find("\"bits\": 4"), 9, "\"bits\": 5");
   testing::WriteFile(dir.File("s.json"), bad);

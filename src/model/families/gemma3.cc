@@ -78,7 +78,10 @@ absl::Status ReadGemma3(const JsonFields& f, ModelConfig& c) {
 BlockLayout Gemma3Layout(const ModelConfig& c, int64_t /*layer*/) {
   BlockLayout out;
   layout::AddLlamaNorms(c, out);
-  out.params.push_back({"pre_feedforward_layernorm", {c.hidden_size}});
+  // The post-attention norm scales the attention's output; the pre-feedforward one makes
+  // the MLP's input.
+  out.params[1].makes = BlockInput::kNone;
+  out.params.push_back({"pre_feedforward_layernorm", {c.hidden_size}, BlockInput::kMlp});
   out.params.push_back({"post_feedforward_layernorm", {c.hidden_size}});
   layout::AddQkNorms(c, out);
   layout::AddAttention(c, out);

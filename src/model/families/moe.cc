@@ -42,7 +42,10 @@ absl::Status SetMoe(const JsonFields& f, absl::string_view experts_key, MoeConfi
 void AddSparseMoe(const ModelConfig& c, absl::string_view router, absl::string_view experts_prefix,
                   absl::string_view gate, absl::string_view up, absl::string_view down,
                   BlockLayout& out) {
-  out.params.push_back({std::string(router), {c.moe->num_experts, c.hidden_size}});
+  out.params.push_back({std::string(router),
+                        {c.moe->num_experts, c.hidden_size},
+                        BlockInput::kNone,
+                        BlockInput::kMlp});
   for (int64_t e = 0; e < c.moe->num_experts; ++e) {
     layout::AddGatedMlp(c, absl::StrCat(experts_prefix, e, "."), gate, up, down,
                         c.moe->expert_intermediate_size, e, out);

@@ -30,10 +30,11 @@ absl::Status ReadPhi3(const JsonFields& f, ModelConfig& c) {
 BlockLayout Phi3Layout(const ModelConfig& c, int64_t /*layer*/) {
   BlockLayout out;
   layout::AddLlamaNorms(c, out);
-  out.linears.push_back(
-      {"self_attn.qkv_proj", c.hidden_size, c.q_dim() + 2 * c.kv_dim(), c.qkv_bias});
+  out.linears.push_back({"self_attn.qkv_proj", c.hidden_size, c.q_dim() + 2 * c.kv_dim(),
+                         c.qkv_bias, -1, BlockInput::kAttention});
   out.linears.push_back({"self_attn.o_proj", c.q_dim(), c.hidden_size, c.o_bias});
-  out.linears.push_back({"mlp.gate_up_proj", c.hidden_size, 2 * c.intermediate_size, c.mlp_bias});
+  out.linears.push_back({"mlp.gate_up_proj", c.hidden_size, 2 * c.intermediate_size, c.mlp_bias, -1,
+                         BlockInput::kMlp});
   out.linears.push_back({"mlp.down_proj", c.intermediate_size, c.hidden_size, c.mlp_bias});
   return out;
 }

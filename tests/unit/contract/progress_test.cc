@@ -56,6 +56,21 @@ TEST(Progress, BlockStatsJsonIsTheStoredShape) {
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(back->loss_best, 0.125);
   EXPECT_EQ(back->best_iter, 3);
+  EXPECT_FALSE(back->teq);
+  // A TEQ block's losses come back; a malformed "teq" is an error.
+  s.teq = BlockStats::Teq{0.5, 0.375, true};
+  j = BlockStatsToJson(s);
+  EXPECT_EQ(j["teq"], nlohmann::json::parse(R"({"loss_rtn": 0.5, "loss": 0.375, "kept": true})"));
+  back = BlockStatsFromJson(j, "b");
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_TRUE(back->teq);
+  EXPECT_EQ(back->teq->loss, 0.375);
+  EXPECT_TRUE(back->teq->kept);
+  j["teq"] = {{"loss_rtn", 1}, {"loss", 1}};
+  EXPECT_FALSE(BlockStatsFromJson(j, "b").ok());
+  j["teq"] = 3;
+  EXPECT_FALSE(BlockStatsFromJson(j, "b").ok());
+  j.erase("teq");
   j.erase("best_iter");
   EXPECT_FALSE(BlockStatsFromJson(j, "b").ok());
 }

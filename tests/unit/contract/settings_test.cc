@@ -129,6 +129,7 @@ TEST(Settings, FileRoundTripsEveryField) {
   r.allow_split_fused = true;
   r.scale_search = true;
   r.loss_filter = true;
+  r.teq_iters = 30;
   QuantizeSettings s = *ResolveSettings(r);
   const std::string text = SettingsFileText(s);
   EXPECT_EQ(json::parse(text).at("version"), kSettingsFileVersion);
@@ -140,6 +141,7 @@ TEST(Settings, FileRoundTripsEveryField) {
   EXPECT_FALSE(back->allow_gguf_without_vocab);
   EXPECT_TRUE(back->scale_search);
   EXPECT_TRUE(back->loss_filter);
+  EXPECT_EQ(back->teq_iters, 30);
   // The waivers are not settings.
   EXPECT_FALSE(s.ToJson().contains("allow_split_fused"));
 }
@@ -156,11 +158,14 @@ TEST(Settings, FileRejectsWhatResolutionWouldNotWrite) {
     return std::string(ParseSettingsFile(j.dump(), "s.json").status().message());
   };
   EXPECT_TRUE(ParseSettingsFile(good.dump(), "s.json").ok());
-  EXPECT_TRUE(absl::StrContains(error("version", 1), "key 'version' 1 is not 2"));
+  EXPECT_TRUE(absl::StrContains(error("version", 1), "key 'version' 1 is not 3"));
   EXPECT_TRUE(absl::StrContains(error("scale_search", json(json::value_t::discarded)),
                                 "key 'scale_search'"));
   EXPECT_TRUE(absl::StrContains(error("loss_filter", 1), "key 'loss_filter'"));
   EXPECT_TRUE(absl::StrContains(error("target_bits", -2), "key 'target_bits'"));
+  EXPECT_TRUE(absl::StrContains(error("teq_iters", -1), "key 'teq_iters' -1 is outside 0..100000"));
+  EXPECT_TRUE(
+      absl::StrContains(error("teq_iters", json(json::value_t::discarded)), "key 'teq_iters'"));
   EXPECT_TRUE(absl::StrContains(error("scheme_candidates", {"w3g32"}), "is not written W3G32"));
   EXPECT_TRUE(absl::StrContains(error("scheme_candidates", {"W9"}), "key 'scheme_candidates'"));
   EXPECT_TRUE(absl::StrContains(error("scheme_candidates", json(json::value_t::discarded)),

@@ -203,6 +203,16 @@ TEST(JobValidation, NamesTheBadField) {
   EXPECT_TRUE(ValidateJobSpec(s, kCpu).ok());
   s.target_bits = 3;  // mixed bits measure each layer on the calibration data
   ExpectInvalid(s, "spec.calibration_uri");
+  s.target_bits = 0;
+  s.teq_iters = 10;  // TEQ trains on the block loss
+  ExpectInvalid(s, "spec.calibration_uri");
+  s = ValidSpec();
+  s.teq_iters = -1;
+  ExpectInvalid(s, "spec.teq_iters");
+  s.teq_iters = 100001;
+  ExpectInvalid(s, "spec.teq_iters");
+  s.teq_iters = 100000;
+  EXPECT_TRUE(ValidateJobSpec(s, kCpu).ok());
   s = ValidSpec();
   s.target_bits = 1;
   ExpectInvalid(s, "spec.target_bits");

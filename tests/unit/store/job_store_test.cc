@@ -49,6 +49,7 @@ JobSpec FullSpec() {
   s.loss_filter = true;
   s.target_bits = 2.75;
   s.scheme_candidates = {"W2G32", "W16"};
+  s.teq_iters = 40;
   s.layer_overrides = {{"lm_head", 8, 64, true}, {"mlp.*", 3, std::nullopt, std::nullopt}};
   s.device = "cuda:1";
   s.priority = -3;
@@ -80,6 +81,7 @@ void ExpectSpecEq(const JobSpec& a, const JobSpec& b) {
   EXPECT_EQ(a.loss_filter, b.loss_filter);
   EXPECT_EQ(a.target_bits, b.target_bits);
   EXPECT_EQ(a.scheme_candidates, b.scheme_candidates);
+  EXPECT_EQ(a.teq_iters, b.teq_iters);
   EXPECT_EQ(a.allow_split_fused, b.allow_split_fused);
   EXPECT_EQ(a.allow_gguf_without_vocab, b.allow_gguf_without_vocab);
   EXPECT_EQ(a.packed_dtype, b.packed_dtype);

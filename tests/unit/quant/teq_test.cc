@@ -1,0 +1,251 @@
+// TEQ (src/quant/teq.h) on a random block of every family: which norm feeds
+// which matrices, the folded block computing what the original does, the
+// rounding of the stored norms compensated, and the quantized block improved.
+#include "src/quant/teq.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include "absl/strings/match.h"
+#include "src/model/block_registry.h"
+#include "src/model/checkpoint.h"
+#include "src/model/family.h"
+#include "src/model/random_checkpoint.h"
+#include "src/quant/qdq.h"
+#include "tests/testing/test_files.h"
+
+namespace signround {
+namespace {
+
+constexpr int64_t kSamples = 8;
+constexpr int64_t kTokens = 8;
+
+TEST(TeqGroups, NormsAndWhatReadsThemPerFamily) {
+  RandomCheckpointOptions o;
+  o.hidden_size = 64;
+  o.intermediate_size = 64;
+  o.num_heads = 4;
+  o.num_kv_heads = 2;
+  auto groups_of = [&](const std::string& type) {
+    o.model_type = type;
+    absl::StatusOr<ModelConfig> c = RandomCheckpointConfig(o);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return TeqGroups(FindModelFamily(type)->block_layout(*c, 0));
+  };
+  std::vector<TeqGroup> llama = groups_of("llama");
+  ASSERT_EQ(llama.size(), 2u);
+  EXPECT_EQ(llama[0].norm, "input_layernorm");
+  EXPECT_EQ(llama[0].linears,
+            (std::vector<std::string>{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}));
+  EXPECT_EQ(llama[1].norm, "post_attention_layernorm");
+  EXPECT_EQ(llama[1].linears, (std::vector<std::string>{"mlp.gate_proj", "mlp.up_proj"}));
+  EXPECT_TRUE(llama[1].params.empty());
+  // Gemma 3's post-attention norm scales the attention output; the MLP reads the
+  // pre-feedforward norm's.
+  std::vector<TeqGroup> gemma = groups_of("gemma3_text");
+  ASSERT_EQ(gemma.size(), 2u);
+  EXPECT_EQ(gemma[1].norm, "pre_feedforward_layernorm");
+  // Phi-3's fused Linears.
+  std::vector<TeqGroup> phi = groups_of("phi3");
+  ASSERT_EQ(phi.size(), 2u);
+  EXPECT_EQ(phi[0].linears, std::vector<std::string>{"self_attn.qkv_proj"});
+  EXPECT_EQ(phi[1].linears, std::vector<std::string>{"mlp.gate_up_proj"});
+  // MoE: the router and every expert's gate and up.
+  o.num_experts = 3;
+  o.experts_per_token = 2;
+  std::vector<TeqGroup> mixtral = groups_of("mixtral");
+  ASSERT_EQ(mixtral.size(), 2u);
+  EXPECT_EQ(mixtral[1].params, std::vector<std::string>{"block_sparse_moe.gate"});
+  EXPECT_EQ(mixtral[1].linears.size(), 6u);
+  EXPECT_NE(std::find(mixtral[1].linears.begin(), mixtral[1].linears.end(),
+                      "block_sparse_moe.experts.2.w3"),
+            mixtral[1].linears.end());
+}
+
+class TeqFamilyTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    RandomCheckpointOptions o;
+    o.model_type = GetParam();
+    o.hidden_size = 64;
+    o.intermediate_size = 64;
+    o.num_layers = 1;
+    o.num_heads = 4;
+    o.num_kv_heads = 2;
+    o.vocab_size = 48;
+    o.max_position_embeddings = 64;
+    o.dtype = DType::kF32;
+    o.seed = 5;
+    if (std::string(GetParam()) == "mixtral" || std::string(GetParam()) == "qwen3_moe") {
+      o.num_experts = 3;
+      o.experts_per_token = 2;
+    }
+    ASSERT_TRUE(WriteRandomCheckpoint(dir_.File("m"), o).ok());
+    absl::StatusOr<Checkpoint> ckpt = Checkpoint::Open(dir_.File("m"));
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+    config_ = ckpt->config();
+    absl::StatusOr<const BlockImpl*> impl = FindBlockImpl(config_.model_type);
+    ASSERT_TRUE(impl.ok());
+    forward_ = (*impl)->forward;
+    absl::StatusOr<BlockWeights> w = (*impl)->load(*ckpt, 0, at::kFloat, at::kCPU);
+    ASSERT_TRUE(w.ok()) << w.status();
+    original_ = *std::move(w);
+    // Norms away from 1 (random checkpoints have unit norms), so that a wrong fold shows.
+    at::manual_seed(3);
+    for (auto& [name, t] : original_.params) {
+      if (absl::EndsWith(name, "norm")) t = t + at::randn(t.sizes()) * 0.3;
+    }
+    groups_ = TeqGroups(FindModelFamily(config_.model_type)->block_layout(config_, 0));
+    // The Linears TEQ scales, at W2G32 (o and down stay fp32, so the block loss is theirs).
+    for (const TeqGroup& g : groups_) {
+      for (const std::string& name : g.linears) layers_.push_back({name, {2, 32, true}});
+    }
+    rope_ = MakeRopeTables(config_, kTokens, at::kCPU);
+    // Inputs with a few large channels, as real hidden states have.
+    at::Tensor channel = at::ones({config_.hidden_size});
+    channel.narrow(0, 0, 4).fill_(8.0);
+    q_in_ = at::randn({kSamples, kTokens, config_.hidden_size}) * channel;
+    fp_out_ = Forward(original_);
+  }
+
+  at::Tensor Forward(const BlockWeights& w) {
+    at::NoGradGuard no_grad;
+    return forward_(config_, w, rope_, q_in_, nullptr);
+  }
+
+  // The block loss over every sample with each quantized Linear rounded to nearest.
+  double RtnLoss(const BlockWeights& w) {
+    at::NoGradGuard no_grad;
+    BlockWeights q = w;
+    for (const LayerToQuantize& l : layers_) {
+      LinearWeights* lw = q.FindLinear(l.name);
+      const GroupedWeight g = GroupWeight(lw->weight, l.scheme.group_size);
+      lw->weight = QuantDequant(g, l.scheme, InitialRoundingParams(g)).dequant;
+    }
+    return at::mse_loss(Forward(q), fp_out_).item<double>();
+  }
+
+  absl::StatusOr<TeqResult> Train(at::ScalarType stored) {
+    TeqOptions t;
+    t.iters = 60;
+    t.batch_size = 4;
+    t.norm_shift = config_.gemma_norms ? 1.0 : 0.0;
+    t.stored_dtype = [stored](const std::string&) { return stored; };
+    return TrainTeq(config_, forward_, original_, rope_, groups_, layers_, q_in_, fp_out_, t, 7);
+  }
+
+  testing::TempDir dir_;
+  ModelConfig config_;
+  BlockForwardFn forward_ = nullptr;
+  BlockWeights original_;
+  std::vector<TeqGroup> groups_;
+  std::vector<LayerToQuantize> layers_;
+  RopeTables rope_;
+  at::Tensor q_in_, fp_out_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Families, TeqFamilyTest,
+                         ::testing::Values("llama", "qwen3", "qwen3_moe", "mixtral", "gemma3_text",
+                                           "phi3"));
+
+// Unquantized, the folded block is the original function (fp32 arithmetic, relative 1e-5
+// of the output's scale); the losses reported are those of the block rounded to nearest
+// before and after (relative 1e-5), and the scales stand only when they lowered it.
+TEST_P(TeqFamilyTest, FoldedBlockComputesTheSameAndReportsItsLoss) {
+  absl::StatusOr<TeqResult> r = Train(at::kFloat);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const double scale = fp_out_.abs().max().item<double>();
+  EXPECT_LT((Forward(r->weights) - fp_out_).abs().max().item<double>(), 1e-5 * scale);
+  EXPECT_NEAR(RtnLoss(original_), r->loss_iter0, 1e-5 * r->loss_iter0);
+  EXPECT_NEAR(RtnLoss(r->weights), r->loss_best, 1e-5 * r->loss_best);
+  ASSERT_EQ(groups_.size(), 2u);
+  if (r->kept) {
+    EXPECT_LT(r->loss_best, r->loss_iter0);
+  } else {  // the block as it was: nothing changed
+    EXPECT_EQ(r->loss_best, r->loss_iter0);
+    EXPECT_TRUE(r->changed.empty());
+    for (const TeqGroup& g : groups_) {
+      EXPECT_TRUE(at::equal(original_.param(g.norm), r->weights.param(g.norm))) << g.norm;
+    }
+    return;
+  }
+  // What the export writes instead of the checkpoint's: the two norms and any router.
+  std::vector<std::string> changed;
+  for (const auto& [name, t] : r->changed) changed.push_back(name);
+  std::vector<std::string> want;
+  for (const TeqGroup& g : groups_) {
+    want.push_back(g.norm + ".weight");
+    for (const std::string& p : g.params) want.push_back(p + ".weight");
+  }
+  EXPECT_EQ(changed, want);
+}
+
+// An equivalent block whose q/k/v hold an outlier input channel (column 0 times 4, the
+// norm's weight divided by 4) rounds badly at W2G32: the scales learn to take it back (s of
+// that channel below 0.8), and the block rounded to nearest loses at least 2% less.
+TEST_P(TeqFamilyTest, LearnsToUndoAnOutlierChannel) {
+  const TeqGroup& attention = groups_[0];
+  {
+    at::NoGradGuard no_grad;
+    const double shift = config_.gemma_norms ? 1.0 : 0.0;
+    at::Tensor& norm = original_.param(attention.norm);
+    norm = (norm + shift) / 4.0 - shift;
+    for (const std::string& name : attention.linears) {
+      at::Tensor& w = original_.FindLinear(name)->weight;
+      w = w.clone();
+      w.narrow(1, 0, 1).mul_(4.0);
+    }
+  }
+  absl::StatusOr<TeqResult> r = Train(at::kFloat);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->kept);
+  EXPECT_LT(RtnLoss(r->weights), 0.98 * RtnLoss(original_));
+  // s of channel 0 below 0.8: its norm weight (plus Gemma's 1) grew by more than 1.25.
+  const double shift = config_.gemma_norms ? 1.0 : 0.0;
+  const double grown = (r->weights.param(attention.norm)[0].item<double>() + shift) /
+                       (original_.param(attention.norm)[0].item<double>() + shift);
+  EXPECT_GT(grown, 1.25);
+}
+
+// Stored as bf16, the norms are rounded; the Linears take the scale the rounded norm applies,
+// so the unquantized block still computes the original function to fp32 precision (without
+// the compensation the error would be bf16's, about 4e-3 relative).
+TEST_P(TeqFamilyTest, RoundedNormsAreCompensatedInTheLinears) {
+  absl::StatusOr<TeqResult> r = Train(at::kBFloat16);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const auto& [name, t] : r->changed) EXPECT_EQ(t.scalar_type(), at::kBFloat16) << name;
+  const double scale = fp_out_.abs().max().item<double>();
+  // Routers are rounded too and not compensated: an MoE block's routing moves by bf16's step.
+  const double tol = config_.moe ? 2e-2 : 1e-5;
+  EXPECT_LT((Forward(r->weights) - fp_out_).abs().max().item<double>(), tol * scale);
+  // The changed tensors put back reproduce the folded block's 16-bit tensors.
+  absl::StatusOr<BlockWeights> back = WithChangedTensors(original_, r->changed);
+  ASSERT_TRUE(back.ok()) << back.status();
+  for (const TeqGroup& g : groups_) {
+    EXPECT_TRUE(at::equal(back->param(g.norm), r->weights.param(g.norm))) << g.norm;
+  }
+}
+
+TEST(WithChangedTensors, RefusesTensorsTheBlockDoesNotHave) {
+  BlockWeights w;
+  w.params.emplace_back("input_layernorm", at::ones({4}));
+  EXPECT_EQ(
+      WithChangedTensors(w, {{"post_attention_layernorm.weight", at::ones({4})}}).status().code(),
+      absl::StatusCode::kInternal);
+  EXPECT_EQ(WithChangedTensors(w, {{"input_layernorm.weight", at::ones({5})}}).status().code(),
+            absl::StatusCode::kInternal);
+  absl::StatusOr<BlockWeights> ok =
+      WithChangedTensors(w, {{"input_layernorm.weight", at::full({4}, 2.0, at::kBFloat16)}});
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->param("input_layernorm").scalar_type(), at::kFloat);
+  EXPECT_EQ(ok->param("input_layernorm")[0].item<float>(), 2.0f);
+}
+
+}  // namespace
+}  // namespace signround
