@@ -18,6 +18,7 @@
 #include "src/model/family.h"
 #include "src/model/random_checkpoint.h"
 #include "src/quant/qdq.h"
+#include "tests/unit/model/model_fixtures.h"
 #include "tests/testing/test_files.h"
 
 namespace signround {
@@ -71,15 +72,10 @@ TEST(TeqGroups, NormsAndWhatReadsThemPerFamily) {
 class TeqFamilyTest : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
-    RandomCheckpointOptions o;
-    o.model_type = GetParam();
+    // Two groups of 32 per row at hidden 64; fp32, so the fold is checked to fp32 precision.
+    RandomCheckpointOptions o = Small(GetParam());
     o.hidden_size = 64;
-    o.intermediate_size = 64;
     o.num_layers = 1;
-    o.num_heads = 4;
-    o.num_kv_heads = 2;
-    o.vocab_size = 48;
-    o.max_position_embeddings = 64;
     o.dtype = DType::kF32;
     o.seed = 5;
     if (std::string(GetParam()) == "mixtral" || std::string(GetParam()) == "qwen3_moe") {
