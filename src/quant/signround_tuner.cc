@@ -36,10 +36,6 @@ BlockWeights CastBlock(const BlockWeights& w, at::ScalarType dtype) {
   return out;
 }
 
-at::Tensor Rows(const at::Tensor& x, const std::vector<int64_t>& idx) {
-  return x.index_select(0, at::tensor(idx, at::kLong).to(x.device()));
-}
-
 // Loss of one micro-batch with the current parameters; backward when asked.
 double MicroBatchLoss(const ModelConfig& config, BlockForwardFn forward, const BlockWeights& base,
                       std::vector<TunedLayer>& layers, const RopeTables& rope,
@@ -54,8 +50,9 @@ double MicroBatchLoss(const ModelConfig& config, BlockForwardFn forward, const B
       w.FindLinear(l.name)->weight =
           QuantDequantWeight(l.weight, l.scheme, l.params, o.weight_dtype, o.compute_dtype);
     }
-    at::Tensor out = forward(config, w, rope, Rows(q_in, idx), nullptr);
-    loss = BlockLoss(out.to(at::kFloat), Rows(fp_out, idx).to(at::kFloat), o.loss_filter) / divisor;
+    at::Tensor out = forward(config, w, rope, SampleRows(q_in, idx), nullptr);
+    loss = BlockLoss(out.to(at::kFloat), SampleRows(fp_out, idx).to(at::kFloat), o.loss_filter) /
+           divisor;
   }
   // Each W^ now lives only in the graph, which frees it once its layer's backward has run.
   if (backward) (loss * 1000.0).backward();
@@ -180,6 +177,10 @@ QuantizedLinear FinishLayer(const TunedLayer& layer, const RoundingParams& param
 }
 
 }  // namespace
+
+at::Tensor SampleRows(const at::Tensor& x, const std::vector<int64_t>& idx) {
+  return x.index_select(0, at::tensor(idx, at::kLong).to(x.device()));
+}
 
 at::Tensor BlockLoss(const at::Tensor& out, const at::Tensor& target, bool filter) {
   const int64_t n = out.numel();

@@ -46,6 +46,9 @@ inline constexpr double kLossFilterFraction = 0.001;
 // block (SignRoundV2's loss filter). Below 1000 elements it is the plain mean.
 at::Tensor BlockLoss(const at::Tensor& out, const at::Tensor& target, bool filter);
 
+// The rows `idx` of x (a sampled micro-batch), on x's device.
+at::Tensor SampleRows(const at::Tensor& x, const std::vector<int64_t>& idx);
+
 // The learning rates in effect: lr defaults to 1 / iters, minmax_lr to lr.
 double EffectiveLr(const TuneOptions& options);
 double EffectiveMinmaxLr(const TuneOptions& options);

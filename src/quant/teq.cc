@@ -18,10 +18,6 @@ constexpr double kAdamEps = 1e-8;
 // log s stays within +-kMaxLogScale (s within [e^-5, e^5]).
 constexpr double kMaxLogScale = 5.0;
 
-at::Tensor Rows(const at::Tensor& x, const std::vector<int64_t>& idx) {
-  return x.index_select(0, at::tensor(idx, at::kLong).to(x.device()));
-}
-
 // W^ of `w` rounded to nearest under `scheme`, straight-through in `w`.
 at::Tensor RoundedToNearest(const at::Tensor& w, const QuantScheme& scheme) {
   const GroupedWeight g = GroupWeight(w, scheme.group_size);
@@ -178,8 +174,8 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
       at::Tensor loss;
       {
         const BlockWeights w = scaled_block();
-        at::Tensor out = forward(config, w, rope, Rows(q_in, idx), nullptr);
-        loss = BlockLoss(out.to(at::kFloat), Rows(fp_out, idx).to(at::kFloat), o.loss_filter);
+        at::Tensor out = forward(config, w, rope, SampleRows(q_in, idx), nullptr);
+        loss = BlockLoss(out.to(at::kFloat), SampleRows(fp_out, idx).to(at::kFloat), o.loss_filter);
       }
       (loss * 1000.0).backward();
       adam.Step(states, kTeqLr * (1.0 - static_cast<double>(i) / o.iters));
