@@ -5,7 +5,9 @@
 //     submitted job is cancelled;
 // (b) the delivery of one event to N concurrent WatchJob streams: N watchers
 //     follow a QUEUED job, CancelJob is called, and each watcher's latency is the
-//     time from that call to its receipt of the CANCELLED state change.
+//     time from that call to its receipt of the CANCELLED state change. Streams the
+//     server refuses (RESOURCE_EXHAUSTED), that fail, or that end without the event are
+//     counted apart and make the exit code 1.
 // Percentiles are nearest-rank over all samples. bench/service_bench.sh starts a
 // server whose stand-in worker sleeps, so that queued jobs stay queued.
 //
@@ -133,30 +135,69 @@ std::vector<std::string> SubmitLatency(Stub& stub, const Options& o) {
   return ids;
 }
 
-// One WatchJob stream: `live` once it has seen the job's stored events up to
-// `live_sequence`; `received` when the CANCELLED state change arrives.
-struct Watcher {
-  grpc::ClientContext ctx;
-  std::atomic<bool> live{false};
-  Clock::time_point received{};
-  bool got_cancelled = false;
+// The streams of one trial: how many are live (have seen the job's stored events) or
+// over, to wait on.
+struct Tally {
+  std::mutex mu;
+  std::condition_variable cv;
+  int live = 0;
+  int done = 0;
+  void Bump(int Tally::*counter) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++(this->*counter);
+    cv.notify_all();
+  }
+  void WaitUntil(int Tally::*counter, int n, Clock::time_point deadline) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_until(lock, deadline, [&] { return this->*counter >= n; });
+  }
 };
 
-void Follow(Stub& stub, const std::string& job_id, int64_t live_sequence, Watcher* w) {
-  v1::WatchJobRequest request;
-  request.set_job_id(job_id);
-  auto reader = stub.WatchJob(&w->ctx, request);
-  v1::JobEvent event;
-  while (reader->Read(&event)) {
-    if (event.sequence() >= live_sequence) w->live = true;
-    if (event.has_state_change() && event.state_change().to() == v1::JOB_STATE_CANCELLED) {
-      w->received = Clock::now();
-      w->got_cancelled = true;
-    }
+// One WatchJob stream through the callback API (no client thread per stream): live once
+// it has seen the job's stored events up to `live_sequence`; `received` when the
+// CANCELLED state change arrives; `status` when the stream ends.
+class Watcher : public grpc::ClientReadReactor<v1::JobEvent> {
+ public:
+  Watcher(Stub& stub, const std::string& job_id, int64_t live_sequence, Tally* tally)
+      : live_sequence_(live_sequence), tally_(tally) {
+    request_.set_job_id(job_id);
+    ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    stub.async()->WatchJob(&ctx_, &request_, this);
+    StartRead(&event_);
+    StartCall();
   }
-  w->live = true;  // ended early: do not wait for it
-  reader->Finish();
-}
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // the stream ended: OnDone follows
+    if (!live_ && event_.sequence() >= live_sequence_) MarkLive();
+    if (event_.has_state_change() && event_.state_change().to() == v1::JOB_STATE_CANCELLED) {
+      received = Clock::now();
+      got_cancelled = true;
+    }
+    StartRead(&event_);
+  }
+  void OnDone(const grpc::Status& s) override {
+    status = s;
+    if (!live_) MarkLive();  // ended early: do not wait for it
+    tally_->Bump(&Tally::done);
+  }
+  void Cancel() { ctx_.TryCancel(); }
+
+  Clock::time_point received{};
+  bool got_cancelled = false;
+  grpc::Status status;  // valid once done
+
+ private:
+  void MarkLive() {
+    live_ = true;
+    tally_->Bump(&Tally::live);
+  }
+  grpc::ClientContext ctx_;
+  v1::WatchJobRequest request_;
+  v1::JobEvent event_;
+  const int64_t live_sequence_;
+  Tally* tally_;
+  bool live_ = false;
+};
 
 v1::JobState StateOf(Stub& stub, const std::string& id) {
   grpc::ClientContext ctx;
@@ -169,9 +210,12 @@ v1::JobState StateOf(Stub& stub, const std::string& id) {
 struct TrialResult {
   std::vector<double> delivery_ms;  // one per watcher that got the event
   double cancel_rpc_ms = 0;
+  double open_ms = 0;  // until every stream was live
   bool cancel_ok = false;
   bool was_queued = false;  // QUEUED just before CancelJob
-  int missed = 0;           // watchers without the event
+  int refused = 0;          // streams the server refused (RESOURCE_EXHAUSTED)
+  int errors = 0;           // streams that ended with another error
+  int missed = 0;           // streams that ended OK without the event
 };
 
 // (b) once: N watchers on a fresh job, then CancelJob.
@@ -182,21 +226,18 @@ TrialResult WatchTrial(Stub& stub, const Options& o, int n, int trial) {
   v1::SubmitJobResponse submitted;
   grpc::ClientContext ctx;
   if (!stub.SubmitJob(&ctx, request, &submitted).ok()) {
-    r.missed = n;
+    r.errors = n;
     return r;
   }
   const v1::Job& job = submitted.job();
+  Tally tally;
   std::vector<std::unique_ptr<Watcher>> watchers;
-  std::vector<std::thread> threads;
+  const Clock::time_point opened = Clock::now();
   for (int i = 0; i < n; ++i) {
-    watchers.push_back(std::make_unique<Watcher>());
-    watchers.back()->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    threads.emplace_back(Follow, std::ref(stub), job.id(), job.last_sequence(),
-                         watchers.back().get());
+    watchers.push_back(std::make_unique<Watcher>(stub, job.id(), job.last_sequence(), &tally));
   }
-  for (const auto& w : watchers) {
-    while (!w->live) std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
+  tally.WaitUntil(&Tally::live, n, Clock::now() + std::chrono::seconds(120));
+  r.open_ms = Ms(Clock::now() - opened);
   r.was_queued = StateOf(stub, job.id()) == v1::JOB_STATE_QUEUED;
   grpc::ClientContext cancel_ctx;
   v1::CancelJobRequest cancel;
@@ -205,11 +246,17 @@ TrialResult WatchTrial(Stub& stub, const Options& o, int n, int trial) {
   const Clock::time_point t0 = Clock::now();
   grpc::Status s = stub.CancelJob(&cancel_ctx, cancel, &before_cancel);
   r.cancel_rpc_ms = Ms(Clock::now() - t0);
-  for (std::thread& t : threads) t.join();
   r.cancel_ok = s.ok();
+  tally.WaitUntil(&Tally::done, n, Clock::now() + std::chrono::seconds(120));
+  for (auto& w : watchers) w->Cancel();  // any still open (a lost event) ends now
+  tally.WaitUntil(&Tally::done, n, Clock::now() + std::chrono::seconds(30));
   for (const auto& w : watchers) {
     if (w->got_cancelled) {
       r.delivery_ms.push_back(Ms(w->received - t0));
+    } else if (w->status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      ++r.refused;
+    } else if (!w->status.ok()) {
+      ++r.errors;
     } else {
       ++r.missed;
     }
@@ -232,34 +279,47 @@ std::string Blocker(Stub& stub, const Options& o) {
   return response.job().id();
 }
 
-void WatchLatency(Stub& stub, const Options& o) {
+// Returns the number of streams that did not get the event (refused, failed or missed).
+int WatchLatency(Stub& stub, const Options& o) {
   std::printf(
       "WatchJob delivery: CancelJob call -> CANCELLED event on each of N streams, "
       "%d trials per N, ms\n",
       o.trials);
-  std::printf("  %5s %8s %8s %8s %8s %8s %7s   %s\n", "N", "samples", "median", "p90", "p99", "max",
-              "missed", "CancelJob rpc median");
+  std::printf("  %5s %8s %8s %8s %8s %8s %7s %6s %6s   %s\n", "N", "samples", "median", "p90",
+              "p99", "max", "refused", "errors", "missed", "CancelJob rpc / open median");
+  int lost = 0;
   for (int n : o.watchers) {
-    std::vector<double> all, rpc;
-    int missed = 0, queued = 0, cancelled = 0;
+    std::vector<double> all, rpc, open;
+    int refused = 0, errors = 0, missed = 0, queued = 0, cancelled = 0;
     for (int t = 0; t < o.trials; ++t) {
       TrialResult r = WatchTrial(stub, o, n, t);
       all.insert(all.end(), r.delivery_ms.begin(), r.delivery_ms.end());
       rpc.push_back(r.cancel_rpc_ms);
+      open.push_back(r.open_ms);
+      refused += r.refused;
+      errors += r.errors;
       missed += r.missed;
       queued += r.was_queued;
       cancelled += r.cancel_ok;
     }
-    std::printf("  %5d %8zu %8.2f %8.2f %8.2f %8.2f %7d   %.2f\n", n, all.size(),
+    std::printf("  %5d %8zu %8.2f %8.2f %8.2f %8.2f %7d %6d %6d   %.2f / %.0f\n", n, all.size(),
                 Percentile(all, 50), Percentile(all, 90), Percentile(all, 99), Percentile(all, 100),
-                missed, Percentile(rpc, 50));
+                refused, errors, missed, Percentile(rpc, 50), Percentile(open, 50));
     if (queued != o.trials || cancelled != o.trials) {
       std::printf(
           "  (N=%d: %d of %d jobs were QUEUED when cancelled, %d CancelJob calls "
           "failed)\n",
           n, queued, o.trials, o.trials - cancelled);
     }
+    lost += refused + errors + missed;
   }
+  if (lost > 0) {
+    std::fprintf(stderr,
+                 "bench_service: %d WatchJob streams were refused, failed or missed "
+                 "the event\n",
+                 lost);
+  }
+  return lost;
 }
 
 }  // namespace
@@ -275,7 +335,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.1, 3600.0));
   app.add_option("--watchers", o.watchers, "Stream counts N")
       ->delimiter(',')
-      ->check(CLI::Range(1, 2000));
+      ->check(CLI::Range(1, 20000));
   app.add_option("--trials", o.trials, "CancelJob trials per N")->check(CLI::Range(1, 10000));
   CLI11_PARSE(app, argc, argv);
 
@@ -293,7 +353,7 @@ int main(int argc, char** argv) {
   for (const std::string& id : ids) failed += !Cancel(*stub, id);
   if (failed) std::fprintf(stderr, "bench_service: %d cancels failed\n", failed);
 
-  WatchLatency(*stub, o);
+  const int lost = WatchLatency(*stub, o);
   Cancel(*stub, blocker);
-  return failed ? 1 : 0;
+  return failed || lost ? 1 : 0;
 }

@@ -9,6 +9,9 @@
 #
 #   bench/service_bench.sh [BUILD_DIR] [-- bench_service flags: --rate 50 --seconds 10
 #                                          --watchers 1,10,100 --trials 20]
+#
+# SERVER_ARGS adds flags to the server's command line (e.g. --max-watches-per-tenant=0).
+# The README's figures: --watchers 1,10,100,500,5000.
 set -euo pipefail
 BUILD=build
 if [ $# -gt 0 ] && [ "$1" != "--" ]; then BUILD=$1; shift; fi
@@ -38,7 +41,7 @@ chmod +x "$WORK/sleeping-worker"
 
 "$BUILD/bin/signround-server" --listen=127.0.0.1:0 --metrics-listen=127.0.0.1:0 \
   --data-dir="$WORK/data" --devices=cpu --worker-bin="$WORK/sleeping-worker" \
-  --cancel-grace-seconds=2 >"$WORK/ready" 2>"$WORK/server.log" &
+  --cancel-grace-seconds=2 ${SERVER_ARGS:-} >"$WORK/ready" 2>"$WORK/server.log" &
 SERVER_PID=$!
 for _ in $(seq 600); do
   if [ -s "$WORK/ready" ] || ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi

@@ -19,6 +19,8 @@ PACKAGES=(
   openssl  # tests: a throwaway TLS PKI (tests/testing/tls_pki.h, tests/e2e/python_client_test.py)
   # tests: a Python client of the job service (stubs generated at test time)
   python3-grpcio python3-grpc-tools
+  # tests and users: clients/python installs into a venv with Debian's pip, offline
+  python3-venv python3-pip python3-setuptools python3-wheel
   python3-prometheus-client  # tests: parses /metrics output (tests/unit/metrics)
   # tests: llama.cpp's gguf-py dequantizes our GGUF files (tests/testing/llama_gguf_py.h)
   python3-numpy
@@ -44,6 +46,9 @@ PACKAGES+=(clang-14 libclang-rt-14-dev llvm-14)
 # tests/deploy: yamllint and python3-yaml check the Kubernetes manifests, rendered by the
 # kubectl on PATH, else Debian's kubernetes-client.
 PACKAGES+=(yamllint python3-yaml)
+# tests: a real Prometheus scrapes the server; promtool checks and unit-tests
+# deploy/prometheus/alerts.yaml (tests/e2e/prometheus_scrape_test.py, prometheus_rules_test).
+PACKAGES+=(prometheus)
 if ! command -v kubectl >/dev/null 2>&1; then PACKAGES+=(kubernetes-client); fi
 # SIGNROUND_LIBTORCH=external (the Dockerfile's CUDA build): LibTorch is found through
 # CMAKE_PREFIX_PATH, so Debian's CPU LibTorch is neither installed nor shipped.

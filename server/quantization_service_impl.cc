@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "absl/strings/string_view.h"
 #include "server/grpc_status.h"
 #include "server/proto_convert.h"
 #include "server/rpc_auth.h"
@@ -35,14 +36,18 @@ QuantizationServiceImpl::QuantizationServiceImpl(jobs::JobService& core,
                                 {"method", "code"})),
       rpc_seconds_(registry.AddHistogram("signround_rpc_duration_seconds",
                                          "Seconds per unary gRPC call by method",
-                                         metrics::ExponentialBuckets(0.0001, 2, 18), {"method"})) {}
+                                         metrics::ExponentialBuckets(0.0001, 2, 18), {"method"})),
+      watches_(this, core, authenticator,
+               [this](const absl::Status& status) { return Finish("WatchJob", status); }) {}
 
 grpc::Status QuantizationServiceImpl::Finish(const char* method, const absl::Status& status) {
   grpc::Status out = ToGrpcStatus(status);
   rpcs_.With({method, GrpcCodeName(out.error_code())}).Inc();
+  const bool shutdown_watch =
+      status.code() == absl::StatusCode::kUnavailable && absl::string_view(method) == "WatchJob";
   if (!status.ok() && status.code() != absl::StatusCode::kInvalidArgument &&
       status.code() != absl::StatusCode::kNotFound &&
-      status.code() != absl::StatusCode::kCancelled) {
+      status.code() != absl::StatusCode::kCancelled && !shutdown_watch) {
     spdlog::warn("rpc={} {}", method, status.ToString());
   }
   return out;
@@ -97,26 +102,6 @@ grpc::Status QuantizationServiceImpl::CancelJob(grpc::ServerContext* context,
   absl::StatusOr<jobs::Job> job = core_.Cancel(request->job_id(), *caller);
   if (job.ok()) ToProto(*job, response);
   return Finish("CancelJob", job.status());
-}
-
-grpc::Status QuantizationServiceImpl::WatchJob(grpc::ServerContext* context,
-                                               const v1::WatchJobRequest* request,
-                                               grpc::ServerWriter<v1::JobEvent>* writer) {
-  absl::StatusOr<jobs::Caller> caller = CallerOf(*context, authenticator_);
-  if (!caller.ok()) return Finish("WatchJob", caller.status());
-  if (request->from_sequence() < 0) {
-    return Finish("WatchJob", absl::InvalidArgumentError(
-                                  "from_sequence: must be 0 (from the start) or a sequence"));
-  }
-  absl::Status status = core_.Watch(
-      request->job_id(), request->from_sequence(),
-      [&](const jobs::JobEvent& e) {
-        v1::JobEvent out;
-        ToProto(e, &out);
-        return writer->Write(out);
-      },
-      [context] { return context->IsCancelled(); }, *caller);
-  return Finish("WatchJob", status);
 }
 
 }  // namespace signround::server

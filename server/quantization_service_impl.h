@@ -2,6 +2,7 @@
 // converts its request, calls the core, maps the status and counts itself.
 #pragma once
 
+#include "server/watch_stream.h"
 #include "signround/v1/quantization_service.grpc.pb.h"
 #include "src/auth/authenticator.h"
 #include "src/jobs/job_service.h"
@@ -9,7 +10,9 @@
 
 namespace signround::server {
 
-class QuantizationServiceImpl final : public ::signround::v1::QuantizationService::Service {
+// The unary methods are synchronous; WatchJob runs on a completion queue
+// (server/watch_stream.h): give the ServerBuilder's queue to StartWatches once started.
+class QuantizationServiceImpl final : public WatchStreams::Service {
  public:
   // `authenticator` null: no authentication (every caller is an admin).
   QuantizationServiceImpl(jobs::JobService& core, metrics::Registry& registry,
@@ -23,17 +26,22 @@ class QuantizationServiceImpl final : public ::signround::v1::QuantizationServic
                         v1::ListJobsResponse* response) override;
   grpc::Status CancelJob(grpc::ServerContext* context, const v1::CancelJobRequest* request,
                          v1::Job* response) override;
-  grpc::Status WatchJob(grpc::ServerContext* context, const v1::WatchJobRequest* request,
-                        grpc::ServerWriter<v1::JobEvent>* writer) override;
+  // WatchJob: serves it through `cq` until StopWatches (after the server's Shutdown).
+  void StartWatches(std::unique_ptr<grpc::ServerCompletionQueue> cq) {
+    watches_.Start(std::move(cq));
+  }
+  void StopWatches() { watches_.Stop(); }
 
  private:
-  // Maps `status`, counts the call by method and code, and logs failures.
+  // Maps `status`, counts the call by method and code, and logs failures (but not the
+  // client's own mistakes, nor a watch ended UNAVAILABLE by a shutdown).
   grpc::Status Finish(const char* method, const absl::Status& status);
 
   jobs::JobService& core_;
   const auth::Authenticator* authenticator_;
   metrics::Family<metrics::Counter>& rpcs_;
   metrics::Family<metrics::Histogram>& rpc_seconds_;
+  WatchStreams watches_;
 };
 
 }  // namespace signround::server

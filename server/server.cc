@@ -151,17 +151,19 @@ namespace {
 // The gRPC API on --listen, with health and reflection; its port in *port.
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpc(
     const ServerOptions& o, std::shared_ptr<grpc::ServerCredentials> credentials,
-    grpc::Service* service, int* port) {
+    QuantizationServiceImpl* service, int* port) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(o.listen, credentials, port);
   builder.SetMaxReceiveMessageSize(o.max_request_bytes);
   builder.RegisterService(service);
+  std::unique_ptr<grpc::ServerCompletionQueue> watch_queue = builder.AddCompletionQueue();
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) {
     return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", o.listen));
   }
+  service->StartWatches(std::move(watch_queue));
   server->GetHealthCheckService()->SetServingStatus(kServiceName, true);
   return server;
 }
@@ -271,12 +273,15 @@ int WaitForStopSignal(const sigset_t& signals, auth::Authenticator* authenticato
 }
 
 // Not serving any more (health), then the core drains and ends running jobs
-// first, so open WatchJob streams see it, then the gRPC server stops.
-void StopServing(jobs::JobService& core, grpc::Server* grpc_server) {
+// first, so open WatchJob streams see it (and are ended UNAVAILABLE), then the gRPC
+// server stops.
+void StopServing(jobs::JobService& core, QuantizationServiceImpl& service,
+                 grpc::Server* grpc_server) {
   if (grpc_server) grpc_server->GetHealthCheckService()->SetServingStatus(false);
   core.Shutdown();
   if (grpc_server) {
     grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    service.StopWatches();
   }
 }
 
@@ -315,7 +320,7 @@ absl::Status RunServer(ServerOptions o) {
   const int sig = WaitForStopSignal(signals, authenticator.get(), o.tokens_file);
   spdlog::info("signal {}: stopping", sig);
   ready = false;
-  StopServing(*core, grpc_server.get());
+  StopServing(*core, service, grpc_server.get());
   http.reset();
   spdlog::info("stopped");
   return absl::OkStatus();

@@ -92,7 +92,7 @@ void JobService::RunAttempt(const Job& job, const std::string& device) {
   }
   if (LeaseLost(job.id)) {
     // Another worker has the job now (or will): this attempt leaves no trace.
-    metrics_.attempts.With({"lost"}).Inc();
+    metrics_.attempts.With({kAttemptOutcomes[static_cast<int>(Outcome::kLost)]}).Inc();
     RemoveTree(job_dir).IgnoreError();
     spdlog::warn("job={} attempt={} abandoned: its lease is gone", job.id, job.attempts);
     return;
@@ -126,10 +126,9 @@ void JobService::RunAttempt(const Job& job, const std::string& device) {
                  : some_formats_failed ? "some export formats failed"
                                        : "bad input";
   }
-  static const char* const kOutcomeNames[] = {"succeeded", "retry",       "failed",
-                                              "cancelled", "interrupted", "lost"};
+  static_assert(std::size(kAttemptOutcomes) == static_cast<size_t>(Outcome::kLost) + 1);
   // Metrics and clean-up first: whoever sees the job end sees them done.
-  metrics_.attempts.With({kOutcomeNames[static_cast<int>(outcome)]}).Inc();
+  metrics_.attempts.With({kAttemptOutcomes[static_cast<int>(outcome)]}).Inc();
   if (IsTerminal(end.to)) {
     // The work directory and the mirrored checkpoints stay only for a resumed attempt.
     RemoveTree(job_dir).IgnoreError();

@@ -23,11 +23,6 @@
 namespace signround::jobs {
 namespace {
 
-bool EndsJob(const JobEvent& e) {
-  const auto* change = std::get_if<StateChange>(&e.payload);
-  return change != nullptr && IsTerminal(change->to);
-}
-
 // An exclusive lock on DATA_DIR/LOCK for the life of the process.
 absl::StatusOr<int> LockDataDir(const std::string& dir) {
   SR_RETURN_IF_ERROR(MakeDirectories(dir));
@@ -121,6 +116,8 @@ JobService::JobService(JobServiceOptions options, std::unique_ptr<JobStore> stor
     }
     metrics_.queue_depth.Set(static_cast<double>((*counts)[JobState::kQueued]));
   });
+  registry.AddCollector(
+      [this] { metrics_.watch_streams.Set(static_cast<double>(fanout_.watches())); });
   for (const std::string& device : options_.devices) metrics_.slot_busy.With({device}).Set(0);
 }
 
@@ -156,6 +153,7 @@ void JobService::Shutdown() {
   for (const auto& child : children) child->Terminate(std::chrono::milliseconds(2000));
   scheduler_.Join();
   if (lease_keeper_.joinable()) lease_keeper_.join();
+  fanout_.Stop();  // delivers the last events, then ends the open watches
 }
 
 std::string JobService::JobDir(const std::string& id) const {
@@ -275,9 +273,9 @@ absl::StatusOr<Job> JobService::Cancel(const std::string& id, const Caller& call
   return job;
 }
 
-absl::Status JobService::Watch(const std::string& id, int64_t from_sequence,
-                               const std::function<bool(const JobEvent&)>& send,
-                               const std::function<bool()>& stop, const Caller& caller) {
+absl::StatusOr<std::unique_ptr<JobService::WatchHandle>> JobService::Watch(
+    const std::string& id, int64_t from_sequence, std::shared_ptr<WatchSink> sink,
+    const Caller& caller) {
   SR_RETURN_IF_ERROR(Get(id, caller).status());
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -291,34 +289,18 @@ absl::Status JobService::Watch(const std::string& id, int64_t from_sequence,
     }
     ++open;
   }
-  struct Release {
-    JobService* self;
-    const std::string& tenant;
-    ~Release() {
-      std::lock_guard<std::mutex> lock(self->mu_);
-      if (--self->watches_[tenant] == 0) self->watches_.erase(tenant);
-    }
-  } release{this, caller.tenant};
-  int64_t next = std::max<int64_t>(from_sequence, 1);
-  constexpr int kBatch = 500;
-  while (true) {
-    const uint64_t seen = hub_.version();
-    SR_ASSIGN_OR_RETURN(std::vector<JobEvent> events, store_->Events(id, next, kBatch));
-    for (const JobEvent& e : events) {
-      if (!send(e)) return absl::CancelledError("the watcher went away");
-      next = e.sequence + 1;
-      if (EndsJob(e)) return absl::OkStatus();
-    }
-    if (static_cast<int>(events.size()) == kBatch) continue;
-    if (events.empty()) {
-      // Asked to start past the event that ended the job: nothing will come.
-      SR_ASSIGN_OR_RETURN(Job job, store_->Get(id));
-      if (IsTerminal(job.state) && next > job.last_sequence) return absl::OkStatus();
-    }
-    if (stop()) return absl::CancelledError("the watcher went away");
-    hub_.WaitForChange(seen, std::chrono::milliseconds(250));
-  }
+  std::unique_ptr<WatchHandle> handle(new WatchHandle(this, caller.tenant));
+  handle->token_ = fanout_.Add(id, from_sequence, std::move(sink));
+  return handle;
 }
+
+JobService::WatchHandle::~WatchHandle() {
+  service_->fanout_.Remove(token_);
+  std::lock_guard<std::mutex> lock(service_->mu_);
+  if (--service_->watches_[tenant_] == 0) service_->watches_.erase(tenant_);
+}
+
+void JobService::WatchHandle::Resume() { service_->fanout_.Resume(token_); }
 
 absl::StatusOr<std::optional<Job>> JobService::ClaimFor(const std::string& device) {
   const auto accepts = [&device](const JobSpec& spec) {

@@ -29,6 +29,7 @@
 #include "src/jobs/job.h"
 #include "src/jobs/scheduler.h"
 #include "src/jobs/service_metrics.h"
+#include "src/jobs/watch_fanout.h"
 #include "src/storage/local_roots.h"
 #include "src/storage/s3_store.h"
 #include "src/store/job_store.h"
@@ -57,7 +58,7 @@ struct JobServiceOptions {
   // before each attempt); empty: anywhere.
   LocalRoots local_roots;
   int max_queued_jobs_per_tenant = 1000;  // 0: no limit
-  int max_watches_per_tenant = 64;        // per process; 0: no limit
+  int max_watches_per_tenant = 10000;     // per process; 0: no limit
 };
 
 class JobService {
@@ -83,13 +84,28 @@ class JobService {
   absl::StatusOr<ListPage> List(ListQuery query, const Caller& caller = {});
   // Ends a job (see the proto's CancelJob); FAILED_PRECONDITION when it had ended.
   absl::StatusOr<Job> Cancel(const std::string& id, const Caller& caller = {});
-  // Calls `send` with the job's events from `from_sequence` on, then with new
-  // ones as they are stored, until the job has ended (OK), `send` returns
-  // false or `stop` returns true (CANCELLED). RESOURCE_EXHAUSTED when the
-  // tenant already has max_watches_per_tenant watches open on this process.
-  absl::Status Watch(const std::string& id, int64_t from_sequence,
-                     const std::function<bool(const JobEvent&)>& send,
-                     const std::function<bool()>& stop, const Caller& caller = {});
+  // An open watch; destroying it ends the watch (without closing its sink).
+  class WatchHandle {
+   public:
+    ~WatchHandle();
+    // The sink takes events again after its Deliver returned false.
+    void Resume();
+
+   private:
+    friend class JobService;
+    WatchHandle(JobService* service, std::string tenant) : service_(service), tenant_(tenant) {}
+    JobService* service_;
+    std::string tenant_;
+    uint64_t token_ = 0;
+  };
+  // Hands `sink` the job's events from `from_sequence` on, then new ones as they are
+  // stored, until the job has ended (sink->Close(OK)); see watch_fanout.h. NOT_FOUND as
+  // Get; RESOURCE_EXHAUSTED when the tenant already has max_watches_per_tenant watches
+  // open on this process.
+  absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(const std::string& id, int64_t from_sequence,
+                                                     std::shared_ptr<WatchSink> sink,
+                                                     const Caller& caller = {});
+  size_t open_watches() const { return fanout_.watches(); }
 
   const std::vector<std::string>& devices() const { return options_.devices; }
 
@@ -159,6 +175,7 @@ class JobService {
   InputCache cache_;
   ServiceMetrics metrics_;
   EventHub hub_;
+  WatchFanout fanout_{store_.get(), &hub_, std::chrono::milliseconds(250)};
 
   std::mutex mu_;
   std::condition_variable ended_cv_;  // an attempt finished

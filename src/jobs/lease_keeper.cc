@@ -31,8 +31,10 @@ void JobService::KeepLeases() {
   for (const auto& [id, attempt] : mine) {
     absl::StatusOr<Lease> lease =
         store_->Renew(id, attempt->owner, options_.lease.count(), NowMs());
+    const bool lost = !lease.ok() && lease.status().code() == absl::StatusCode::kAborted;
+    metrics_.lease_renewals.With({lease.ok() ? "renewed" : lost ? "lost" : "failed"}).Inc();
     if (lease.ok() && !lease->cancel_requested) continue;
-    if (!lease.ok() && lease.status().code() != absl::StatusCode::kAborted) {
+    if (!lease.ok() && !lost) {
       // The store is unreachable: keep working; should the lease lapse meanwhile,
       // the next renewal says so.
       spdlog::warn("job={} lease not renewed: {}", id, lease.status().ToString());
@@ -62,6 +64,7 @@ void JobService::KeepLeases() {
     spdlog::warn("ending lapsed leases: {}", lapsed.status().ToString());
     return;
   }
+  metrics_.leases_lapsed.Inc(static_cast<double>(lapsed->size()));
   for (const Job& job : *lapsed) {
     spdlog::warn(
         "job={} attempt={}: the lease of worker {} lapsed; the job goes back to the "
