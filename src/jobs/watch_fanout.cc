@@ -221,20 +221,19 @@ bool WatchFanout::DeliverJob(const std::string& job_id, int64_t from) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = jobs_.find(job_id);
     for (Target& t : targets) {
-      if (it == jobs_.end()) break;
       if (!t.changed()) continue;
-      auto watch = it->second.find(t.token);
-      if (watch == it->second.end()) {
+      if (it == jobs_.end() || it->second.count(t.token) == 0) {
         t.close.reset();  // removed meanwhile: its owner is gone
         continue;
       }
       if (t.close) {
-        it->second.erase(watch);
+        it->second.erase(t.token);
         job_of_.erase(t.token);
         continue;
       }
-      watch->second.next = t.next;
-      watch->second.paused = t.paused && watch->second.resumes == t.resumes;
+      Watch& watch = it->second.at(t.token);
+      watch.next = t.next;
+      watch.paused = t.paused && watch.resumes == t.resumes;
     }
     if (it != jobs_.end() && it->second.empty()) jobs_.erase(it);
   }
