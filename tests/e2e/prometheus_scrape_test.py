@@ -194,11 +194,7 @@ def main():
         setattr(ARGS, name, os.path.abspath(getattr(ARGS, name)))
     base.ARGS = ARGS
     result = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2).result
-    stop_code = getattr(PrometheusScrapeTest, "stop_code", None)
-    if stop_code not in (None, 0):
-        print(f"FAIL: signround-server exited {stop_code} on SIGTERM")
-        return 1
-    return 0 if result.wasSuccessful() else 1
+    return base.exit_code(result, (PrometheusScrapeTest,))
 
 
 if __name__ == "__main__":

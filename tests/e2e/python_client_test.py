@@ -514,6 +514,16 @@ class PythonTlsTokenTest(ServerTestCase):
                          metadata=self.auth("admin"))
 
 
+def exit_code(result, classes):
+    """0 when the tests passed and each class's signround-server stopped cleanly on SIGTERM."""
+    for test_class in classes:
+        stop_code = getattr(test_class, "stop_code", None)
+        if stop_code not in (None, 0):
+            print(f"FAIL: signround-server ({test_class.__name__}) exited {stop_code} on SIGTERM")
+            return 1
+    return 0 if result.wasSuccessful() else 1
+
+
 def main():
     global ARGS
     parser = argparse.ArgumentParser()
@@ -524,12 +534,7 @@ def main():
     for name in ("server_bin", "worker_bin", "proto_dir"):
         setattr(ARGS, name, os.path.abspath(getattr(ARGS, name)))
     result = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2).result
-    for test_class in (PythonClientTest, PythonTlsTokenTest):
-        stop_code = getattr(test_class, "stop_code", None)
-        if stop_code not in (None, 0):
-            print(f"FAIL: signround-server ({test_class.__name__}) exited {stop_code} on SIGTERM")
-            return 1
-    return 0 if result.wasSuccessful() else 1
+    return exit_code(result, (PythonClientTest, PythonTlsTokenTest))
 
 
 if __name__ == "__main__":

@@ -411,13 +411,8 @@ def main():
     if rest:
         suite = unittest.defaultTestLoader.loadTestsFromNames(
             rest, module=type("tests", (), {c.__name__: c for c in classes}))
-    result = unittest.TextTestRunner(verbosity=2).run(suite)
-    for test_class in classes:
-        stop_code = getattr(test_class, "stop_code", None)
-        if stop_code not in (None, 0):
-            print(f"FAIL: signround-server ({test_class.__name__}) exited {stop_code} on SIGTERM")
-            return 1
-    return 0 if result.wasSuccessful() else 1
+    import python_client_test as base
+    return base.exit_code(unittest.TextTestRunner(verbosity=2).run(suite), classes)
 
 
 if __name__ == "__main__":
