@@ -44,7 +44,8 @@ fi
 # The image. The CUDA stage's image is not reachable here and not used for TORCH=cpu:
 # it is pointed at the base so that no stage needs a registry.
 start=$(date +%s)
-bah bud --isolation chroot --pull=never --layers -f Dockerfile -t "$TAG" \
+# Docker's image format: the OCI one has no SHELL, which the Dockerfile's RUN lines use.
+bah bud --isolation chroot --pull=never --layers --format docker -f Dockerfile -t "$TAG" \
   --build-arg TORCH=cpu --build-arg CUDA_IMAGE="docker.io/library/$BASE" .
 seconds=$(( $(date +%s) - start ))
 size=$(bah images --format '{{.Size}}' "$TAG" | head -1)
