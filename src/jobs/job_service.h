@@ -105,7 +105,6 @@ class JobService {
   absl::StatusOr<std::unique_ptr<WatchHandle>> Watch(const std::string& id, int64_t from_sequence,
                                                      std::shared_ptr<WatchSink> sink,
                                                      const Caller& caller = {});
-  size_t open_watches() const { return fanout_.watches(); }
 
   const std::vector<std::string>& devices() const { return options_.devices; }
 
