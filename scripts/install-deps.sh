@@ -49,6 +49,8 @@ PACKAGES+=(yamllint python3-yaml)
 # tests: a real Prometheus scrapes the server; promtool checks and unit-tests
 # deploy/prometheus/alerts.yaml (tests/e2e/prometheus_scrape_test.py, prometheus_rules_test).
 PACKAGES+=(prometheus)
+# tests: the web dashboard in a real headless browser (tests/e2e/dashboard_test.py).
+PACKAGES+=(chromium chromium-driver python3-selenium)
 if ! command -v kubectl >/dev/null 2>&1; then PACKAGES+=(kubernetes-client); fi
 # SIGNROUND_LIBTORCH=external (the Dockerfile's CUDA build): LibTorch is found through
 # CMAKE_PREFIX_PATH, so Debian's CPU LibTorch is neither installed nor shipped.

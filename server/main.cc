@@ -72,7 +72,12 @@ void AddServiceFlags(CLI::App& app, signround::server::ServerOptions& o, MainFla
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
   app.add_option("--metrics-listen", o.metrics_listen,
-                 "HTTP address of /metrics, /healthz, /readyz")
+                 "HTTP address of /metrics, /healthz, /readyz and (roles all and api) the web "
+                 "dashboard at /dashboard/")
+      ->capture_default_str();
+  app.add_option("--dashboard", o.dashboard,
+                 "Serve the web dashboard and its JSON API (/api/v1/jobs) on --metrics-listen, "
+                 "behind --tokens-file's tokens when set")
       ->capture_default_str();
   app.add_option("--log-format", f.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}))

@@ -22,6 +22,7 @@
 #include "src/auth/authenticator.h"
 #include "src/common/file_util.h"
 #include "src/common/status_macros.h"
+#include "src/dashboard/dashboard.h"
 #include "src/metrics/http_endpoints.h"
 #include "src/storage/credentials.h"
 #include "src/store/postgres_db.h"
@@ -229,14 +230,39 @@ absl::StatusOr<std::unique_ptr<auth::Authenticator>> LoadAuthenticator(const Ser
   return loaded;
 }
 
-// The ready line on stdout (JSON: role, gRPC and metrics addresses, TLS, data
+// The dashboard's routes: roles all and api, unless --dashboard=false. Not with client
+// certificates but no tokens: the HTTP port checks no certificate, so anyone reaching it
+// would see the jobs that mutual TLS keeps from them.
+std::vector<metrics::HttpRoute> DashboardRoutes(const ServerOptions& o, bool api,
+                                                jobs::JobService* core,
+                                                const auth::Authenticator* authenticator,
+                                                metrics::Registry* registry) {
+  if (!api || !o.dashboard) return {};
+  if (!o.tls_client_ca.empty() && authenticator == nullptr) {
+    spdlog::warn(
+        "dashboard off: --tls-client-ca without --tokens-file, and the HTTP port of "
+        "--metrics-listen checks no client certificate (add --tokens-file to serve it behind "
+        "the tokens, or --dashboard=false)");
+    return {};
+  }
+  if (authenticator != nullptr && !IsLoopback(o.metrics_listen)) {
+    spdlog::warn(
+        "dashboard: its bearer tokens cross the network in clear on --metrics-listen (plain "
+        "HTTP): reach it through a TLS-terminating proxy");
+  }
+  return dashboard::DashboardRoutes(core, authenticator, registry);
+}
+
+// The ready line on stdout (JSON: role, gRPC, metrics and dashboard addresses, TLS, data
 // directory) and its log line.
 void AnnounceReady(const ServerOptions& o, bool api, int grpc_port,
-                   const std::string& metrics_address) {
+                   const std::string& metrics_address, bool dashboard) {
   nlohmann::json ready_line = {{"role", o.role},
                                {"grpc", nullptr},
                                {"metrics", metrics_address},
+                               {"dashboard", nullptr},
                                {"tls", api && !o.tls_cert.empty()}};
+  if (dashboard) ready_line["dashboard"] = absl::StrCat("http://", metrics_address, "/dashboard/");
   if (api) {
     ready_line["grpc"] = absl::StrCat(metrics::ParseHostPort(o.listen)->first, ":", grpc_port);
   }
@@ -310,10 +336,14 @@ absl::Status RunServer(ServerOptions o) {
   }
 
   std::atomic<bool> ready{true};
-  SR_ASSIGN_OR_RETURN(std::unique_ptr<metrics::HttpEndpoints> http,
-                      metrics::HttpEndpoints::Start({o.metrics_listen}, &registry,
-                                                    [&ready] { return ready.load(); }));
-  AnnounceReady(o, api, grpc_port, http->address());
+  metrics::HttpEndpointsOptions http_options;
+  http_options.listen = o.metrics_listen;
+  http_options.routes = DashboardRoutes(o, api, core.get(), authenticator.get(), &registry);
+  const bool dashboard = !http_options.routes.empty();
+  SR_ASSIGN_OR_RETURN(
+      std::unique_ptr<metrics::HttpEndpoints> http,
+      metrics::HttpEndpoints::Start(http_options, &registry, [&ready] { return ready.load(); }));
+  AnnounceReady(o, api, grpc_port, http->address(), dashboard);
   if (authenticator) {
     spdlog::info("authentication: {} tokens from {}", authenticator->token_count(), o.tokens_file);
   }

@@ -225,6 +225,16 @@ absl::StatusOr<ListPage> JobService::List(ListQuery query, const Caller& caller)
   return store_->List(query);
 }
 
+absl::StatusOr<std::vector<JobEvent>> JobService::Events(const std::string& id,
+                                                         int64_t from_sequence, int limit,
+                                                         const Caller& caller) {
+  if (limit < 1 || limit > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat("limit: ", limit, " is outside 1..1000"));
+  }
+  SR_RETURN_IF_ERROR(Get(id, caller).status());
+  return store_->Events(id, from_sequence, limit);
+}
+
 std::shared_ptr<JobService::Attempt> JobService::FindAttempt(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = running_.find(id);

@@ -82,6 +82,10 @@ class JobService {
   absl::StatusOr<CreateResult> Submit(const JobSpec& spec, const Caller& caller = {});
   absl::StatusOr<Job> Get(const std::string& id, const Caller& caller = {});
   absl::StatusOr<ListPage> List(ListQuery query, const Caller& caller = {});
+  // The job's stored events with sequence >= from_sequence, in order, at most `limit`
+  // (1..1000, else INVALID_ARGUMENT); NOT_FOUND as Get.
+  absl::StatusOr<std::vector<JobEvent>> Events(const std::string& id, int64_t from_sequence,
+                                               int limit, const Caller& caller = {});
   // Ends a job (see the proto's CancelJob); FAILED_PRECONDITION when it had ended.
   absl::StatusOr<Job> Cancel(const std::string& id, const Caller& caller = {});
   // An open watch; destroying it ends the watch (without closing its sink).

@@ -69,7 +69,18 @@ void SetText(httplib::Response& res, int status, const std::string& body) {
   res.set_content(body, "text/plain; charset=utf-8");
 }
 
-void AddRoutes(httplib::Server* server, Registry* registry, std::function<bool()> ready) {
+HttpRequest ToRequest(const httplib::Request& req) {
+  HttpRequest out;
+  out.path = req.path;
+  for (size_t i = 1; i < req.matches.size(); ++i) out.path_params.push_back(req.matches[i].str());
+  out.query.insert(req.params.begin(), req.params.end());
+  const auto range = req.headers.equal_range("Authorization");
+  for (auto it = range.first; it != range.second; ++it) out.authorization.push_back(it->second);
+  return out;
+}
+
+void AddRoutes(httplib::Server* server, Registry* registry, std::function<bool()> ready,
+               const std::vector<HttpRoute>& routes) {
   server->Get("/metrics", [registry](const httplib::Request&, httplib::Response& res) {
     res.status = 200;
     res.set_content(registry->Render(), kMetricsContentType);
@@ -84,6 +95,15 @@ void AddRoutes(httplib::Server* server, Registry* registry, std::function<bool()
                   SetText(res, 503, "not ready");
                 }
               });
+  for (const HttpRoute& route : routes) {
+    server->Get(route.pattern,
+                [handle = route.handle](const httplib::Request& req, httplib::Response& res) {
+                  HttpReply reply = handle(ToRequest(req));
+                  res.status = reply.status;
+                  for (auto& [name, value] : reply.headers) res.set_header(name, value);
+                  res.set_content(std::move(reply.body), reply.content_type);
+                });
+  }
   server->Get(".*", [](const httplib::Request&, httplib::Response& res) {
     SetText(res, 404, "not found");
   });
@@ -91,11 +111,15 @@ void AddRoutes(httplib::Server* server, Registry* registry, std::function<bool()
     res.set_header("Allow", "GET, HEAD");
     SetText(res, 405, "method not allowed");
   };
-  server->Post(kEndpointPaths, not_allowed);
-  server->Put(kEndpointPaths, not_allowed);
-  server->Patch(kEndpointPaths, not_allowed);
-  server->Delete(kEndpointPaths, not_allowed);
-  server->Options(kEndpointPaths, not_allowed);
+  std::vector<std::string> patterns = {kEndpointPaths};
+  for (const HttpRoute& route : routes) patterns.push_back(route.pattern);
+  for (const std::string& pattern : patterns) {
+    server->Post(pattern, not_allowed);
+    server->Put(pattern, not_allowed);
+    server->Patch(pattern, not_allowed);
+    server->Delete(pattern, not_allowed);
+    server->Options(pattern, not_allowed);
+  }
   // No exception text in the response (httplib's default puts it in a header).
   server->set_exception_handler([](const httplib::Request&, httplib::Response& res,
                                    std::exception_ptr) { SetText(res, 500, "internal error"); });
@@ -163,7 +187,10 @@ absl::StatusOr<std::unique_ptr<HttpEndpoints>> HttpEndpoints::Start(
   if (registry == nullptr) return absl::InvalidArgumentError("HttpEndpoints: no registry");
   auto impl = std::make_unique<Impl>();
   httplib::Server& server = impl->server;
-  AddRoutes(&server, registry, std::move(ready));
+  for (const HttpRoute& route : options.routes) {
+    if (!route.handle) return absl::InvalidArgumentError("HttpEndpoints: a route has no handler");
+  }
+  AddRoutes(&server, registry, std::move(ready), options.routes);
   auto listen_socket = std::make_shared<std::atomic<int>>(-1);
   server.set_socket_options(ListenSocketOptions(listen_socket));
   server.set_payload_max_length(kMaxRequestBody);

@@ -1,11 +1,14 @@
 // The operational HTTP endpoints of a server: GET /metrics (the Registry in Prometheus text
-// format), /healthz (liveness) and /readyz (readiness), served on their own listener thread.
+// format), /healthz (liveness) and /readyz (readiness), served on their own listener thread,
+// and the GET routes its owner adds (the dashboard, src/dashboard/).
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -13,8 +16,32 @@
 
 namespace signround::metrics {
 
+// A GET (or HEAD) request to an added route, as its handler sees it.
+struct HttpRequest {
+  std::string path;                               // as sent, without the query
+  std::vector<std::string> path_params;           // the route pattern's capture groups
+  std::multimap<std::string, std::string> query;  // percent-decoded
+  std::vector<std::string> authorization;         // the Authorization header values
+};
+
+struct HttpReply {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // added to the response
+};
+
+// A route: GET and HEAD on paths that fully match `pattern` (an ECMAScript regex, tried in
+// order before the built-in 404); other methods on them get 405. `handle` runs on the
+// listener's threads, concurrently.
+struct HttpRoute {
+  std::string pattern;
+  std::function<HttpReply(const HttpRequest&)> handle;
+};
+
 struct HttpEndpointsOptions {
   std::string listen = "127.0.0.1:9464";  // host:port; port 0 picks a free port
+  std::vector<HttpRoute> routes;
 };
 
 // Splits a listen address into host and port: "host:port", "[v6-address]:port" (the host is

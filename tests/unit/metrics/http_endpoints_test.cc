@@ -283,5 +283,48 @@ TEST(HttpEndpointsStartTest, StartStopCyclesDoNotHang) {
   }
 }
 
+TEST(HttpEndpointsRoutesTest, AddedRoutesSeeCapturesQueryAndAuthorization) {
+  Registry registry;
+  HttpEndpointsOptions options;
+  options.listen = "127.0.0.1:0";
+  HttpRequest seen;
+  options.routes.push_back({"/things/([a-z]+)", [&seen](const HttpRequest& req) {
+                              seen = req;
+                              HttpReply reply;
+                              reply.status = 201;
+                              reply.content_type = "application/json";
+                              reply.body = "{}";
+                              reply.headers.emplace_back("X-Test", "yes");
+                              return reply;
+                            }});
+  auto started = HttpEndpoints::Start(options, &registry, nullptr);
+  ASSERT_TRUE(started.ok()) << started.status();
+  httplib::Client client("127.0.0.1", (*started)->port());
+  auto res = client.Get("/things/abc?x=1&x=2&y=%3Cb%3E", {{"Authorization", "Bearer t0k"}});
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 201);
+  EXPECT_EQ(res->body, "{}");
+  EXPECT_EQ(res->get_header_value("Content-Type"), "application/json");
+  EXPECT_EQ(res->get_header_value("X-Test"), "yes");
+  EXPECT_EQ(seen.path, "/things/abc");
+  EXPECT_EQ(seen.path_params, std::vector<std::string>{"abc"});
+  EXPECT_EQ(seen.query.count("x"), 2u);
+  EXPECT_EQ(seen.query.find("y")->second, "<b>");
+  EXPECT_EQ(seen.authorization, std::vector<std::string>{"Bearer t0k"});
+  // Not matched in full: the built-in 404; other methods on the route: 405.
+  EXPECT_EQ(client.Get("/things/ABC")->status, 404);
+  EXPECT_EQ(client.Put("/things/abc", "", "text/plain")->status, 405);
+  EXPECT_EQ(client.Get("/metrics")->status, 200);
+}
+
+TEST(HttpEndpointsRoutesTest, ARouteWithoutAHandlerIsInvalidArgument) {
+  Registry registry;
+  HttpEndpointsOptions options;
+  options.listen = "127.0.0.1:0";
+  options.routes.push_back({"/x", nullptr});
+  auto started = HttpEndpoints::Start(options, &registry, nullptr);
+  EXPECT_EQ(started.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace signround::metrics
