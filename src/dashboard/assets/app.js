@@ -273,7 +273,7 @@
     }
     for (const t of ticks) {
       chart.append(svg('line', { class: 'grid-line', x1: m.l, x2: W - m.r, y1: y(t), y2: y(t) }));
-      chart.append(svg('text', { x: m.l - 6, y: y(t) + 4, 'text-anchor': 'end' }, log ? t.toExponential(0) : Number(t.toPrecision(3)).toString()));
+      chart.append(svg('text', { x: m.l - 6, y: y(t) + 4, 'text-anchor': 'end' }, tickLabel(t, log, hi)));
     }
     const xStep = Math.max(1, Math.ceil((xMax + 1) / 12));
     for (let i = 0; i <= xMax; i += xStep) {
@@ -297,6 +297,15 @@
         el('span', {}, el('span', { class: 'swatch best' }), 'best loss'),
         el('span', { class: 'muted', id: 'chart-count', text: points.length + ' of ' + (blockCount || '?') + ' blocks' })),
       chart);
+  }
+
+  // One notation per axis: powers of ten on a log axis, and on a linear one exponents when
+  // its top is below 1e-3 (losses of small blocks) or above 1e5.
+  function tickLabel(t, log, top) {
+    if (log) return t.toExponential(0);
+    if (t === 0) return '0';
+    if (top < 1e-3 || top >= 1e5) return t.toExponential(1);
+    return Number(t.toPrecision(3)).toString();
   }
 
   function niceStep(raw) {
