@@ -39,6 +39,8 @@ absl::StatusOr<int> LockDataDir(const std::string& dir) {
 
 // "sqlite:PATH" or "postgres://..." (never echoed whole: it may hold a password).
 absl::StatusOr<std::unique_ptr<JobStore>> OpenStore(const JobServiceOptions& o) {
+  // The default store lives in the data directory, which role api does not lock (or make).
+  if (o.store.empty()) SR_RETURN_IF_ERROR(MakeDirectories(o.data_dir));
   const std::string uri =
       o.store.empty() ? absl::StrCat("sqlite:", JoinPath(o.data_dir, "signround.db")) : o.store;
   if (absl::StartsWith(uri, "sqlite:")) {

@@ -3,8 +3,6 @@
 // and the bearer tokens of --tokens-file.
 #include "src/dashboard/dashboard.h"
 
-#include <sys/stat.h>
-
 #include <memory>
 #include <string>
 
@@ -32,8 +30,7 @@ class DashboardTest : public ::testing::Test {
   void Start(bool with_tokens) {
     jobs::JobServiceOptions options;
     options.run_slots = false;
-    options.data_dir = dir_.File("data");
-    ASSERT_EQ(mkdir(options.data_dir.c_str(), 0700), 0);
+    options.data_dir = dir_.File("data");  // made by the service (role api too)
     auto service = jobs::JobService::Start(options, registry_);
     ASSERT_TRUE(service.ok()) << service.status();
     service_ = std::move(*service);
