@@ -15,7 +15,6 @@ Usage: dashboard_test.py --server-bin PATH --worker-bin PATH --proto-dir DIR --a
 Exit codes: 0 passed, 1 failed, 77 skipped (grpc, selenium, chromium or chromedriver missing).
 """
 
-import argparse
 import hashlib
 import json
 import os
@@ -397,20 +396,15 @@ class DashboardOffTest(base.ServerTestCase):
 
 def main():
     global ARGS
-    parser = argparse.ArgumentParser()
-    for flag in ("--server-bin", "--worker-bin", "--proto-dir", "--artifacts-dir"):
-        parser.add_argument(flag, required=True)
-    ARGS, rest = parser.parse_known_args()
-    for name in ("server_bin", "worker_bin", "proto_dir", "artifacts_dir"):
-        setattr(ARGS, name, os.path.abspath(getattr(ARGS, name)))
+    ARGS, rest = base.parse_paths(("--server-bin", "--worker-bin", "--proto-dir",
+                                   "--artifacts-dir"))
     for program in (CHROMIUM, CHROMEDRIVER):
         if not os.access(program, os.X_OK):
             print(f"SKIP: {program} missing (Debian's chromium and chromium-driver)")
             return SKIP
     os.makedirs(ARGS.artifacts_dir, exist_ok=True)
     base.ARGS = ARGS
-    result = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2).result
-    return base.exit_code(result, (DashboardTest, DashboardTokenTest, DashboardOffTest))
+    return base.run_tests(rest, (DashboardTest, DashboardTokenTest, DashboardOffTest))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ Usage: prometheus_scrape_test.py --server-bin PATH --worker-bin PATH --proto-dir
 Exit codes: 0 passed, 1 failed, 77 skipped (prometheus, grpc or grpc_tools missing).
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -17,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import unittest
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -186,15 +184,9 @@ class PrometheusScrapeTest(base.ServerTestCase):
 
 def main():
     global ARGS
-    parser = argparse.ArgumentParser()
-    for flag in ("--server-bin", "--worker-bin", "--proto-dir", "--rules"):
-        parser.add_argument(flag, required=True)
-    ARGS, rest = parser.parse_known_args()
-    for name in ("server_bin", "worker_bin", "proto_dir", "rules"):
-        setattr(ARGS, name, os.path.abspath(getattr(ARGS, name)))
+    ARGS, rest = base.parse_paths(("--server-bin", "--worker-bin", "--proto-dir", "--rules"))
     base.ARGS = ARGS
-    result = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2).result
-    return base.exit_code(result, (PrometheusScrapeTest,))
+    return base.run_tests(rest, (PrometheusScrapeTest,))
 
 
 if __name__ == "__main__":

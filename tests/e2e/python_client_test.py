@@ -524,17 +524,28 @@ def exit_code(result, classes):
     return 0 if result.wasSuccessful() else 1
 
 
+def parse_paths(flags):
+    """The command line's path flags (each required), made absolute, and the rest of it (for
+    unittest)."""
+    parser = argparse.ArgumentParser()
+    for flag in flags:
+        parser.add_argument(flag, required=True)
+    args, rest = parser.parse_known_args()
+    for name in vars(args):
+        setattr(args, name, os.path.abspath(getattr(args, name)))
+    return args, rest
+
+
+def run_tests(rest, classes):
+    """Runs unittest on the command line `rest`; exit_code() of the result."""
+    result = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2).result
+    return exit_code(result, classes)
+
+
 def main():
     global ARGS
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--server-bin", required=True)
-    parser.add_argument("--worker-bin", required=True)
-    parser.add_argument("--proto-dir", required=True)
-    ARGS, rest = parser.parse_known_args()
-    for name in ("server_bin", "worker_bin", "proto_dir"):
-        setattr(ARGS, name, os.path.abspath(getattr(ARGS, name)))
-    result = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2).result
-    return exit_code(result, (PythonClientTest, PythonTlsTokenTest))
+    ARGS, rest = parse_paths(("--server-bin", "--worker-bin", "--proto-dir"))
+    return run_tests(rest, (PythonClientTest, PythonTlsTokenTest))
 
 
 if __name__ == "__main__":
