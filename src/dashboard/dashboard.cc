@@ -1,6 +1,7 @@
 #include "src/dashboard/dashboard.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <iterator>
 #include <limits>
 #include <memory>
@@ -13,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "spdlog/spdlog.h"
 #include "src/common/status_macros.h"
 #include "src/dashboard/assets.h"
@@ -95,13 +97,21 @@ absl::StatusOr<int64_t> IntParam(const metrics::HttpRequest& req, const std::str
   return value;
 }
 
-absl::StatusOr<jobs::ListRequest> ListRequestOf(const metrics::HttpRequest& req) {
-  for (const auto& [key, value] : req.query) {
-    if (key != "state" && key != "label" && key != "page_size" && key != "page_token") {
-      return absl::InvalidArgumentError(absl::StrCat("unknown query parameter ", Shown(key),
-                                                     " (state, label, page_size, page_token)"));
+// INVALID_ARGUMENT naming the first query parameter that is not one of `allowed`.
+absl::Status OnlyParams(const metrics::HttpRequest& req,
+                        std::initializer_list<absl::string_view> allowed) {
+  for (const auto& entry : req.query) {
+    if (std::find(allowed.begin(), allowed.end(), entry.first) == allowed.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown query parameter ", Shown(entry.first), " (",
+                       allowed.size() == 0 ? "none here" : absl::StrJoin(allowed, ", "), ")"));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<jobs::ListRequest> ListRequestOf(const metrics::HttpRequest& req) {
+  SR_RETURN_IF_ERROR(OnlyParams(req, {"state", "label", "page_size", "page_token"}));
   jobs::ListRequest list;
   SR_ASSIGN_OR_RETURN(std::optional<std::string> state, OneParam(req, "state"));
   if (state && !state->empty()) {
@@ -152,6 +162,11 @@ class Api {
     return reply;
   }
 
+  // 200 with `body`, or the error's reply; counted.
+  metrics::HttpReply Answer(const char* route, const absl::StatusOr<json>& body) {
+    return Count(route, body.ok() ? JsonReply(200, *body) : ErrorReply(body.status()));
+  }
+
   metrics::HttpReply ListJobs(const metrics::HttpRequest& req) {
     absl::StatusOr<json> body = [&]() -> absl::StatusOr<json> {
       SR_ASSIGN_OR_RETURN(const jobs::Caller caller, CallerOf(req));
@@ -162,28 +177,23 @@ class Api {
       for (const jobs::Job& job : page.jobs) out["jobs"].push_back(JobJson(job));
       return out;
     }();
-    return Count("jobs", body.ok() ? JsonReply(200, *body) : ErrorReply(body.status()));
+    return Answer("jobs", body);
   }
 
   metrics::HttpReply GetJob(const metrics::HttpRequest& req) {
     absl::StatusOr<json> body = [&]() -> absl::StatusOr<json> {
       SR_ASSIGN_OR_RETURN(const jobs::Caller caller, CallerOf(req));
-      SR_RETURN_IF_ERROR(NoQuery(req));
+      SR_RETURN_IF_ERROR(OnlyParams(req, {}));
       SR_ASSIGN_OR_RETURN(const jobs::Job job, service_->Get(req.path_params.at(0), caller));
       return JobJson(job);
     }();
-    return Count("job", body.ok() ? JsonReply(200, *body) : ErrorReply(body.status()));
+    return Answer("job", body);
   }
 
   metrics::HttpReply Events(const metrics::HttpRequest& req) {
     absl::StatusOr<json> body = [&]() -> absl::StatusOr<json> {
       SR_ASSIGN_OR_RETURN(const jobs::Caller caller, CallerOf(req));
-      for (const auto& entry : req.query) {
-        if (entry.first != "from" && entry.first != "limit") {
-          return absl::InvalidArgumentError(
-              absl::StrCat("unknown query parameter ", Shown(entry.first), " (from, limit)"));
-        }
-      }
+      SR_RETURN_IF_ERROR(OnlyParams(req, {"from", "limit"}));
       SR_ASSIGN_OR_RETURN(const int64_t from,
                           IntParam(req, "from", 1, 0, std::numeric_limits<int64_t>::max()));
       SR_ASSIGN_OR_RETURN(const int64_t limit, IntParam(req, "limit", kDefaultEventLimit, 1, 1000));
@@ -194,19 +204,13 @@ class Api {
       for (const jobs::JobEvent& event : events) out["events"].push_back(JobEventJson(event));
       return out;
     }();
-    return Count("events", body.ok() ? JsonReply(200, *body) : ErrorReply(body.status()));
+    return Answer("events", body);
   }
 
  private:
   absl::StatusOr<jobs::Caller> CallerOf(const metrics::HttpRequest& req) const {
     const std::vector<absl::string_view> values(req.authorization.begin(), req.authorization.end());
     return jobs::AuthenticateCaller(authenticator_, values);
-  }
-
-  static absl::Status NoQuery(const metrics::HttpRequest& req) {
-    if (req.query.empty()) return absl::OkStatus();
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown query parameter ", Shown(req.query.begin()->first)));
   }
 
   jobs::JobService* service_;
