@@ -21,7 +21,10 @@ json BlockStatsToJson(const BlockStats& s) {
     j["rounded_experts"] = s.rounded_experts;
   }
   if (s.teq) {
-    j["teq"] = {{"loss_rtn", s.teq->loss_rtn}, {"loss", s.teq->loss}, {"kept", s.teq->kept}};
+    j["teq"] = {{"loss_rtn", s.teq->loss_rtn},
+                {"loss", s.teq->loss},
+                {"kept", s.teq->kept},
+                {"units", s.teq->units}};
   }
   return j;
 }
@@ -84,15 +87,18 @@ absl::StatusOr<BlockStats> BlockStatsFromJson(const json& j, absl::string_view w
     }
     if (j.contains("teq")) {
       const json& t = j.at("teq");
-      if (!t.is_object() || !t.at("kept").is_boolean()) {
+      // "units" is absent in what earlier versions wrote.
+      if (!t.is_object() || !t.at("kept").is_boolean() ||
+          (t.contains("units") && !t.at("units").is_array())) {
         return absl::InvalidArgumentError(
-            absl::StrCat(where, ": 'teq' must be {\"loss_rtn\", \"loss\", \"kept\"}"));
+            absl::StrCat(where, ": 'teq' must be {\"loss_rtn\", \"loss\", \"kept\", \"units\"}"));
       }
       auto loss = [&t](const char* key) {
         const json& v = t.at(key);
         return v.is_null() ? std::nan("") : v.get<double>();
       };
-      s.teq = BlockStats::Teq{loss("loss_rtn"), loss("loss"), t.at("kept").get<bool>()};
+      s.teq = BlockStats::Teq{loss("loss_rtn"), loss("loss"), t.at("kept").get<bool>(),
+                              t.value("units", std::vector<std::string>{})};
     }
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", e.what()));

@@ -30,12 +30,14 @@ struct BlockStats {
   std::vector<int64_t> expert_tokens;
   std::vector<int64_t> rounded_experts;
   // Blocks of a TEQ run (src/quant/teq.h): the block loss over every calibration sample
-  // rounded to nearest before TEQ's scales and with them, and whether they were kept (only
-  // when they lowered it).
+  // rounded to nearest before TEQ's scales and with them, whether any were kept (only
+  // when they lowered it), and which units of scales were ("input_layernorm",
+  // "self_attn.o_proj", "experts", ...).
   struct Teq {
     double loss_rtn = 0;
     double loss = 0;
     bool kept = false;
+    std::vector<std::string> units;
   };
   std::optional<Teq> teq;
 };
@@ -47,7 +49,7 @@ inline constexpr int64_t kMinExpertTokens = 64;
 
 // {"index", "layers_quantized", "loss_iter0", "loss_best", "best_iter", "seconds"},
 // "expert_tokens" / "rounded_experts" when the block has experts, and "teq"
-// ({"loss_rtn", "loss", "kept"}) in a TEQ run.
+// ({"loss_rtn", "loss", "kept", "units"}) in a TEQ run.
 nlohmann::json BlockStatsToJson(const BlockStats& stats);
 // The same keys back (null losses as NaN); other keys are left to the caller.
 absl::StatusOr<BlockStats> BlockStatsFromJson(const nlohmann::json& j, absl::string_view where);

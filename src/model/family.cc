@@ -37,11 +37,17 @@ void AddLlamaNorms(const ModelConfig& c, BlockLayout& out) {
   out.params.push_back({"post_attention_layernorm", {c.hidden_size}, BlockInput::kMlp});
 }
 
+LinearFeed ValuesFeedOutput(const ModelConfig& c, int64_t row_begin) {
+  return {"self_attn.o_proj", row_begin, c.kv_dim(), c.head_dim,
+          c.num_attention_heads / c.num_key_value_heads};
+}
+
 void AddAttention(const ModelConfig& c, BlockLayout& out) {
   constexpr BlockInput kIn = BlockInput::kAttention;
   out.linears.push_back({"self_attn.q_proj", c.hidden_size, c.q_dim(), c.qkv_bias, -1, kIn});
   out.linears.push_back({"self_attn.k_proj", c.hidden_size, c.kv_dim(), c.qkv_bias, -1, kIn});
-  out.linears.push_back({"self_attn.v_proj", c.hidden_size, c.kv_dim(), c.qkv_bias, -1, kIn});
+  out.linears.push_back(
+      {"self_attn.v_proj", c.hidden_size, c.kv_dim(), c.qkv_bias, -1, kIn, ValuesFeedOutput(c, 0)});
   out.linears.push_back({"self_attn.o_proj", c.q_dim(), c.hidden_size, c.o_bias});
 }
 
@@ -55,7 +61,8 @@ void AddGatedMlp(const ModelConfig& c, const std::string& prefix, absl::string_v
                  BlockLayout& out) {
   constexpr BlockInput kIn = BlockInput::kMlp;
   out.linears.push_back({absl::StrCat(prefix, gate), c.hidden_size, ff, c.mlp_bias, expert, kIn});
-  out.linears.push_back({absl::StrCat(prefix, up), c.hidden_size, ff, c.mlp_bias, expert, kIn});
+  out.linears.push_back({absl::StrCat(prefix, up), c.hidden_size, ff, c.mlp_bias, expert, kIn,
+                         LinearFeed{absl::StrCat(prefix, down), 0, ff}});
   out.linears.push_back({absl::StrCat(prefix, down), ff, c.hidden_size, c.mlp_bias, expert});
 }
 

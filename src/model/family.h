@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,6 +41,22 @@ struct BlockParam {
   BlockInput reads = BlockInput::kNone;
 };
 
+// Rows of a Linear's output that another Linear of the block reads channel for
+// channel, with nothing between them but per-channel linear maps: v_proj's rows
+// reach o_proj's columns through the attention's weighted sums over tokens,
+// up_proj's reach down_proj's through the product with act(gate). TEQ divides
+// such rows by s and multiplies the reader's columns by s.
+struct LinearFeed {
+  std::string reader;     // the Linear that reads them ("self_attn.o_proj")
+  int64_t row_begin = 0;  // the rows [row_begin, row_begin + channels) (a fused Linear's part)
+  int64_t channels = 0;
+  // Grouped-query attention: the reader's column c reads channel
+  // (c / (head_dim * repeat)) * head_dim + c % head_dim, each key/value head's
+  // values being read by `repeat` query heads. 0 means head_dim = channels.
+  int64_t head_dim = 0;
+  int64_t repeat = 1;
+};
+
 // A Linear of a decoder block, by module name inside the block
 // ("self_attn.q_proj"); the weight is [out, in].
 struct BlockLinear {
@@ -50,6 +67,8 @@ struct BlockLinear {
   int64_t expert = -1;  // the MoE expert it belongs to, or -1
   // The sublayer input it reads, when it reads one (q/k/v, gate/up; not o or down).
   BlockInput reads = BlockInput::kNone;
+  // Rows another Linear reads as they are (v_proj -> o_proj, up_proj -> down_proj).
+  std::optional<LinearFeed> feeds;
 };
 
 struct BlockLayout {
@@ -158,6 +177,8 @@ namespace layout {
 void AddLlamaNorms(const ModelConfig& c, BlockLayout& out);
 // self_attn.{q,k,v,o}_proj (biases as the config says).
 void AddAttention(const ModelConfig& c, BlockLayout& out);
+// The value rows, from `row_begin` of the Linear that makes them, as o_proj reads them.
+LinearFeed ValuesFeedOutput(const ModelConfig& c, int64_t row_begin);
 // self_attn.q_norm and self_attn.k_norm, [head_dim].
 void AddQkNorms(const ModelConfig& c, BlockLayout& out);
 // `prefix`.{gate,up,down} of a gated MLP with `ff` hidden units (expert -1 for a dense MLP).

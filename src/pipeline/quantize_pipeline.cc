@@ -338,7 +338,8 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
                                                     t.weight_dtype, block_seed));
           weights = std::move(teq.weights);
           block.changed = std::move(teq.changed);
-          block.stats.teq = BlockStats::Teq{teq.loss_iter0, teq.loss_best, teq.kept};
+          block.stats.teq =
+              BlockStats::Teq{teq.loss_iter0, teq.loss_best, teq.kept, std::move(teq.kept_units)};
         }
         SR_ASSIGN_OR_RETURN(r, TuneBlock(c, ctx.impl.forward, weights, rope, layers, tune_in,
                                          fp_out, t, block_seed));
@@ -540,6 +541,9 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   if (allocation) {
     settings["auto_scheme_layers"] = contract::LayerOverridesToJson(allocation->overrides);
   }
+  // TEQ blocks made before it scaled the values and the MLP's hidden units (version 1) are
+  // other blocks than this version's.
+  if (o.settings.teq_iters > 0) settings["teq_version"] = 2;
   // GGUF Q4_1 layers are tuned with a real-valued minimum: other blocks than an int job's.
   if (std::any_of(plans.begin(), plans.end(),
                   [](const LayerPlan& p) { return p.quantized && p.scheme.float_min; })) {

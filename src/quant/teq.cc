@@ -1,6 +1,7 @@
 #include "src/quant/teq.h"
 
 #include <ATen/core/grad_mode.h>
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -27,7 +28,7 @@ at::Tensor RoundedToNearest(const at::Tensor& w, const QuantScheme& scheme) {
 // One group's trainable log s and Adam's moments.
 struct GroupState {
   const TeqGroup* group;
-  at::Tensor log_s;  // [hidden] fp32
+  at::Tensor log_s;  // [channels] fp32
   at::Tensor m, v;
 };
 
@@ -60,6 +61,7 @@ std::vector<TeqGroup> TeqGroups(const BlockLayout& layout) {
     for (const BlockParam& p : layout.params) {
       if (p.makes == input) {
         g.norm = p.name;
+        g.channels = p.shape.empty() ? 0 : p.shape[0];
         ++norms;
       }
       if (p.reads == input) g.params.push_back(p.name);
@@ -67,10 +69,58 @@ std::vector<TeqGroup> TeqGroups(const BlockLayout& layout) {
     for (const BlockLinear& l : layout.linears) {
       if (l.reads == input) g.linears.push_back(l.name);
     }
+    g.head_dim = g.channels;
+    g.unit = g.norm;
     if (norms == 1 && !g.linears.empty()) out.push_back(std::move(g));
+  }
+  for (const BlockLinear& l : layout.linears) {
+    if (!l.feeds) continue;
+    const LinearFeed& f = *l.feeds;
+    TeqGroup g;
+    g.rows_of = l.name;
+    g.row_begin = f.row_begin;
+    g.channels = f.channels;
+    g.head_dim = f.head_dim > 0 ? f.head_dim : f.channels;
+    g.repeat = f.repeat;
+    g.linears = {f.reader};
+    g.unit = l.expert >= 0 ? "experts" : f.reader;
+    out.push_back(std::move(g));
   }
   return out;
 }
+
+namespace {
+
+// The scale of each of a reader's columns: s repeated over the query heads of a KV head.
+at::Tensor ColumnScale(const TeqGroup& g, const at::Tensor& s) {
+  if (g.repeat == 1) return s;
+  const int64_t heads = g.channels / g.head_dim;
+  return s.view({heads, 1, g.head_dim}).expand({heads, g.repeat, g.head_dim}).reshape({-1});
+}
+
+// The scale of each row of g.rows_of (`rows` of them): 1 / s on the group's rows.
+at::Tensor RowScale(const TeqGroup& g, const at::Tensor& s, int64_t rows) {
+  std::vector<at::Tensor> parts;
+  if (g.row_begin > 0) parts.push_back(at::ones({g.row_begin}, s.options()));
+  parts.push_back(s.reciprocal());
+  const int64_t after = rows - g.row_begin - g.channels;
+  if (after > 0) parts.push_back(at::ones({after}, s.options()));
+  return at::cat(parts);
+}
+
+// Per Linear, the product of the scales on its columns and on its rows (undefined: 1).
+struct LinearScales {
+  at::Tensor columns, rows;
+  void Columns(const at::Tensor& c) { columns = columns.defined() ? columns * c : c; }
+  void Rows(const at::Tensor& r) { rows = rows.defined() ? rows * r : r; }
+  at::Tensor Apply(at::Tensor w) const {
+    if (columns.defined()) w = w * columns;
+    if (rows.defined()) w = w * rows.unsqueeze(1);
+    return w;
+  }
+};
+
+}  // namespace
 
 absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn forward,
                                    const BlockWeights& original, const RopeTables& rope,
@@ -81,15 +131,27 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
   try {
     std::map<std::string, const LayerToQuantize*> quantized;
     for (const LayerToQuantize& l : layers) quantized[l.name] = &l;
-    // The groups with a quantized reader: scaling the others changes nothing worth it.
+    // The groups worth training: a quantized reader (scaling for 16-bit readers only changes
+    // nothing worth it), and for rows of a Linear, that Linear quantized (its rows are then
+    // rounded as they were, each row's scale taking 1 / s) and without a bias.
     std::vector<const TeqGroup*> active;
     for (const TeqGroup& g : groups) {
       bool any = false;
       for (const std::string& name : g.linears) {
-        if (original.FindLinear(name) == nullptr) {
-          return absl::InternalError(absl::StrCat("TEQ: no Linear ", name, " in the block"));
+        const LinearWeights* lw = original.FindLinear(name);
+        if (lw == nullptr || lw->weight.size(1) != g.channels * g.repeat) {
+          return absl::InternalError(
+              absl::StrCat("TEQ: no Linear ", name, " reading ", g.channels, " channels"));
         }
         any = any || quantized.count(name) != 0;
+      }
+      if (!g.rows_of.empty()) {
+        const LinearWeights* lw = original.FindLinear(g.rows_of);
+        if (lw == nullptr || lw->weight.size(0) < g.row_begin + g.channels) {
+          return absl::InternalError(absl::StrCat("TEQ: no rows ", g.row_begin, "..",
+                                                  g.row_begin + g.channels, " in ", g.rows_of));
+        }
+        any = any && quantized.count(g.rows_of) != 0 && !lw->bias.defined();
       }
       if (any) active.push_back(&g);
     }
@@ -98,6 +160,7 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
     std::map<std::string, bool> in_group;
     for (const TeqGroup* g : active) {
       for (const std::string& name : g->linears) in_group[name] = true;
+      if (!g->rows_of.empty()) in_group[g->rows_of] = true;
     }
     {
       at::NoGradGuard no_grad;
@@ -115,31 +178,37 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
     }
     std::vector<GroupState> states;
     for (const TeqGroup* g : active) {
-      const at::Tensor& norm = original.param(g->norm);
-      at::Tensor log_s = at::zeros({norm.size(0)}, norm.options().dtype(at::kFloat));
+      at::Tensor log_s = at::zeros({g->channels}, q_in.options().dtype(at::kFloat));
       states.push_back(
           {g, log_s.requires_grad_(true), at::zeros_like(log_s), at::zeros_like(log_s)});
     }
+    std::vector<bool> off(states.size(), false);  // units left out after training
     TeqResult result;
-    // The block at the current scales: norms divided, readers multiplied (and rounded).
+    // The block at the current scales: norms divided, rows divided, readers multiplied, and
+    // the quantized Linears rounded.
     auto scaled_block = [&]() {
       BlockWeights w = base;
-      for (GroupState& st : states) {
-        const at::Tensor s = st.log_s.exp();
-        at::Tensor& norm = w.param(st.group->norm);
-        norm = ((original.param(st.group->norm) + o.norm_shift) / s - o.norm_shift)
-                   .to(o.compute_dtype);
-        for (const std::string& name : st.group->params) {
+      std::map<std::string, LinearScales> scales;
+      for (size_t i = 0; i < states.size(); ++i) {
+        if (off[i]) continue;
+        const TeqGroup& g = *states[i].group;
+        const at::Tensor s = states[i].log_s.exp();
+        if (!g.norm.empty()) {
+          w.param(g.norm) =
+              ((original.param(g.norm) + o.norm_shift) / s - o.norm_shift).to(o.compute_dtype);
+        } else {
+          scales[g.rows_of].Rows(RowScale(g, s, original.linear(g.rows_of).weight.size(0)));
+        }
+        for (const std::string& name : g.params) {
           w.param(name) = (original.param(name) * s).to(o.compute_dtype);
         }
-        for (const std::string& name : st.group->linears) {
-          at::Tensor ws = original.linear(name).weight * s;
-          auto it = quantized.find(name);
-          if (it != quantized.end()) {
-            ws = RoundedToNearest(ws, it->second->scheme).to(o.weight_dtype);
-          }
-          w.FindLinear(name)->weight = ws.to(o.compute_dtype);
-        }
+        for (const std::string& name : g.linears) scales[name].Columns(ColumnScale(g, s));
+      }
+      for (const auto& [name, unused] : in_group) {
+        at::Tensor ws = scales[name].Apply(original.linear(name).weight);
+        auto it = quantized.find(name);
+        if (it != quantized.end()) ws = RoundedToNearest(ws, it->second->scheme).to(o.weight_dtype);
+        w.FindLinear(name)->weight = ws.to(o.compute_dtype);
       }
       return w;
     };
@@ -162,11 +231,9 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
     };
 
     result.loss_iter0 = full_loss();
-    if (states.empty()) {  // no quantized Linear reads a norm's output
-      result.loss_best = result.loss_iter0;
-      result.weights = original;
-      return result;
-    }
+    result.loss_best = result.loss_iter0;
+    result.weights = original;
+    if (states.empty() || o.iters <= 0) return result;  // nothing to train
     BatchSampler sampler(q_in.size(0), o.batch_size, block_seed);
     Adam adam;
     for (int i = 0; i < o.iters; ++i) {
@@ -180,51 +247,78 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
       (loss * 1000.0).backward();
       adam.Step(states, kTeqLr * (1.0 - static_cast<double>(i) / o.iters));
     }
-    // The trained scales stand only when they lower the loss over all the samples (random
-    // batches are too noisy to pick the best step by).
-    result.loss_best = o.iters > 0 ? full_loss() : result.loss_iter0;
-    result.kept = result.loss_best < result.loss_iter0;
-    if (!result.kept) {
-      result.loss_best = result.loss_iter0;
-      result.weights = original;
-      return result;
+    // Each unit's trained scales stand only when the loss over all the samples is lower with
+    // them than without (random batches are too noisy to pick the best step by).
+    double best = full_loss();
+    std::vector<std::string> units;
+    for (const GroupState& st : states) {
+      if (std::find(units.begin(), units.end(), st.group->unit) == units.end()) {
+        units.push_back(st.group->unit);
+      }
     }
+    for (const std::string& unit : units) {
+      const std::vector<bool> before = off;
+      for (size_t i = 0; i < states.size(); ++i) {
+        if (states[i].group->unit == unit) off[i] = true;
+      }
+      const double without = full_loss();
+      if (without < best) {
+        best = without;
+      } else {
+        off = before;
+      }
+    }
+    if (!(best < result.loss_iter0)) return result;
+    result.loss_best = best;
+    result.kept = true;
 
-    // Fold the scales. The norm is rounded to its stored dtype; the readers take the
-    // scale that the rounded norm actually applies, so W s (x / s) = W x up to that rounding.
+    // Fold the scales. A norm is rounded to its stored dtype, and its readers take the scale
+    // that the rounded norm actually applies, so W s (x / s) = W x up to that rounding.
     at::NoGradGuard no_grad;
-    result.weights = original;
     auto stored = [&](const std::string& tensor) {
       return o.stored_dtype ? o.stored_dtype(tensor) : at::kFloat;
     };
-    for (GroupState& st : states) {
-      const TeqGroup& g = *st.group;
-      const at::Tensor s = st.log_s.detach().exp();
-      const at::Tensor norm = original.param(g.norm).to(at::kFloat);
-      const std::string norm_tensor = g.norm + ".weight";
-      const at::Tensor folded = ((norm + o.norm_shift) / s - o.norm_shift).to(stored(norm_tensor));
-      const at::Tensor applied = folded.to(at::kFloat) + o.norm_shift;
-      const at::Tensor ok = (applied != 0) & (norm + o.norm_shift != 0);
-      const at::Tensor s_eff =
-          at::where(ok, (norm + o.norm_shift) / at::where(ok, applied, at::ones_like(applied)), s);
-      result.weights.param(g.norm) = folded.to(at::kFloat).to(norm.device());
-      result.changed.emplace_back(norm_tensor, folded.to(at::kCPU));
+    std::map<std::string, LinearScales> scales;
+    for (size_t i = 0; i < states.size(); ++i) {
+      if (off[i]) continue;
+      const TeqGroup& g = *states[i].group;
+      if (result.kept_units.empty() || result.kept_units.back() != g.unit) {
+        result.kept_units.push_back(g.unit);
+      }
+      at::Tensor s = states[i].log_s.detach().exp();
+      if (!g.norm.empty()) {
+        const at::Tensor norm = original.param(g.norm).to(at::kFloat);
+        const std::string norm_tensor = g.norm + ".weight";
+        const at::Tensor folded =
+            ((norm + o.norm_shift) / s - o.norm_shift).to(stored(norm_tensor));
+        const at::Tensor applied = folded.to(at::kFloat) + o.norm_shift;
+        const at::Tensor ok = (applied != 0) & (norm + o.norm_shift != 0);
+        s = at::where(ok, (norm + o.norm_shift) / at::where(ok, applied, at::ones_like(applied)),
+                      s);
+        result.weights.param(g.norm) = folded.to(at::kFloat).to(norm.device());
+        result.changed.emplace_back(norm_tensor, folded.to(at::kCPU));
+      } else {
+        scales[g.rows_of].Rows(RowScale(g, s, original.linear(g.rows_of).weight.size(0)));
+      }
       for (const std::string& name : g.params) {
         const std::string tensor = name + ".weight";
-        at::Tensor p = (original.param(name).to(at::kFloat) * s_eff).to(stored(tensor));
+        at::Tensor p = (original.param(name).to(at::kFloat) * s).to(stored(tensor));
         result.weights.param(name) = p.to(at::kFloat);
         result.changed.emplace_back(tensor, p.to(at::kCPU));
       }
-      for (const std::string& name : g.linears) {
-        at::Tensor ws = original.linear(name).weight.to(at::kFloat) * s_eff;
-        if (quantized.count(name) == 0) {  // kept 16-bit: exported as it is now
-          const std::string tensor = name + ".weight";
-          ws = ws.to(stored(tensor));
-          result.changed.emplace_back(tensor, ws.to(at::kCPU));
-          ws = ws.to(at::kFloat);
-        }
-        result.weights.FindLinear(name)->weight = ws;
+      for (const std::string& name : g.linears) scales[name].Columns(ColumnScale(g, s));
+    }
+    for (const auto& [name, sc] : scales) {
+      at::Tensor ws = sc.Apply(original.linear(name).weight.to(at::kFloat));
+      // A 16-bit reader (of a norm's output: a rows_of group's Linears are all quantized)
+      // is exported as it is now.
+      if (quantized.count(name) == 0) {
+        const std::string tensor = name + ".weight";
+        ws = ws.to(stored(tensor));
+        result.changed.emplace_back(tensor, ws.to(at::kCPU));
+        ws = ws.to(at::kFloat);
       }
+      result.weights.FindLinear(name)->weight = ws;
     }
     return result;
   } catch (const c10::Error& e) {

@@ -1,15 +1,19 @@
 // TEQ, trainable equivalent transformation (arXiv 2310.10944), for one decoder
-// block: each sublayer input x (the output of the norm in front of the attention,
-// and of the one in front of the MLP) is divided channel-wise by trainable scales
-// s, folded into the norm's weight, and every matrix that reads x is multiplied
-// by s column-wise: (W diag(s)) (x / s) = W x, so in exact arithmetic the block
-// computes the same function, but W diag(s) quantizes differently. s is
-// trained with Adam on the block loss of the quantized block (W s rounded to
-// nearest under its scheme, straight-through), starting from 1 (plain RTN), and
-// kept only when it lowers that loss over all the calibration samples.
+// block. Each input that some matrices read channel for channel is divided by
+// trainable scales s where it is made, and every matrix that reads it is
+// multiplied by s column-wise: (W diag(s)) (x / s) = W x, so in exact arithmetic
+// the block computes the same function, but W diag(s) quantizes differently.
+// The inputs: the two sublayer inputs (s folded into the norm that makes each),
+// and the rows one Linear makes for another (v_proj's values for o_proj, up_proj's
+// for down_proj: s folded into those rows). s is trained with Adam on the block
+// loss of the quantized block (rounded to nearest under each Linear's scheme,
+// straight-through), starting from 1 (plain RTN); each unit of scales (the
+// attention's input, the MLP's, the values, the MLP's hidden units) is kept only
+// when it lowers that loss over all the calibration samples.
 // The exported model keeps the original architecture and tensor names: the norms,
 // and the 16-bit matrices that read a scaled input (an MoE router, a Linear kept
-// 16-bit), are changed tensors; the quantized Linears are quantized from W s.
+// 16-bit), are changed tensors; the quantized Linears are quantized from the
+// scaled weights.
 #pragma once
 
 #include <cstdint>
@@ -28,15 +32,29 @@
 
 namespace signround {
 
-// One sublayer input and what reads it, by module name inside the block.
+// One input and what reads it, by module name inside the block.
 struct TeqGroup {
-  std::string norm;                  // the norm that makes the input (its weight takes 1 / s)
+  // What divides the input by s: a norm's weight (`norm`), or the rows
+  // [row_begin, row_begin + channels) of a quantized Linear (`rows_of`; its other
+  // rows are left alone).
+  std::string norm;
+  std::string rows_of;
+  int64_t row_begin = 0;
+  int64_t channels = 0;  // the size of s
+  // The readers' column c takes s[(c / (head_dim * repeat)) * head_dim + c % head_dim]
+  // (LinearFeed's grouped-query mapping; head_dim = channels and repeat 1 otherwise).
+  int64_t head_dim = 0;
+  int64_t repeat = 1;
   std::vector<std::string> linears;  // the Linears that read it (their columns take s)
-  std::vector<std::string> params;   // other [rows, hidden] matrices that read it (MoE router)
+  std::vector<std::string> params;   // other [rows, channels] matrices that read it (MoE router)
+  // Groups of one unit are kept or left out together: the norm's name, the reader's
+  // ("self_attn.o_proj"), or "experts" for every expert's hidden units.
+  std::string unit;
 };
 
 // The groups of a block layout: one per sublayer input with a norm making it
-// (BlockParam::makes) and something reading it.
+// (BlockParam::makes) and something reading it, then one per Linear whose rows
+// another reads (BlockLinear::feeds).
 std::vector<TeqGroup> TeqGroups(const BlockLayout& layout);
 
 // Adam's step size on log s, decayed linearly to 0 over the iterations. At W3G32, RTN after
@@ -65,16 +83,19 @@ struct TeqResult {
   // the block ("input_layernorm.weight", "mlp.gate.weight"), in their stored dtypes, on the CPU.
   std::vector<std::pair<std::string, at::Tensor>> changed;
   // The block loss over every sample with s = 1 (rounding to nearest), and with the scales
-  // folded (the trained ones when they gave less, else s = 1 again: `kept` false).
+  // folded (the trained ones of each unit that lowered it; `kept` false when none did).
   double loss_iter0 = 0;
   double loss_best = 0;
   bool kept = false;
+  std::vector<std::string> kept_units;  // TeqGroup::unit, in the groups' order
 };
 
 // Trains the scales of `groups` for the block `original` (fp32) whose quantized Linears are
-// `layers`, on the quantized-input chain `q_in` against `fp_out`, and folds them when they
-// lower the block loss over all of `q_in`. Batches are drawn as TuneBlock draws them, from
-// `block_seed`.
+// `layers`, on the quantized-input chain `q_in` against `fp_out`, and folds each unit's
+// when it lowers the block loss over all of `q_in` (units tried in order, each left out
+// when the loss is lower without it). A group is trained only when a quantized Linear
+// reads it, and a rows_of group only when its rows' Linear is quantized too and has no
+// bias. Batches are drawn as TuneBlock draws them, from `block_seed`.
 absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn forward,
                                    const BlockWeights& original, const RopeTables& rope,
                                    const std::vector<TeqGroup>& groups,

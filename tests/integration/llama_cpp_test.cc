@@ -220,6 +220,13 @@ TEST_P(LlamaCppFamilyTest, LoadsGeneratesAndMatchesOurPerplexity) {
   ASSERT_TRUE(report_text.ok()) << report_text.status();
   const json report = json::parse(*report_text);
   const double ppl_ours = report["perplexity"].value("quantized", NAN);
+  if (std::find(c.scheme.begin(), c.scheme.end(), "--teq-iters") != c.scheme.end()) {
+    // Scales were kept somewhere, or the case would check nothing of TEQ.
+    std::string units;
+    for (const json& b : report["blocks"]) units += b["teq"]["units"].dump();
+    std::printf("  %s: TEQ units kept per block: %s\n", c.model, units.c_str());
+    EXPECT_NE(units.find("\""), std::string::npos);
+  }
 
   const json llama = LlamaScore(gguf, /*generate=*/16);
   ASSERT_TRUE(llama.is_object());
@@ -249,8 +256,9 @@ std::vector<FamilyCase> FamilyCases() {
     out.push_back({model, "gguf:q4_k_m", {}});
   }
   // TEQ's changed norms (Gemma's 1 + w shifted again by the converter's +1) and MoE router,
-  // as llama.cpp reads them.
-  for (const char* model : {"gemma3-tiny", "qwen3moe-tiny"}) {
+  // and its scaled values and hidden units (Phi-3: rows of the fused qkv_proj and
+  // gate_up_proj), as llama.cpp reads them.
+  for (const char* model : {"gemma3-tiny", "qwen3moe-tiny", "phi3-tiny"}) {
     out.push_back({model,
                    "gguf:q4_0",
                    {"--bits", "4", "--sym", "--group-size", "32", "--teq-iters", "20", "--calib",

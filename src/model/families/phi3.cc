@@ -31,10 +31,12 @@ BlockLayout Phi3Layout(const ModelConfig& c, int64_t /*layer*/) {
   BlockLayout out;
   layout::AddLlamaNorms(c, out);
   out.linears.push_back({"self_attn.qkv_proj", c.hidden_size, c.q_dim() + 2 * c.kv_dim(),
-                         c.qkv_bias, -1, BlockInput::kAttention});
+                         c.qkv_bias, -1, BlockInput::kAttention,
+                         layout::ValuesFeedOutput(c, c.q_dim() + c.kv_dim())});
   out.linears.push_back({"self_attn.o_proj", c.q_dim(), c.hidden_size, c.o_bias});
   out.linears.push_back({"mlp.gate_up_proj", c.hidden_size, 2 * c.intermediate_size, c.mlp_bias, -1,
-                         BlockInput::kMlp});
+                         BlockInput::kMlp,
+                         LinearFeed{"mlp.down_proj", c.intermediate_size, c.intermediate_size}});
   out.linears.push_back({"mlp.down_proj", c.intermediate_size, c.hidden_size, c.mlp_bias});
   return out;
 }

@@ -58,14 +58,25 @@ TEST(Progress, BlockStatsJsonIsTheStoredShape) {
   EXPECT_EQ(back->best_iter, 3);
   EXPECT_FALSE(back->teq);
   // A TEQ block's losses come back; a malformed "teq" is an error.
-  s.teq = BlockStats::Teq{0.5, 0.375, true};
+  s.teq = BlockStats::Teq{0.5, 0.375, true, {"input_layernorm", "experts"}};
   j = BlockStatsToJson(s);
-  EXPECT_EQ(j["teq"], nlohmann::json::parse(R"({"loss_rtn": 0.5, "loss": 0.375, "kept": true})"));
+  EXPECT_EQ(j["teq"], nlohmann::json::parse(R"({"loss_rtn": 0.5, "loss": 0.375, "kept": true,
+                                                "units": ["input_layernorm", "experts"]})"));
   back = BlockStatsFromJson(j, "b");
   ASSERT_TRUE(back.ok()) << back.status();
   ASSERT_TRUE(back->teq);
   EXPECT_EQ(back->teq->loss, 0.375);
   EXPECT_TRUE(back->teq->kept);
+  EXPECT_EQ(back->teq->units, (std::vector<std::string>{"input_layernorm", "experts"}));
+  // What an earlier version wrote, without "units", still reads.
+  j["teq"].erase("units");
+  back = BlockStatsFromJson(j, "b");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(back->teq->units.empty());
+  j["teq"]["units"] = {1, 2};
+  EXPECT_FALSE(BlockStatsFromJson(j, "b").ok());
+  j["teq"]["units"] = "input_layernorm";
+  EXPECT_FALSE(BlockStatsFromJson(j, "b").ok());
   j["teq"] = {{"loss_rtn", 1}, {"loss", 1}};
   EXPECT_FALSE(BlockStatsFromJson(j, "b").ok());
   j["teq"] = 3;

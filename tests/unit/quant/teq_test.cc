@@ -18,8 +18,8 @@
 #include "src/model/family.h"
 #include "src/model/random_checkpoint.h"
 #include "src/quant/qdq.h"
-#include "tests/unit/model/model_fixtures.h"
 #include "tests/testing/test_files.h"
+#include "tests/unit/model/model_fixtures.h"
 
 namespace signround {
 namespace {
@@ -40,33 +40,58 @@ TEST(TeqGroups, NormsAndWhatReadsThemPerFamily) {
     return TeqGroups(FindModelFamily(type)->block_layout(*c, 0));
   };
   std::vector<TeqGroup> llama = groups_of("llama");
-  ASSERT_EQ(llama.size(), 2u);
+  ASSERT_EQ(llama.size(), 4u);
   EXPECT_EQ(llama[0].norm, "input_layernorm");
   EXPECT_EQ(llama[0].linears,
             (std::vector<std::string>{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}));
   EXPECT_EQ(llama[1].norm, "post_attention_layernorm");
   EXPECT_EQ(llama[1].linears, (std::vector<std::string>{"mlp.gate_proj", "mlp.up_proj"}));
   EXPECT_TRUE(llama[1].params.empty());
+  // The values o_proj reads: head_dim 16, each of the 2 KV heads read by 2 query heads.
+  EXPECT_EQ(llama[2].rows_of, "self_attn.v_proj");
+  EXPECT_EQ(llama[2].linears, std::vector<std::string>{"self_attn.o_proj"});
+  EXPECT_EQ(llama[2].row_begin, 0);
+  EXPECT_EQ(llama[2].channels, 32);
+  EXPECT_EQ(llama[2].head_dim, 16);
+  EXPECT_EQ(llama[2].repeat, 2);
+  EXPECT_EQ(llama[3].rows_of, "mlp.up_proj");
+  EXPECT_EQ(llama[3].linears, std::vector<std::string>{"mlp.down_proj"});
+  EXPECT_EQ(llama[3].channels, 64);
+  EXPECT_EQ(llama[3].head_dim, 64);
+  EXPECT_EQ(llama[3].repeat, 1);
+  EXPECT_EQ(llama[3].unit, "mlp.down_proj");
   // Gemma 3's post-attention norm scales the attention output; the MLP reads the
   // pre-feedforward norm's.
   std::vector<TeqGroup> gemma = groups_of("gemma3_text");
-  ASSERT_EQ(gemma.size(), 2u);
+  ASSERT_EQ(gemma.size(), 4u);
   EXPECT_EQ(gemma[1].norm, "pre_feedforward_layernorm");
-  // Phi-3's fused Linears.
+  // Phi-3's fused Linears: the values are the last rows of qkv_proj ([q 64 | k 32 | v 32]),
+  // the up rows the second half of gate_up_proj.
   std::vector<TeqGroup> phi = groups_of("phi3");
-  ASSERT_EQ(phi.size(), 2u);
+  ASSERT_EQ(phi.size(), 4u);
   EXPECT_EQ(phi[0].linears, std::vector<std::string>{"self_attn.qkv_proj"});
   EXPECT_EQ(phi[1].linears, std::vector<std::string>{"mlp.gate_up_proj"});
+  EXPECT_EQ(phi[2].rows_of, "self_attn.qkv_proj");
+  EXPECT_EQ(phi[2].row_begin, 96);
+  EXPECT_EQ(phi[2].channels, 32);
+  EXPECT_EQ(phi[3].rows_of, "mlp.gate_up_proj");
+  EXPECT_EQ(phi[3].row_begin, 64);
+  EXPECT_EQ(phi[3].linears, std::vector<std::string>{"mlp.down_proj"});
   // MoE: the router and every expert's gate and up.
   o.num_experts = 3;
   o.experts_per_token = 2;
   std::vector<TeqGroup> mixtral = groups_of("mixtral");
-  ASSERT_EQ(mixtral.size(), 2u);
+  ASSERT_EQ(mixtral.size(), 6u);
   EXPECT_EQ(mixtral[1].params, std::vector<std::string>{"block_sparse_moe.gate"});
   EXPECT_EQ(mixtral[1].linears.size(), 6u);
   EXPECT_NE(std::find(mixtral[1].linears.begin(), mixtral[1].linears.end(),
                       "block_sparse_moe.experts.2.w3"),
             mixtral[1].linears.end());
+  // Each expert's up rows for its own down, one unit for all of them.
+  EXPECT_EQ(mixtral[5].rows_of, "block_sparse_moe.experts.2.w3");
+  EXPECT_EQ(mixtral[5].linears, std::vector<std::string>{"block_sparse_moe.experts.2.w2"});
+  EXPECT_EQ(mixtral[3].unit, "experts");
+  EXPECT_EQ(mixtral[5].unit, "experts");
 }
 
 class TeqFamilyTest : public ::testing::TestWithParam<const char*> {
@@ -98,10 +123,8 @@ class TeqFamilyTest : public ::testing::TestWithParam<const char*> {
       if (absl::EndsWith(name, "norm")) t = t + at::randn(t.sizes()) * 0.3;
     }
     groups_ = TeqGroups(FindModelFamily(config_.model_type)->block_layout(config_, 0));
-    // The Linears TEQ scales, at W2G32 (o and down stay fp32, so the block loss is theirs).
-    for (const TeqGroup& g : groups_) {
-      for (const std::string& name : g.linears) layers_.push_back({name, {2, 32, true}});
-    }
+    // Every Linear at W2G32.
+    for (const auto& [name, l] : original_.linears) layers_.push_back({name, {2, 32, true}});
     rope_ = MakeRopeTables(config_, kTokens, at::kCPU);
     // Inputs with a few large channels, as real hidden states have.
     at::Tensor channel = at::ones({config_.hidden_size});
@@ -160,22 +183,27 @@ TEST_P(TeqFamilyTest, FoldedBlockComputesTheSameAndReportsItsLoss) {
   EXPECT_LT((Forward(r->weights) - fp_out_).abs().max().item<double>(), 1e-5 * scale);
   EXPECT_NEAR(RtnLoss(original_), r->loss_iter0, 1e-5 * r->loss_iter0);
   EXPECT_NEAR(RtnLoss(r->weights), r->loss_best, 1e-5 * r->loss_best);
-  ASSERT_EQ(groups_.size(), 2u);
   if (r->kept) {
     EXPECT_LT(r->loss_best, r->loss_iter0);
   } else {  // the block as it was: nothing changed
     EXPECT_EQ(r->loss_best, r->loss_iter0);
     EXPECT_TRUE(r->changed.empty());
-    for (const TeqGroup& g : groups_) {
-      EXPECT_TRUE(at::equal(original_.param(g.norm), r->weights.param(g.norm))) << g.norm;
+    EXPECT_TRUE(r->kept_units.empty());
+    for (const auto& [name, l] : original_.linears) {
+      EXPECT_TRUE(at::equal(l.weight, r->weights.linear(name).weight)) << name;
     }
     return;
   }
-  // What the export writes instead of the checkpoint's: the two norms and any router.
+  // What the export writes instead of the checkpoint's: the kept units' norms and any router
+  // (the quantized Linears are quantized from their scaled weights).
   std::vector<std::string> changed;
   for (const auto& [name, t] : r->changed) changed.push_back(name);
   std::vector<std::string> want;
   for (const TeqGroup& g : groups_) {
+    if (g.norm.empty() ||
+        std::find(r->kept_units.begin(), r->kept_units.end(), g.unit) == r->kept_units.end()) {
+      continue;
+    }
     want.push_back(g.norm + ".weight");
     for (const std::string& p : g.params) want.push_back(p + ".weight");
   }
@@ -183,10 +211,17 @@ TEST_P(TeqFamilyTest, FoldedBlockComputesTheSameAndReportsItsLoss) {
 }
 
 // An equivalent block whose q/k/v hold an outlier input channel (column 0 times 4, the
-// norm's weight divided by 4) rounds badly at W2G32: the scales learn to take it back (s of
-// that channel below 0.8), and the block rounded to nearest loses at least 2% less.
+// norm's weight divided by 4) rounds badly at W2G32 (q/k/v and gate/up quantized): the scales learn
+// to take it back (s of that channel below 0.8), and the block rounded to nearest loses at least 2%
+// less.
 TEST_P(TeqFamilyTest, LearnsToUndoAnOutlierChannel) {
   const TeqGroup& attention = groups_[0];
+  // Only the norms' readers quantized (o and down stay fp32, so the block loss is theirs).
+  layers_.clear();
+  for (const TeqGroup& g : groups_) {
+    if (g.norm.empty()) continue;
+    for (const std::string& name : g.linears) layers_.push_back({name, {2, 32, true}});
+  }
   {
     at::NoGradGuard no_grad;
     const double shift = config_.gemma_norms ? 1.0 : 0.0;
@@ -224,8 +259,42 @@ TEST_P(TeqFamilyTest, RoundedNormsAreCompensatedInTheLinears) {
   absl::StatusOr<BlockWeights> back = WithChangedTensors(original_, r->changed);
   ASSERT_TRUE(back.ok()) << back.status();
   for (const TeqGroup& g : groups_) {
+    if (g.norm.empty()) continue;
     EXPECT_TRUE(at::equal(back->param(g.norm), r->weights.param(g.norm))) << g.norm;
   }
+}
+
+// The same through the values: o_proj's columns that read value channel 0 (those of the
+// query heads of KV head 0) times 4, and that channel's row of the values divided by 4. The
+// scales of the values' unit learn it back (the row grows by more than 1.25 again), and the
+// block rounded to nearest loses at least 2% less.
+TEST_P(TeqFamilyTest, LearnsToUndoAnOutlierValueChannel) {
+  const TeqGroup* values = nullptr;
+  for (const TeqGroup& g : groups_) {
+    if (g.unit == "self_attn.o_proj") values = &g;
+  }
+  ASSERT_NE(values, nullptr);
+  {
+    at::NoGradGuard no_grad;
+    at::Tensor& v = original_.FindLinear(values->rows_of)->weight;
+    v = v.clone();
+    v.narrow(0, values->row_begin, 1).div_(4.0);
+    at::Tensor& o = original_.FindLinear("self_attn.o_proj")->weight;
+    o = o.clone();
+    for (int64_t h = 0; h < values->repeat; ++h) o.narrow(1, h * values->head_dim, 1).mul_(4.0);
+    fp_out_ = Forward(original_);
+  }
+  absl::StatusOr<TeqResult> r = Train(at::kFloat);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_NE(std::find(r->kept_units.begin(), r->kept_units.end(), "self_attn.o_proj"),
+            r->kept_units.end());
+  EXPECT_LT(RtnLoss(r->weights), 0.98 * RtnLoss(original_));
+  const at::Tensor before = original_.linear(values->rows_of).weight[values->row_begin];
+  const at::Tensor after = r->weights.linear(values->rows_of).weight[values->row_begin];
+  EXPECT_GT((after.norm() / before.norm()).item<double>(), 1.25);
+  // The unquantized folded block is still the original function.
+  const double scale = fp_out_.abs().max().item<double>();
+  EXPECT_LT((Forward(r->weights) - fp_out_).abs().max().item<double>(), 1e-5 * scale);
 }
 
 TEST(WithChangedTensors, RefusesTensorsTheBlockDoesNotHave) {
