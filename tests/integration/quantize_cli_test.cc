@@ -379,8 +379,8 @@ TEST(QuantizeCliShared, AutoSchemeBeatsUniformBitsStories260k) {
 // TEQ on RTN (50 Adam steps per block) beats plain RTN at W3G32 (4.9952) and W4 per output
 // channel; the fake-quantized model keeps the original's tensor names, dtypes and shapes,
 // with the attention norms changed where the report says TEQ kept them and the embeddings
-// untouched; it and the auto_round
-// checkpoint evaluate to the reported perplexity (relative 1e-4).
+// untouched; it and the auto_round checkpoint evaluate to the reported perplexity
+// (relative 1e-4).
 TEST(QuantizeCliShared, TeqOnRtnBeatsRtnStories260k) {
   if (testing::SharedDir().empty()) GTEST_SKIP() << "../shared is absent";
   const std::string shared = testing::SharedDir();
