@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Perplexity and seconds of each quantization method on the shared models: the README's
 # method table. Per model and bit width (group GROUP, default 32; sym, calibration 128 x 256 tokens,
-# batch 8, seed 42), one worker run per method:
+# batch 8, seed SEED, default 42), one worker run per method:
 #   rtn      --recipe rtn                      round to nearest, full range
 #   opt_rtn  --recipe opt_rtn                  the importance-weighted scale search, no tuning
 #   v1       --iters ITERS                     SignRound as ALGORITHM.md states it
@@ -17,7 +17,7 @@
 #
 #   bench/quality_table.sh [SHARED_DIR]   (env MODELS="stories260k qwen3-tiny ...",
 #                                          BITS="2 3", METHODS="rtn opt_rtn v1 v2",
-#                                          ITERS=200, TEQ_ITERS=100, GROUP=32;
+#                                          ITERS=200, TEQ_ITERS=100, GROUP=32, SEED=42;
 #                                          the worker at BIN)
 set -euo pipefail
 BIN=${BIN:-build/bin/signround-worker}
@@ -28,6 +28,7 @@ METHODS=${METHODS:-"rtn opt_rtn v1 v2"}
 ITERS=${ITERS:-200}
 TEQ_ITERS=${TEQ_ITERS:-100}
 GROUP=${GROUP:-32}
+SEED=${SEED:-42}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -58,7 +59,7 @@ for model in $MODELS; do
       "$BIN" quantize --model "$SHARED/models/$model" \
         --calib "$SHARED/data/$data-calib-128x256.jsonl" \
         --eval "$SHARED/data/$data-eval-256.jsonl" --seqlen 256 --nsamples 128 --batch-size 8 \
-        --bits "$bits" --group-size "$GROUP" --sym --format fake --out "$out" \
+        --bits "$bits" --group-size "$GROUP" --sym --seed "$SEED" --format fake --out "$out" \
         $(method_flags "$m" "$bits") 2>"$out.log" || { echo "quality_table: $model W$bits $m failed:" >&2; tail -3 "$out.log" >&2; exit 1; }
       s=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
       # Perplexities, and for mixed bits the achieved average ("2.47 b").
