@@ -120,6 +120,21 @@ struct LinearScales {
   }
 };
 
+// Adds group g's scales s to the Linears it changes: 1 / s on the rows of g.rows_of, s on
+// its readers' columns.
+void AddLinearScales(const TeqGroup& g, const at::Tensor& s, const BlockWeights& original,
+                     std::map<std::string, LinearScales>& scales) {
+  if (!g.rows_of.empty()) {
+    scales[g.rows_of].Rows(RowScale(g, s, original.linear(g.rows_of).weight.size(0)));
+  }
+  for (const std::string& name : g.linears) scales[name].Columns(ColumnScale(g, s));
+}
+
+// Appends g.unit to `units` unless it is there already.
+void AddUnit(const TeqGroup& g, std::vector<std::string>& units) {
+  if (std::find(units.begin(), units.end(), g.unit) == units.end()) units.push_back(g.unit);
+}
+
 }  // namespace
 
 absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn forward,
@@ -196,13 +211,11 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
         if (!g.norm.empty()) {
           w.param(g.norm) =
               ((original.param(g.norm) + o.norm_shift) / s - o.norm_shift).to(o.compute_dtype);
-        } else {
-          scales[g.rows_of].Rows(RowScale(g, s, original.linear(g.rows_of).weight.size(0)));
         }
         for (const std::string& name : g.params) {
           w.param(name) = (original.param(name) * s).to(o.compute_dtype);
         }
-        for (const std::string& name : g.linears) scales[name].Columns(ColumnScale(g, s));
+        AddLinearScales(g, s, original, scales);
       }
       for (const auto& [name, unused] : in_group) {
         at::Tensor ws = scales[name].Apply(original.linear(name).weight);
@@ -251,11 +264,7 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
     // them than without (random batches are too noisy to pick the best step by).
     double best = full_loss();
     std::vector<std::string> units;
-    for (const GroupState& st : states) {
-      if (std::find(units.begin(), units.end(), st.group->unit) == units.end()) {
-        units.push_back(st.group->unit);
-      }
-    }
+    for (const GroupState& st : states) AddUnit(*st.group, units);
     for (const std::string& unit : units) {
       const std::vector<bool> before = off;
       for (size_t i = 0; i < states.size(); ++i) {
@@ -282,9 +291,7 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
     for (size_t i = 0; i < states.size(); ++i) {
       if (off[i]) continue;
       const TeqGroup& g = *states[i].group;
-      if (result.kept_units.empty() || result.kept_units.back() != g.unit) {
-        result.kept_units.push_back(g.unit);
-      }
+      AddUnit(g, result.kept_units);
       at::Tensor s = states[i].log_s.detach().exp();
       if (!g.norm.empty()) {
         const at::Tensor norm = original.param(g.norm).to(at::kFloat);
@@ -297,8 +304,6 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
                       s);
         result.weights.param(g.norm) = folded.to(at::kFloat).to(norm.device());
         result.changed.emplace_back(norm_tensor, folded.to(at::kCPU));
-      } else {
-        scales[g.rows_of].Rows(RowScale(g, s, original.linear(g.rows_of).weight.size(0)));
       }
       for (const std::string& name : g.params) {
         const std::string tensor = name + ".weight";
@@ -306,7 +311,7 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
         result.weights.param(name) = p.to(at::kFloat);
         result.changed.emplace_back(tensor, p.to(at::kCPU));
       }
-      for (const std::string& name : g.linears) scales[name].Columns(ColumnScale(g, s));
+      AddLinearScales(g, s, original, scales);
     }
     for (const auto& [name, sc] : scales) {
       at::Tensor ws = sc.Apply(original.linear(name).weight.to(at::kFloat));
