@@ -133,6 +133,13 @@ class PrometheusScrapeTest(base.ServerTestCase):
                         "the target up")
         self.eventually(lambda: self.query('signround_job_attempts_total{outcome="failed"}')
                         == {frozenset({("outcome", "failed")}): 0.0}, "a failed-attempts 0")
+        # increase() extrapolates to the evaluation time, up to 1.1 sample intervals past the
+        # last sample: on a series with only two samples one failure reads as ~2. With at least
+        # 6 samples (5 intervals) before the failure it reads at most 1 + 1.1 / 5 = 1.22, which
+        # the description prints as 1 (a series older than the 15 min window reads ~1.001).
+        self.eventually(lambda: self.query(
+            'count_over_time(signround_job_attempts_total{outcome="failed"}[5m]) >= 6'),
+            "six samples of the failed-attempts series")
         rules = self.api("rules")["groups"]
         self.assertEqual({r["name"] for g in rules for r in g["rules"]},
                          {"SignroundJobsFailing", "SignroundQueueGrowing",
