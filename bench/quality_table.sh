@@ -9,6 +9,7 @@
 #   mixed    --iters ITERS --target-bits BITS.5   (AutoScheme: W2..W8 G32 and W16 at half a
 #            bit more than the row's width on average, then v1's tuning)
 #   teq      --recipe rtn --teq-iters TEQ_ITERS    (TEQ's scales, then round to nearest)
+#   teq_v1   --iters ITERS --teq-iters TEQ_ITERS   (TEQ's scales, then SignRound v1)
 #   teq_v2   --iters ITERS --scale-search --loss-filter --teq-iters TEQ_ITERS
 # and prints one markdown row per model and width: fp perplexity, then each method's
 # perplexity (seconds of the whole worker run in brackets). The models' own calibration and
@@ -40,6 +41,7 @@ method_flags() {
     v2) echo "--iters $ITERS --scale-search --loss-filter" ;;
     mixed) echo "--iters $ITERS --target-bits $2.5" ;;
     teq) echo "--recipe rtn --teq-iters $TEQ_ITERS" ;;
+    teq_v1) echo "--iters $ITERS --teq-iters $TEQ_ITERS" ;;
     teq_v2) echo "--iters $ITERS --scale-search --loss-filter --teq-iters $TEQ_ITERS" ;;
     *) echo "quality_table: unknown method '$1'" >&2; exit 2 ;;
   esac

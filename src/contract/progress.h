@@ -29,10 +29,10 @@ struct BlockStats {
   // tuned. Empty for dense blocks.
   std::vector<int64_t> expert_tokens;
   std::vector<int64_t> rounded_experts;
-  // Blocks of a TEQ run (src/quant/teq.h): the block loss over every calibration sample
-  // rounded to nearest before TEQ's scales and with them, whether any were kept (only
-  // when they lowered it), and which units of scales were ("input_layernorm",
-  // "self_attn.o_proj", "experts", ...).
+  // Blocks of a TEQ run (src/quant/teq.h): the block loss over the judging calibration
+  // samples (with iters 0 the last quarter, held out; else all) rounded to nearest before
+  // TEQ's scales and with them, whether any were kept (only when they lowered it), and
+  // which units of scales were ("input_layernorm", "self_attn.o_proj", "experts", ...).
   struct Teq {
     double loss_rtn = 0;
     double loss = 0;

@@ -284,6 +284,7 @@ absl::StatusOr<TeqResult> RunTeq(const RunContext& ctx, int64_t layer, const Blo
   t.iters = ctx.options.settings.teq_iters;
   t.batch_size = ctx.options.settings.batch_size;
   t.loss_filter = ctx.options.settings.loss_filter;
+  t.hold_out = ctx.options.settings.iters == 0;  // teq.h: held out only before rounding
   t.norm_shift = c.gemma_norms ? 1.0 : 0.0;
   t.compute_dtype = ctx.dtype;
   t.weight_dtype = weight_dtype;
@@ -541,9 +542,9 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   if (allocation) {
     settings["auto_scheme_layers"] = contract::LayerOverridesToJson(allocation->overrides);
   }
-  // TEQ blocks made before it scaled the values and the MLP's hidden units (version 1) are
-  // other blocks than this version's.
-  if (o.settings.teq_iters > 0) settings["teq_version"] = 2;
+  // TEQ blocks made before it scaled the values and the MLP's hidden units (version 1), or
+  // before it judged the scales on held-out samples (2), are other blocks than this version's.
+  if (o.settings.teq_iters > 0) settings["teq_version"] = 3;
   // GGUF Q4_1 layers are tuned with a real-valued minimum: other blocks than an int job's.
   if (std::any_of(plans.begin(), plans.end(),
                   [](const LayerPlan& p) { return p.quantized && p.scheme.float_min; })) {

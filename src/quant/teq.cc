@@ -226,13 +226,16 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
       return w;
     };
 
-    // The block loss over every calibration sample at the current scales.
-    auto full_loss = [&]() {
+    // The scales are trained on the first samples and judged on the held-out rest (or on all).
+    const int64_t n = q_in.size(0);
+    const int64_t trained = o.hold_out ? n - TeqHeldOut(n) : n;
+    const int64_t first_judged = trained < n ? trained : 0;
+    // The block loss over the judging samples at the current scales.
+    auto judged_loss = [&]() {
       at::NoGradGuard no_grad;
       const BlockWeights w = scaled_block();
       double sum = 0;
-      const int64_t n = q_in.size(0);
-      for (int64_t b = 0; b < n; b += o.batch_size) {
+      for (int64_t b = first_judged; b < n; b += o.batch_size) {
         const int64_t rows = std::min(o.batch_size, n - b);
         at::Tensor out = forward(config, w, rope, q_in.narrow(0, b, rows), nullptr);
         sum +=
@@ -240,14 +243,14 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
                 .item<double>() *
             static_cast<double>(rows);
       }
-      return sum / static_cast<double>(n);
+      return sum / static_cast<double>(n - first_judged);
     };
 
-    result.loss_iter0 = full_loss();
+    result.loss_iter0 = judged_loss();
     result.loss_best = result.loss_iter0;
     result.weights = original;
     if (states.empty() || o.iters <= 0) return result;  // nothing to train
-    BatchSampler sampler(q_in.size(0), o.batch_size, block_seed);
+    BatchSampler sampler(trained, o.batch_size, block_seed);
     Adam adam;
     for (int i = 0; i < o.iters; ++i) {
       const std::vector<int64_t> idx = sampler.Next();
@@ -260,9 +263,9 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
       (loss * 1000.0).backward();
       adam.Step(states, kTeqLr * (1.0 - static_cast<double>(i) / o.iters));
     }
-    // Each unit's trained scales stand only when the loss over all the samples is lower with
-    // them than without (random batches are too noisy to pick the best step by).
-    double best = full_loss();
+    // Each unit's trained scales stand only when the loss over the judging samples is lower
+    // with them than without (random batches are too noisy to pick the best step by).
+    double best = judged_loss();
     std::vector<std::string> units;
     for (const GroupState& st : states) AddUnit(*st.group, units);
     for (const std::string& unit : units) {
@@ -270,7 +273,7 @@ absl::StatusOr<TeqResult> TrainTeq(const ModelConfig& config, BlockForwardFn for
       for (size_t i = 0; i < states.size(); ++i) {
         if (states[i].group->unit == unit) off[i] = true;
       }
-      const double without = full_loss();
+      const double without = judged_loss();
       if (without < best) {
         best = without;
       } else {

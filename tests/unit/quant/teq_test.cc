@@ -24,8 +24,19 @@
 namespace signround {
 namespace {
 
-constexpr int64_t kSamples = 8;
+constexpr int64_t kSamples = 32;
 constexpr int64_t kTokens = 8;
+// The samples from this one on judge the trained scales (TeqHeldOut: the last 8 of 32).
+constexpr int64_t kFirstJudged = 24;
+
+TEST(TeqHeldOut, AQuarterFromFourSamplesOn) {
+  EXPECT_EQ(TeqHeldOut(kSamples), kSamples - kFirstJudged);
+  EXPECT_EQ(TeqHeldOut(128), 32);
+  EXPECT_EQ(TeqHeldOut(7), 1);
+  EXPECT_EQ(TeqHeldOut(4), 1);
+  EXPECT_EQ(TeqHeldOut(3), 0);  // too few to hold any out: all of them train and judge
+  EXPECT_EQ(TeqHeldOut(1), 0);
+}
 
 TEST(TeqGroups, NormsAndWhatReadsThemPerFamily) {
   RandomCheckpointOptions o;
@@ -138,8 +149,9 @@ class TeqFamilyTest : public ::testing::TestWithParam<const char*> {
     return forward_(config_, w, rope_, q_in_, nullptr);
   }
 
-  // The block loss over every sample with each quantized Linear rounded to nearest.
-  double RtnLoss(const BlockWeights& w) {
+  // The block loss over the samples from `first` on with each quantized Linear rounded to
+  // nearest.
+  double RtnLoss(const BlockWeights& w, int64_t first = 0) {
     at::NoGradGuard no_grad;
     BlockWeights q = w;
     for (const LayerToQuantize& l : layers_) {
@@ -147,11 +159,35 @@ class TeqFamilyTest : public ::testing::TestWithParam<const char*> {
       const GroupedWeight g = GroupWeight(lw->weight, l.scheme.group_size);
       lw->weight = QuantDequant(g, l.scheme, InitialRoundingParams(g)).dequant;
     }
-    return at::mse_loss(Forward(q), fp_out_).item<double>();
+    return at::mse_loss(Forward(q).narrow(0, first, kSamples - first),
+                        fp_out_.narrow(0, first, kSamples - first))
+        .item<double>();
   }
 
-  absl::StatusOr<TeqResult> Train(at::ScalarType stored) {
+  // An equivalent block whose q/k/v hold an outlier input channel (column 0 times 4, the
+  // norm's weight divided by 4), with only the norms' readers quantized at W2G32 (o and
+  // down stay fp32, so the block loss is theirs).
+  void PutOutlierChannel() {
+    const TeqGroup& attention = groups_[0];
+    layers_.clear();
+    for (const TeqGroup& g : groups_) {
+      if (g.norm.empty()) continue;
+      for (const std::string& name : g.linears) layers_.push_back({name, {2, 32, true}});
+    }
+    at::NoGradGuard no_grad;
+    const double shift = config_.gemma_norms ? 1.0 : 0.0;
+    at::Tensor& norm = original_.param(attention.norm);
+    norm = (norm + shift) / 4.0 - shift;
+    for (const std::string& name : attention.linears) {
+      at::Tensor& w = original_.FindLinear(name)->weight;
+      w = w.clone();
+      w.narrow(1, 0, 1).mul_(4.0);
+    }
+  }
+
+  absl::StatusOr<TeqResult> Train(at::ScalarType stored, bool hold_out = true) {
     TeqOptions t;
+    t.hold_out = hold_out;
     t.iters = 60;
     t.batch_size = 4;
     t.norm_shift = config_.gemma_norms ? 1.0 : 0.0;
@@ -175,14 +211,15 @@ INSTANTIATE_TEST_SUITE_P(Families, TeqFamilyTest,
 
 // Unquantized, the folded block is the original function (fp32 arithmetic, relative 1e-5
 // of the output's scale); the losses reported are those of the block rounded to nearest
-// before and after (relative 1e-5), and the scales stand only when they lowered it.
+// before and after on the held-out samples (relative 1e-5), and the scales stand only when
+// they lowered it.
 TEST_P(TeqFamilyTest, FoldedBlockComputesTheSameAndReportsItsLoss) {
   absl::StatusOr<TeqResult> r = Train(at::kFloat);
   ASSERT_TRUE(r.ok()) << r.status();
   const double scale = fp_out_.abs().max().item<double>();
   EXPECT_LT((Forward(r->weights) - fp_out_).abs().max().item<double>(), 1e-5 * scale);
-  EXPECT_NEAR(RtnLoss(original_), r->loss_iter0, 1e-5 * r->loss_iter0);
-  EXPECT_NEAR(RtnLoss(r->weights), r->loss_best, 1e-5 * r->loss_best);
+  EXPECT_NEAR(RtnLoss(original_, kFirstJudged), r->loss_iter0, 1e-5 * r->loss_iter0);
+  EXPECT_NEAR(RtnLoss(r->weights, kFirstJudged), r->loss_best, 1e-5 * r->loss_best);
   if (r->kept) {
     EXPECT_LT(r->loss_best, r->loss_iter0);
   } else {  // the block as it was: nothing changed
@@ -210,29 +247,12 @@ TEST_P(TeqFamilyTest, FoldedBlockComputesTheSameAndReportsItsLoss) {
   EXPECT_EQ(changed, want);
 }
 
-// An equivalent block whose q/k/v hold an outlier input channel (column 0 times 4, the
-// norm's weight divided by 4) rounds badly at W2G32 (q/k/v and gate/up quantized): the scales learn
-// to take it back (s of that channel below 0.8), and the block rounded to nearest loses at least 2%
-// less.
+// The block with the outlier channel (PutOutlierChannel) rounds badly: the scales learn to
+// take it back (s of that channel below 0.8), and the block rounded to nearest loses at least
+// 2% less.
 TEST_P(TeqFamilyTest, LearnsToUndoAnOutlierChannel) {
   const TeqGroup& attention = groups_[0];
-  // Only the norms' readers quantized (o and down stay fp32, so the block loss is theirs).
-  layers_.clear();
-  for (const TeqGroup& g : groups_) {
-    if (g.norm.empty()) continue;
-    for (const std::string& name : g.linears) layers_.push_back({name, {2, 32, true}});
-  }
-  {
-    at::NoGradGuard no_grad;
-    const double shift = config_.gemma_norms ? 1.0 : 0.0;
-    at::Tensor& norm = original_.param(attention.norm);
-    norm = (norm + shift) / 4.0 - shift;
-    for (const std::string& name : attention.linears) {
-      at::Tensor& w = original_.FindLinear(name)->weight;
-      w = w.clone();
-      w.narrow(1, 0, 1).mul_(4.0);
-    }
-  }
+  PutOutlierChannel();
   absl::StatusOr<TeqResult> r = Train(at::kFloat);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->kept);
@@ -242,6 +262,29 @@ TEST_P(TeqFamilyTest, LearnsToUndoAnOutlierChannel) {
   const double grown = (r->weights.param(attention.norm)[0].item<double>() + shift) /
                        (original_.param(attention.norm)[0].item<double>() + shift);
   EXPECT_GT(grown, 1.25);
+}
+
+// The held-out samples alone judge: with them all zero (every block maps a zero input to
+// zero, at any scales, so their loss is 0 either way) the scales that undo the outlier
+// channel above are not kept. Without holding out, every sample judges.
+TEST_P(TeqFamilyTest, OnlyTheHeldOutSamplesJudge) {
+  PutOutlierChannel();
+  {
+    at::NoGradGuard no_grad;
+    q_in_.narrow(0, kFirstJudged, kSamples - kFirstJudged).zero_();
+    fp_out_ = Forward(original_);
+    ASSERT_EQ(fp_out_.narrow(0, kFirstJudged, kSamples - kFirstJudged).abs().max().item<double>(),
+              0.0);
+  }
+  absl::StatusOr<TeqResult> r = Train(at::kFloat);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->loss_iter0, 0.0);
+  EXPECT_FALSE(r->kept);
+  EXPECT_TRUE(r->changed.empty());
+  absl::StatusOr<TeqResult> all = Train(at::kFloat, /*hold_out=*/false);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_GT(all->loss_iter0, 0.0);
+  EXPECT_NEAR(all->loss_iter0, RtnLoss(original_), 1e-5 * all->loss_iter0);
 }
 
 // Stored as bf16, the norms are rounded; the Linears take the scale the rounded norm applies,
