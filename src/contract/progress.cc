@@ -25,6 +25,10 @@ json BlockStatsToJson(const BlockStats& s) {
                 {"loss", s.teq->loss},
                 {"kept", s.teq->kept},
                 {"units", s.teq->units}};
+    if (s.teq->tuned_loss) {
+      j["teq"]["tuned_loss_without"] = *s.teq->tuned_loss_without;
+      j["teq"]["tuned_loss"] = *s.teq->tuned_loss;
+    }
   }
   return j;
 }
@@ -97,8 +101,16 @@ absl::StatusOr<BlockStats> BlockStatsFromJson(const json& j, absl::string_view w
         const json& v = t.at(key);
         return v.is_null() ? std::nan("") : v.get<double>();
       };
-      s.teq = BlockStats::Teq{loss("loss_rtn"), loss("loss"), t.at("kept").get<bool>(),
-                              t.value("units", std::vector<std::string>{})};
+      s.teq = BlockStats::Teq{loss("loss_rtn"),
+                              loss("loss"),
+                              t.at("kept").get<bool>(),
+                              t.value("units", std::vector<std::string>{}),
+                              {},
+                              {}};
+      if (t.contains("tuned_loss")) {
+        s.teq->tuned_loss_without = loss("tuned_loss_without");
+        s.teq->tuned_loss = loss("tuned_loss");
+      }
     }
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": ", e.what()));

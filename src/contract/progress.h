@@ -38,6 +38,10 @@ struct BlockStats {
     double loss = 0;
     bool kept = false;
     std::vector<std::string> units;
+    // TEQ + SignRound: the block loss over all samples of the block tuned without the
+    // scales and from them (kept when lower); unset with iters 0 or nothing kept before.
+    std::optional<double> tuned_loss_without;
+    std::optional<double> tuned_loss;
   };
   std::optional<Teq> teq;
 };
@@ -49,7 +53,8 @@ inline constexpr int64_t kMinExpertTokens = 64;
 
 // {"index", "layers_quantized", "loss_iter0", "loss_best", "best_iter", "seconds"},
 // "expert_tokens" / "rounded_experts" when the block has experts, and "teq"
-// ({"loss_rtn", "loss", "kept", "units"}) in a TEQ run.
+// ({"loss_rtn", "loss", "kept", "units", and with SignRound where TEQ kept scales
+// "tuned_loss_without", "tuned_loss"}) in a TEQ run.
 nlohmann::json BlockStatsToJson(const BlockStats& stats);
 // The same keys back (null losses as NaN); other keys are left to the caller.
 absl::StatusOr<BlockStats> BlockStatsFromJson(const nlohmann::json& j, absl::string_view where);

@@ -333,17 +333,44 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
         t.compute_dtype = ctx.dtype;
         SR_ASSIGN_OR_RETURN(t.weight_dtype, WeightDType(ctx.ckpt, prefix + layers[0].name));
         const uint64_t block_seed = o.settings.seed + static_cast<uint64_t>(i);
-        BlockWeights weights = original;
+        auto tune_from = [&](const BlockWeights& w) {
+          return TuneBlock(c, ctx.impl.forward, w, rope, layers, tune_in, fp_out, t, block_seed);
+        };
+        std::optional<TeqResult> teq;
         if (o.settings.teq_iters > 0) {
-          SR_ASSIGN_OR_RETURN(TeqResult teq, RunTeq(ctx, i, original, rope, layers, tune_in, fp_out,
-                                                    t.weight_dtype, block_seed));
-          weights = std::move(teq.weights);
-          block.changed = std::move(teq.changed);
-          block.stats.teq =
-              BlockStats::Teq{teq.loss_iter0, teq.loss_best, teq.kept, std::move(teq.kept_units)};
+          SR_ASSIGN_OR_RETURN(teq, RunTeq(ctx, i, original, rope, layers, tune_in, fp_out,
+                                          t.weight_dtype, block_seed));
+          block.stats.teq = BlockStats::Teq{
+              teq->loss_iter0, teq->loss_best, teq->kept, std::move(teq->kept_units), {}, {}};
         }
-        SR_ASSIGN_OR_RETURN(r, TuneBlock(c, ctx.impl.forward, weights, rope, layers, tune_in,
-                                         fp_out, t, block_seed));
+        if (!teq || !teq->kept) {
+          SR_ASSIGN_OR_RETURN(r, tune_from(original));
+        } else if (o.settings.iters == 0) {
+          SR_ASSIGN_OR_RETURN(r, tune_from(teq->weights));
+          block.changed = std::move(teq->changed);
+        } else {
+          // TEQ + SignRound: the block is tuned with and without the scales, and keeps them
+          // only when it then fits all the samples better with them.
+          SR_ASSIGN_OR_RETURN(r, tune_from(original));
+          SR_ASSIGN_OR_RETURN(BlockTuneResult with, tune_from(teq->weights));
+          SR_ASSIGN_OR_RETURN(BlockWeights transformed, WithChangedTensors(original, teq->changed));
+          auto loss = [&](const BlockWeights& w, const std::vector<QuantizedLinear>& q) {
+            return BlockLoss(ForwardAll(c, ctx.impl.forward, WithQuantizedWeights(w, q, ctx.dtype),
+                                        rope, tune_in, o.settings.batch_size),
+                             fp_out, o.settings.loss_filter)
+                .item<double>();
+          };
+          BlockStats::Teq& s = *block.stats.teq;
+          s.tuned_loss_without = loss(original, r.layers);
+          s.tuned_loss = loss(transformed, with.layers);
+          if (*s.tuned_loss < *s.tuned_loss_without) {
+            r = std::move(with);
+            block.changed = std::move(teq->changed);
+          } else {
+            s.kept = false;
+            s.units.clear();
+          }
+        }
       }
       block.layers = std::move(r.layers);
       block.stats.index = i;
@@ -543,8 +570,12 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
     settings["auto_scheme_layers"] = contract::LayerOverridesToJson(allocation->overrides);
   }
   // TEQ blocks made before it scaled the values and the MLP's hidden units (version 1), or
-  // before it judged the scales on held-out samples (2), are other blocks than this version's.
-  if (o.settings.teq_iters > 0) settings["teq_version"] = 3;
+  // before it judged the scales on held-out samples (2), or before TEQ + SignRound tuned with
+  // and without the scales (3), are other blocks than this version's.
+  if (o.settings.teq_iters > 0) settings["teq_version"] = 4;
+  // Integer blocks tuned from the scale search before its range was widened for the tuning
+  // (scale_search.h WidenSearchedRange) are other blocks too.
+  if (o.settings.scale_search && o.settings.iters > 0) settings["scale_search_version"] = 2;
   // GGUF Q4_1 layers are tuned with a real-valued minimum: other blocks than an int job's.
   if (std::any_of(plans.begin(), plans.end(),
                   [](const LayerPlan& p) { return p.quantized && p.scheme.float_min; })) {

@@ -181,4 +181,14 @@ void IntSearchRange(GroupedWeight& w, const QuantScheme& scheme, const at::Tenso
   w.wmax0 = w.wmin0 + maxq * scale;
 }
 
+double WidenSearchedRange(GroupedWeight& w, RoundingParams& params) {
+  at::NoGradGuard no_grad;
+  // Powers of two: alpha * wmin0 and beta * wmax0 are the searched extremes exactly.
+  w.wmin0 = w.wmin0 * 2.0;
+  w.wmax0 = w.wmax0 * 2.0;
+  params.alpha.fill_(0.5);
+  params.beta.fill_(0.5);
+  return 0.5;
+}
+
 }  // namespace signround

@@ -20,6 +20,8 @@ struct TunedLayer {
   QuantScheme scheme;
   GroupedWeight weight;
   RoundingParams params;
+  // alpha's and beta's steps are minmax_lr times this (WidenSearchedRange's step scale).
+  double minmax_step = 1.0;
 };
 
 at::Tensor CastOrUndefined(const at::Tensor& t, at::ScalarType dtype) {
@@ -69,8 +71,8 @@ void SignSgdStep(std::vector<TunedLayer>& layers, double lr, double minmax_lr, b
   for (TunedLayer& l : layers) {
     step(l.params.v, lr);
     if (minmax) {
-      step(l.params.alpha, minmax_lr);
-      step(l.params.beta, minmax_lr);
+      step(l.params.alpha, minmax_lr * l.minmax_step);
+      step(l.params.beta, minmax_lr * l.minmax_step);
     }
   }
 }
@@ -143,6 +145,7 @@ absl::StatusOr<std::vector<TunedLayer>> PrepareLayers(
     const LinearWeights* lw = original.FindLinear(l.name);
     if (lw == nullptr) return absl::InvalidArgumentError(absl::StrCat("no layer named ", l.name));
     TunedLayer t{l.name, l.scheme, GroupWeight(lw->weight, l.scheme.group_size), {}};
+    t.params = InitialRoundingParams(t.weight);
     // With calibration data, a k-quant starts where the importance-weighted scale search
     // lands (without, it is plain rounding to nearest: on llama-k256 the search weighted by
     // the weights alone gave lower weight MSE but higher perplexity); so does an integer
@@ -153,9 +156,9 @@ absl::StatusOr<std::vector<TunedLayer>> PrepareLayers(
         KQuantSearchRange(t.weight, l.scheme, it->second);
       } else {
         IntSearchRange(t.weight, l.scheme, it->second);
+        t.minmax_step = WidenSearchedRange(t.weight, t.params);
       }
     }
-    t.params = InitialRoundingParams(t.weight);
     if (trainable && !l.round_only) {
       t.params.v.requires_grad_(true);
       t.params.alpha.requires_grad_(minmax);

@@ -444,6 +444,50 @@ TEST(QuantizeCliShared, SignRoundBabyllama105W4G32BeatsRtn) {
 
 // --- determinism and resume ------------------------------------------------------
 
+// TEQ + SignRound tunes each block with and without the scales TEQ kept and keeps them only
+// where the tuned block's loss over all samples is lower (report: tuned_loss against
+// tuned_loss_without); a block that drops them, or where TEQ kept none, is what SignRound
+// alone makes of it: block 0, which both runs start from the same embeddings, is then
+// byte-identical to the run without TEQ, and otherwise differs from it.
+TEST(QuantizeCli, TeqWithSignRoundKeepsTheScalesOnlyWhereTheyTuneBetter) {
+  testing::TempDir dir;
+  const std::string model = MakeSmallModel(dir), calib = WriteSmallCalib(dir);
+  const std::string plain = dir.File("plain"), teq = dir.File("teq");
+  Result r1 = RunWorker(SmallQuantizeArgs(model, calib, plain, 30));
+  ASSERT_EQ(r1.exit_code, 0) << r1.err;
+  Result r2 = RunWorker(With(SmallQuantizeArgs(model, calib, teq, 30), {"--teq-iters", "30"}));
+  ASSERT_EQ(r2.exit_code, 0) << r2.err;
+  const json blocks = ReportWithoutTimings(teq)["blocks"];
+  ASSERT_EQ(blocks.size(), static_cast<size_t>(kLayers));
+  int compared = 0;
+  for (const json& b : blocks) {
+    SCOPED_TRACE(b.dump());
+    const json& t = b.at("teq");
+    const bool kept = t.at("kept").get<bool>();
+    if (t.contains("tuned_loss")) {
+      ++compared;
+      EXPECT_EQ(kept, t["tuned_loss"].get<double>() < t["tuned_loss_without"].get<double>());
+    } else {
+      EXPECT_FALSE(kept);  // TEQ itself kept no unit: nothing to tune twice
+    }
+    if (!kept) {
+      EXPECT_TRUE(t.at("units").empty());
+    }
+  }
+  EXPECT_GE(compared, 1);
+  auto a = SafetensorsFile::Open(plain + "/fake/model.safetensors");
+  auto b = SafetensorsFile::Open(teq + "/fake/model.safetensors");
+  ASSERT_TRUE(a.ok() && b.ok());
+  bool block0_same = true;
+  for (const TensorEntry& e : (*a)->header().tensors) {
+    if (e.name.rfind("model.layers.0.", 0) != 0) continue;
+    auto f = (*b)->Find(e.name);
+    ASSERT_TRUE(f.ok()) << e.name;
+    block0_same = block0_same && (*a)->Bytes(e) == (*b)->Bytes(**f);
+  }
+  EXPECT_EQ(block0_same, !blocks[0]["teq"]["kept"].get<bool>());
+}
+
 TEST(QuantizeCli, TwoRunsAreByteIdentical) {
   testing::TempDir dir;
   std::string model = MakeSmallModel(dir);

@@ -1,7 +1,8 @@
 // The integer schemes' scale search (scale_search.h IntSearchRange): it lowers the
 // importance-weighted squared error of W^ below the full range's for sym and asym at 2, 3
 // and 4 bits, handles a padded last group and per-channel groups, keeps an all-zero group
-// as plain rounding has it, and its range goes through the unchanged qdq (alpha = beta = 1).
+// as plain rounding has it, and its range goes through the unchanged qdq (alpha = beta = 1),
+// also widened for tuning (alpha = beta = 0.5 on twice the range).
 #include "src/quant/scale_search.h"
 
 #include <gtest/gtest.h>
@@ -60,6 +61,21 @@ TEST_P(IntSearchTest, LowersTheImportanceWeightedError) {
   EXPECT_LT(WeightedError(w, g, s, importance), plain) << Name(c);
   // The all-zero row stays exactly zero.
   EXPECT_EQ(r.dequant[2].abs().max().item<float>(), 0.0f);
+
+  // Widened for tuning (WidenSearchedRange): alpha = beta = 0.5 quantize bit for bit as the
+  // search found, and alpha = beta = 1 reach twice the searched extremes, past the full range
+  // wherever the search clipped.
+  GroupedWeight wide = g;
+  RoundingParams p = InitialRoundingParams(wide);
+  EXPECT_EQ(WidenSearchedRange(wide, p), 0.5);
+  EXPECT_TRUE(at::equal(p.alpha, at::full_like(p.alpha, 0.5)));
+  EXPECT_TRUE(at::equal(p.beta, at::full_like(p.beta, 0.5)));
+  const QdqResult start = QuantDequant(wide, s, p);
+  EXPECT_TRUE(at::equal(start.dequant, r.dequant)) << Name(c);
+  EXPECT_TRUE(at::equal(start.scale, r.scale)) << Name(c);
+  EXPECT_TRUE(at::equal(wide.wmin0, g.wmin0 * 2) && at::equal(wide.wmax0, g.wmax0 * 2));
+  const GroupedWeight full = GroupWeight(w, s.group_size);
+  EXPECT_TRUE((wide.wmax0 > full.wmax0).any().item<bool>()) << Name(c);
 }
 
 INSTANTIATE_TEST_SUITE_P(Schemes, IntSearchTest,

@@ -224,6 +224,29 @@ TEST_F(TuneBlockTest, ScaleSearchLowersTheRtnLoss) {
   }
 }
 
+// Tuning from the searched range may open a group's scale past the searched one
+// (WidenSearchedRange: alpha and beta start at 0.5 of twice the searched extremes); within the
+// searched extremes alone it could only shrink them. Iteration 0 is the search's result.
+TEST_F(TuneBlockTest, TuningFromTheSearchMayWidenTheSearchedScale) {
+  TuneOptions searched;
+  searched.scale_search = true;
+  const QuantScheme scheme{2, 32, true};
+  BlockTuneResult start = Tune(scheme, 0, 3, 4, searched);
+  BlockTuneResult tuned = Tune(scheme, 60, 3, 4, searched);
+  EXPECT_EQ(tuned.loss_iter0, start.loss_iter0);
+  EXPECT_LT(tuned.loss_best, tuned.loss_iter0);
+  ASSERT_EQ(start.layers.size(), tuned.layers.size());
+  int64_t wider = 0, narrower = 0;
+  for (size_t k = 0; k < tuned.layers.size(); ++k) {
+    const at::Tensor a = start.layers[k].integer.scales.abs().to(at::kFloat);
+    const at::Tensor b = tuned.layers[k].integer.scales.abs().to(at::kFloat);
+    wider += (b > a).sum().item<int64_t>();
+    narrower += (b < a).sum().item<int64_t>();
+  }
+  EXPECT_GT(wider, 0);
+  EXPECT_GT(narrower, 0);
+}
+
 // The loss filter leaves the largest 0.1% squared errors out of the mean: the loss is the
 // mean of the others, and the dropped elements get no gradient. Below 1000 elements, or
 // off, it is at::mse_loss.
