@@ -25,9 +25,9 @@ json BlockStatsToJson(const BlockStats& s) {
                 {"loss", s.teq->loss},
                 {"kept", s.teq->kept},
                 {"units", s.teq->units}};
-    if (s.teq->tuned_loss) {
-      j["teq"]["tuned_loss_without"] = *s.teq->tuned_loss_without;
-      j["teq"]["tuned_loss"] = *s.teq->tuned_loss;
+    if (s.teq->tuned) {
+      j["teq"]["tuned_loss_without"] = s.teq->tuned->loss_without;
+      j["teq"]["tuned_loss"] = s.teq->tuned->loss;
     }
   }
   return j;
@@ -105,11 +105,9 @@ absl::StatusOr<BlockStats> BlockStatsFromJson(const json& j, absl::string_view w
                               loss("loss"),
                               t.at("kept").get<bool>(),
                               t.value("units", std::vector<std::string>{}),
-                              {},
                               {}};
       if (t.contains("tuned_loss")) {
-        s.teq->tuned_loss_without = loss("tuned_loss_without");
-        s.teq->tuned_loss = loss("tuned_loss");
+        s.teq->tuned = BlockStats::Teq::Tuned{loss("tuned_loss_without"), loss("tuned_loss")};
       }
     }
   } catch (const json::exception& e) {

@@ -40,8 +40,11 @@ struct BlockStats {
     std::vector<std::string> units;
     // TEQ + SignRound: the block loss over all samples of the block tuned without the
     // scales and from them (kept when lower); unset with iters 0 or nothing kept before.
-    std::optional<double> tuned_loss_without;
-    std::optional<double> tuned_loss;
+    struct Tuned {
+      double loss_without = 0;
+      double loss = 0;
+    };
+    std::optional<Tuned> tuned;
   };
   std::optional<Teq> teq;
 };

@@ -341,7 +341,7 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
           SR_ASSIGN_OR_RETURN(teq, RunTeq(ctx, i, original, rope, layers, tune_in, fp_out,
                                           t.weight_dtype, block_seed));
           block.stats.teq = BlockStats::Teq{
-              teq->loss_iter0, teq->loss_best, teq->kept, std::move(teq->kept_units), {}, {}};
+              teq->loss_iter0, teq->loss_best, teq->kept, std::move(teq->kept_units), {}};
         }
         if (!teq || !teq->kept) {
           SR_ASSIGN_OR_RETURN(r, tune_from(original));
@@ -361,9 +361,9 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
                 .item<double>();
           };
           BlockStats::Teq& s = *block.stats.teq;
-          s.tuned_loss_without = loss(original, r.layers);
-          s.tuned_loss = loss(transformed, with.layers);
-          if (*s.tuned_loss < *s.tuned_loss_without) {
+          s.tuned =
+              BlockStats::Teq::Tuned{loss(original, r.layers), loss(transformed, with.layers)};
+          if (s.tuned->loss < s.tuned->loss_without) {
             r = std::move(with);
             block.changed = std::move(teq->changed);
           } else {

@@ -58,7 +58,7 @@ TEST(Progress, BlockStatsJsonIsTheStoredShape) {
   EXPECT_EQ(back->best_iter, 3);
   EXPECT_FALSE(back->teq);
   // A TEQ block's losses come back; a malformed "teq" is an error.
-  s.teq = BlockStats::Teq{0.5, 0.375, true, {"input_layernorm", "experts"}, {}, {}};
+  s.teq = BlockStats::Teq{0.5, 0.375, true, {"input_layernorm", "experts"}, {}};
   j = BlockStatsToJson(s);
   EXPECT_EQ(j["teq"], nlohmann::json::parse(R"({"loss_rtn": 0.5, "loss": 0.375, "kept": true,
                                                 "units": ["input_layernorm", "experts"]})"));
@@ -68,17 +68,17 @@ TEST(Progress, BlockStatsJsonIsTheStoredShape) {
   EXPECT_EQ(back->teq->loss, 0.375);
   EXPECT_TRUE(back->teq->kept);
   EXPECT_EQ(back->teq->units, (std::vector<std::string>{"input_layernorm", "experts"}));
-  EXPECT_FALSE(back->teq->tuned_loss);
+  EXPECT_FALSE(back->teq->tuned);
   // TEQ + SignRound's two tuned losses come back; one without the other is an error.
-  s.teq->tuned_loss_without = 0.25;
-  s.teq->tuned_loss = 0.1875;
+  s.teq->tuned = BlockStats::Teq::Tuned{0.25, 0.1875};
   j = BlockStatsToJson(s);
   EXPECT_EQ(j["teq"]["tuned_loss_without"], 0.25);
   EXPECT_EQ(j["teq"]["tuned_loss"], 0.1875);
   back = BlockStatsFromJson(j, "b");
   ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_EQ(back->teq->tuned_loss_without, 0.25);
-  EXPECT_EQ(back->teq->tuned_loss, 0.1875);
+  ASSERT_TRUE(back->teq->tuned);
+  EXPECT_EQ(back->teq->tuned->loss_without, 0.25);
+  EXPECT_EQ(back->teq->tuned->loss, 0.1875);
   j["teq"].erase("tuned_loss_without");
   EXPECT_FALSE(BlockStatsFromJson(j, "b").ok());
   j["teq"]["tuned_loss_without"] = "low";
