@@ -65,6 +65,11 @@ TuneOptions TuneOptionsOf(const QuantizeOptions& o) {
   return t;
 }
 
+// The seed of block `index`'s batch draws (the tuning's and TEQ's).
+uint64_t BlockSeed(const QuantizeOptions& o, int64_t index) {
+  return o.settings.seed + static_cast<uint64_t>(index);
+}
+
 ExportWaivers WaiversOf(const QuantizeOptions& o) {
   return {o.settings.allow_split_fused, o.settings.allow_gguf_without_vocab};
 }
@@ -271,15 +276,23 @@ absl::StatusOr<StoredBlock> ResumeOrMake(
   return block;
 }
 
-// TEQ's scales for block `layer` (teq.h), trained as the block's tuning would draw batches.
-absl::StatusOr<TeqResult> RunTeq(const RunContext& ctx, int64_t layer, const BlockWeights& original,
-                                 const RopeTables& rope, const std::vector<LayerToQuantize>& layers,
-                                 const at::Tensor& q_in, const at::Tensor& fp_out,
-                                 at::ScalarType weight_dtype, uint64_t block_seed) {
+// What tuning one block reads: its original weights and its two chains.
+struct BlockChains {
+  int64_t index;
+  const BlockWeights& original;
+  const RopeTables& rope;
+  const at::Tensor& in;      // the block's input: the quantized chain's, or the fp one's
+  const at::Tensor& fp_out;  // the original block's output on the fp chain
+};
+
+// TEQ's scales for block b (teq.h), trained as the block's tuning would draw batches.
+absl::StatusOr<TeqResult> RunTeq(const RunContext& ctx, const BlockChains& b,
+                                 const std::vector<LayerToQuantize>& layers,
+                                 const TuneOptions& tune) {
   const ModelConfig& c = ctx.ckpt.config();
   const ModelFamily* family = FindModelFamily(c.model_type);
   if (family == nullptr) return Invalid(absl::StrCat("TEQ: unknown model_type ", c.model_type));
-  const std::string prefix = absl::StrCat("model.layers.", layer, ".");
+  const std::string prefix = absl::StrCat("model.layers.", b.index, ".");
   TeqOptions t;
   t.iters = ctx.options.settings.teq_iters;
   t.batch_size = ctx.options.settings.batch_size;
@@ -287,15 +300,60 @@ absl::StatusOr<TeqResult> RunTeq(const RunContext& ctx, int64_t layer, const Blo
   t.hold_out = ctx.options.settings.iters == 0;  // teq.h: held out only before rounding
   t.norm_shift = c.gemma_norms ? 1.0 : 0.0;
   t.compute_dtype = ctx.dtype;
-  t.weight_dtype = weight_dtype;
+  t.weight_dtype = tune.weight_dtype;
   t.stored_dtype = [&](const std::string& tensor) {
     absl::StatusOr<Checkpoint::Tensor> found = ctx.ckpt.Find(prefix + tensor);
     std::optional<at::ScalarType> type;
     if (found.ok()) type = ToScalarType(found->entry->dtype);
     return type.value_or(at::kFloat);
   };
-  return TrainTeq(c, ctx.impl.forward, original, rope, TeqGroups(family->block_layout(c, layer)),
-                  layers, q_in, fp_out, t, block_seed);
+  return TrainTeq(c, ctx.impl.forward, b.original, b.rope,
+                  TeqGroups(family->block_layout(c, b.index)), layers, b.in, b.fp_out, t,
+                  BlockSeed(ctx.options, b.index));
+}
+
+// Block b's `layers` tuned under `t` (TuneBlock). With TEQ its scales come first (RunTeq):
+// with iters 0 the block is rounded from the transformed weights; before SignRound it is
+// tuned with and without them and keeps them only when the tuned block then fits all the
+// samples better. TEQ's stats and the tensors it changed go to *block.
+absl::StatusOr<BlockTuneResult> TuneBlockLayers(const RunContext& ctx, const BlockChains& b,
+                                                const std::vector<LayerToQuantize>& layers,
+                                                const TuneOptions& t, StoredBlock& block) {
+  const ModelConfig& c = ctx.ckpt.config();
+  const QuantizeOptions& o = ctx.options;
+  auto tune_from = [&](const BlockWeights& w) {
+    return TuneBlock(c, ctx.impl.forward, w, b.rope, layers, b.in, b.fp_out, t,
+                     BlockSeed(o, b.index));
+  };
+  if (o.settings.teq_iters == 0) return tune_from(b.original);
+  SR_ASSIGN_OR_RETURN(TeqResult teq, RunTeq(ctx, b, layers, t));
+  block.stats.teq =
+      BlockStats::Teq{teq.loss_iter0, teq.loss_best, teq.kept, std::move(teq.kept_units), {}};
+  if (!teq.kept) return tune_from(b.original);
+  if (o.settings.iters == 0) {
+    SR_ASSIGN_OR_RETURN(BlockTuneResult rounded, tune_from(teq.weights));
+    block.changed = std::move(teq.changed);
+    return rounded;
+  }
+  SR_ASSIGN_OR_RETURN(BlockTuneResult without, tune_from(b.original));
+  SR_ASSIGN_OR_RETURN(BlockTuneResult with, tune_from(teq.weights));
+  SR_ASSIGN_OR_RETURN(BlockWeights transformed, WithChangedTensors(b.original, teq.changed));
+  auto loss = [&](const BlockWeights& w, const std::vector<QuantizedLinear>& q) {
+    return BlockLoss(ForwardAll(c, ctx.impl.forward, WithQuantizedWeights(w, q, ctx.dtype), b.rope,
+                                b.in, o.settings.batch_size),
+                     b.fp_out, o.settings.loss_filter)
+        .item<double>();
+  };
+  BlockStats::Teq& s = *block.stats.teq;
+  s.tuned =
+      BlockStats::Teq::Tuned{loss(b.original, without.layers), loss(transformed, with.layers)};
+  if (s.tuned->loss < s.tuned->loss_without) {
+    block.changed = std::move(teq.changed);
+    return with;
+  }
+  s.kept = false;
+  s.units.clear();
+  return without;
 }
 
 // Tunes (or reloads) every block, carrying the fp and quantized chains.
@@ -325,52 +383,14 @@ absl::StatusOr<json> RunBlocks(const RunContext& ctx, const BlockStore& store,
     const std::vector<int64_t> starved = StarvedExperts(expert_tokens);
     bool resumed = false;
     auto tune = [&](const std::vector<LayerToQuantize>& layers) -> absl::StatusOr<StoredBlock> {
-      at::Tensor tune_in = o.enable_quanted_input ? q_in : fp_in;
       BlockTuneResult r;
       StoredBlock block;
       if (!layers.empty()) {
         TuneOptions t = TuneOptionsOf(o);
         t.compute_dtype = ctx.dtype;
         SR_ASSIGN_OR_RETURN(t.weight_dtype, WeightDType(ctx.ckpt, prefix + layers[0].name));
-        const uint64_t block_seed = o.settings.seed + static_cast<uint64_t>(i);
-        auto tune_from = [&](const BlockWeights& w) {
-          return TuneBlock(c, ctx.impl.forward, w, rope, layers, tune_in, fp_out, t, block_seed);
-        };
-        std::optional<TeqResult> teq;
-        if (o.settings.teq_iters > 0) {
-          SR_ASSIGN_OR_RETURN(teq, RunTeq(ctx, i, original, rope, layers, tune_in, fp_out,
-                                          t.weight_dtype, block_seed));
-          block.stats.teq = BlockStats::Teq{
-              teq->loss_iter0, teq->loss_best, teq->kept, std::move(teq->kept_units), {}};
-        }
-        if (!teq || !teq->kept) {
-          SR_ASSIGN_OR_RETURN(r, tune_from(original));
-        } else if (o.settings.iters == 0) {
-          SR_ASSIGN_OR_RETURN(r, tune_from(teq->weights));
-          block.changed = std::move(teq->changed);
-        } else {
-          // TEQ + SignRound: the block is tuned with and without the scales, and keeps them
-          // only when it then fits all the samples better with them.
-          SR_ASSIGN_OR_RETURN(r, tune_from(original));
-          SR_ASSIGN_OR_RETURN(BlockTuneResult with, tune_from(teq->weights));
-          SR_ASSIGN_OR_RETURN(BlockWeights transformed, WithChangedTensors(original, teq->changed));
-          auto loss = [&](const BlockWeights& w, const std::vector<QuantizedLinear>& q) {
-            return BlockLoss(ForwardAll(c, ctx.impl.forward, WithQuantizedWeights(w, q, ctx.dtype),
-                                        rope, tune_in, o.settings.batch_size),
-                             fp_out, o.settings.loss_filter)
-                .item<double>();
-          };
-          BlockStats::Teq& s = *block.stats.teq;
-          s.tuned =
-              BlockStats::Teq::Tuned{loss(original, r.layers), loss(transformed, with.layers)};
-          if (s.tuned->loss < s.tuned->loss_without) {
-            r = std::move(with);
-            block.changed = std::move(teq->changed);
-          } else {
-            s.kept = false;
-            s.units.clear();
-          }
-        }
+        const BlockChains b{i, original, rope, o.enable_quanted_input ? q_in : fp_in, fp_out};
+        SR_ASSIGN_OR_RETURN(r, TuneBlockLayers(ctx, b, layers, t, block));
       }
       block.layers = std::move(r.layers);
       block.stats.index = i;
