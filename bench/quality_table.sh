@@ -4,12 +4,13 @@
 # batch 8, seed SEED, default 42), one worker run per method:
 #   rtn      --recipe rtn                      round to nearest, full range
 #   opt_rtn  --recipe opt_rtn                  the importance-weighted scale search, no tuning
-#   v1       --iters ITERS                     SignRound as ALGORITHM.md states it
+#   v1       --iters ITERS --no-scale-search --no-loss-filter   SignRound as ALGORITHM.md
+#            states it (the default recipe turns both on at 2 and 3 bits sym)
 #   v2       --iters ITERS --scale-search --loss-filter
 #   mixed    --iters ITERS --target-bits BITS.5   (AutoScheme: W2..W8 G32 and W16 at half a
 #            bit more than the row's width on average, then v1's tuning)
 #   teq      --recipe rtn --teq-iters TEQ_ITERS    (TEQ's scales, then round to nearest)
-#   teq_v1   --iters ITERS --teq-iters TEQ_ITERS   (TEQ's scales, then SignRound v1)
+#   teq_v1   v1's flags --teq-iters TEQ_ITERS   (TEQ's scales, then SignRound v1)
 #   teq_v2   --iters ITERS --scale-search --loss-filter --teq-iters TEQ_ITERS
 # and prints one markdown row per model and width: fp perplexity, then each method's
 # perplexity (seconds of the whole worker run in brackets). The models' own calibration and
@@ -37,11 +38,11 @@ method_flags() {
   case $1 in
     rtn) echo "--recipe rtn" ;;
     opt_rtn) echo "--recipe opt_rtn" ;;
-    v1) echo "--iters $ITERS" ;;
+    v1) echo "--iters $ITERS --no-scale-search --no-loss-filter" ;;
     v2) echo "--iters $ITERS --scale-search --loss-filter" ;;
     mixed) echo "--iters $ITERS --target-bits $2.5" ;;
     teq) echo "--recipe rtn --teq-iters $TEQ_ITERS" ;;
-    teq_v1) echo "--iters $ITERS --teq-iters $TEQ_ITERS" ;;
+    teq_v1) echo "--iters $ITERS --no-scale-search --no-loss-filter --teq-iters $TEQ_ITERS" ;;
     teq_v2) echo "--iters $ITERS --scale-search --loss-filter --teq-iters $TEQ_ITERS" ;;
     *) echo "quality_table: unknown method '$1'" >&2; exit 2 ;;
   esac

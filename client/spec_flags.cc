@@ -151,9 +151,11 @@ void AddSpecFlags(CLI::App* cmd, SpecFlags* f) {
   };
   on_off("scale-search", &f->scale_search,
          "Start integer layers from the importance-weighted scale search (needs --calib; "
-         "default: the recipe's, on in opt_rtn)");
+         "default: the recipe's, on in opt_rtn, and on for the default recipe at --bits 2 "
+         "or 3 --sym)");
   on_off("loss-filter", &f->loss_filter,
-         "Leave the largest 0.1% squared errors out of the block loss (default off)");
+         "Leave the largest 0.1% squared errors out of the block loss (default off; on for "
+         "the default recipe at --bits 2 or 3 --sym)");
   text_option("--target-bits", &f->target_bits,
               "Mixed bits: the average weight bits AutoScheme allocates (needs --calib)");
   text_option("--teq-iters", &f->teq_iters,

@@ -81,9 +81,11 @@ void AddSettingFlags(CLI::App* cmd, SettingFlags& f, CLI::Option* settings) {
       cmd->add_option("--seed", f.seed, "Seed of batch sampling")->capture_default_str(),
       cmd->add_flag("--scale-search,!--no-scale-search", f.scale_search,
                     "Start integer layers from the importance-weighted scale search (needs "
-                    "--calib; default: the recipe's, on in opt_rtn)"),
+                    "--calib; default: the recipe's, on in opt_rtn, and on for the default "
+                    "recipe at --bits 2 or 3 --sym)"),
       cmd->add_flag("--loss-filter,!--no-loss-filter", f.loss_filter,
-                    "Leave the largest 0.1% squared errors out of the block loss (default off)"),
+                    "Leave the largest 0.1% squared errors out of the block loss (default off; "
+                    "on for the default recipe at --bits 2 or 3 --sym)"),
       cmd->add_option("--target-bits", f.target_bits,
                       "Mixed bits: the average weight bits AutoScheme allocates (0: off; needs "
                       "--calib)"),

@@ -136,6 +136,13 @@ absl::StatusOr<QuantizeSettings> ResolveSettings(const QuantizeRequest& r) {
   if (s.target_bits > 0 && s.scheme_candidates.empty()) {
     s.scheme_candidates = DefaultSchemeCandidates(s.group_size);
   }
+  // SignRoundV2's scale search and loss filter, where they were measured to win (README,
+  // "Beyond SignRound v1"): the default recipe tuning a uniform 2- or 3-bit symmetric
+  // integer job.
+  const bool v2 = s.recipe == "default" && s.iters > 0 && (s.bits == 2 || s.bits == 3) && s.sym &&
+                  s.target_bits == 0 && !KQuantMixOf(s.formats);
+  if (v2 && !r.scale_search) s.scale_search = true;
+  if (v2 && !r.loss_filter) s.loss_filter = true;
   s.packed_dtype = r.packed_dtype.empty() ? "float16" : absl::AsciiStrToLower(r.packed_dtype);
   if (!CheckPackedDtype(s.packed_dtype).ok()) {
     return absl::InvalidArgumentError(absl::StrCat("packed_dtype: ", QuoteUntrusted(r.packed_dtype),

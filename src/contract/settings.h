@@ -78,6 +78,8 @@ struct QuantizeSettings {
   bool scale_search = false;
   // The block loss leaves out its largest 0.1% squared errors.
   bool loss_filter = false;
+  // (Unset in the request, both are on for the default recipe tuning a uniform 2- or 3-bit
+  // symmetric integer job, no target_bits, no k-quant mix: SignRoundV2 where it won.)
   // Mixed bits (src/contract/auto_scheme.h): 0 off; else the average weight bits of the
   // decoder Linears that AutoScheme allocates, from scheme_candidates (upper-case names;
   // with target_bits and none given, DefaultSchemeCandidates(group_size)).
@@ -99,10 +101,11 @@ struct QuantizeSettings {
   nlohmann::json ToJson() const;
 };
 
-// The recipe, then every field the request sets. INVALID_ARGUMENT "<field>: ..."
-// ("recipe", "formats[1]", "packed_dtype") for an unknown recipe, format or packed
-// dtype, or a format listed twice. Other values are the callers' to check
-// (job_validation for the service, the engine for the worker's flags).
+// The recipe, then every field the request sets, then the defaults that depend on others
+// (a k-quant mix's scheme, AutoScheme's candidates, SignRoundV2 at 2 and 3 bits).
+// INVALID_ARGUMENT "<field>: ..." ("recipe", "formats[1]", "packed_dtype") for an unknown
+// recipe, format or packed dtype, or a format listed twice. Other values are the callers'
+// to check (job_validation for the service, the engine for the worker's flags).
 absl::StatusOr<QuantizeSettings> ResolveSettings(const QuantizeRequest& request);
 
 // The settings file: {"version": 2, ToJson()..., "allow_split_fused": b,

@@ -594,8 +594,9 @@ absl::StatusOr<json> RunQuantize(const QuantizeOptions& o, const ProgressFn& pro
   // and without the scales (3), are other blocks than this version's.
   if (o.settings.teq_iters > 0) settings["teq_version"] = 4;
   // Integer blocks tuned from the scale search before its range was widened for the tuning
-  // (scale_search.h WidenSearchedRange) are other blocks too.
-  if (o.settings.scale_search && o.settings.iters > 0) settings["scale_search_version"] = 2;
+  // (scale_search.h WidenSearchedRange, version 1), or before a symmetric scale kept its sign
+  // (IntSearchRange, 2), are other blocks too.
+  if (o.settings.scale_search && o.settings.iters > 0) settings["scale_search_version"] = 3;
   // GGUF Q4_1 layers are tuned with a real-valued minimum: other blocks than an int job's.
   if (std::any_of(plans.begin(), plans.end(),
                   [](const LayerPlan& p) { return p.quantized && p.scheme.float_min; })) {

@@ -141,6 +141,17 @@ void SetSymRange(GroupedWeight& w, const at::Tensor& scale, int nmax) {
   w.wmax0 = w.wmax0 * r;
 }
 
+// An integer symmetric scheme's range after SetSymRange: the extreme that does not dominate
+// set to 0, so that the qdq's scale is the dominant one's alone. Tuning then moves one factor
+// on the searched scale and never changes its sign, as the reference's v2 tunes its max_scale
+// on the searched init_scale. With both extremes kept, tuning that shrank the dominant one
+// below the other flipped the scale's sign, and with it which side holds the extra level.
+void KeepDominantExtreme(GroupedWeight& w) {
+  const at::Tensor negative = -w.wmin0 > w.wmax0;
+  w.wmin0 = at::where(negative, w.wmin0, at::zeros_like(w.wmin0));
+  w.wmax0 = at::where(negative, at::zeros_like(w.wmax0), w.wmax0);
+}
+
 }  // namespace
 
 void KQuantSearchRange(GroupedWeight& w, const QuantScheme& scheme, const at::Tensor& importance) {
@@ -173,6 +184,7 @@ void IntSearchRange(GroupedWeight& w, const QuantScheme& scheme, const at::Tenso
   if (scheme.sym) {
     const int nmax = 1 << (scheme.bits - 1);
     SetSymRange(w, SearchSym(w.groups, wt, nmax), nmax);
+    KeepDominantExtreme(w);
     return;
   }
   const int maxq = (1 << scheme.bits) - 1;

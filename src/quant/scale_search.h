@@ -29,9 +29,10 @@ void KQuantSearchRange(GroupedWeight& w, const QuantScheme& scheme,
 // The same for an integer scheme (sym or asym; not float_min, not a k-quant), always
 // weighted by `importance` ([in], fp32, the mean square of the layer's inputs per input
 // channel) times sqrt(2 * mean_group(w^2) + w^2): symmetric make_qx_quants' grid (the
-// dominant extreme scaled so the qdq's scale is the searched one); asymmetric, make_qkx3's
-// grid of scales with the integer zero point the qdq will use (wmin0 = -zp * scale,
-// wmax0 = wmin0 + maxq * scale, so the qdq's zp = round(-wmin0 / s) is zp again).
+// dominant extreme scaled so the qdq's scale is the searched one, the other set to 0, so
+// that tuning keeps the scale's sign); asymmetric, make_qkx3's grid of scales with the
+// integer zero point the qdq will use (wmin0 = -zp * scale, wmax0 = wmin0 + maxq * scale,
+// so the qdq's zp = round(-wmin0 / s) is zp again).
 void IntSearchRange(GroupedWeight& w, const QuantScheme& scheme, const at::Tensor& importance);
 
 // Tuning from a searched range: the searched extremes doubled and alpha = beta = 0.5, so

@@ -53,6 +53,59 @@ TEST(Settings, DefaultsAndRecipes) {
   EXPECT_TRUE(opt.loss_filter);
 }
 
+// SignRoundV2's scale search and loss filter are on by default where they were measured to
+// win: the default recipe tuning a uniform 2- or 3-bit symmetric integer job. Not at other widths,
+// asymmetric, in another recipe, without tuning, with mixed bits or a k-quant mix, and either
+// may be set against it.
+TEST(Settings, SignRoundV2IsOnByDefaultAtTwoAndThreeBitsSymmetric) {
+  QuantizeRequest r;
+  r.bits = 3;
+  QuantizeSettings s = *ResolveSettings(r);
+  EXPECT_TRUE(s.sym);
+  EXPECT_TRUE(s.scale_search);
+  EXPECT_TRUE(s.loss_filter);
+  r.bits = 2;
+  r.recipe = "default";
+  EXPECT_TRUE(ResolveSettings(r)->scale_search);
+  auto off = [](QuantizeRequest q) {
+    QuantizeSettings t = *ResolveSettings(q);
+    return !t.scale_search && !t.loss_filter;
+  };
+  QuantizeRequest q = r;
+  q.bits = 4;
+  EXPECT_TRUE(off(q));
+  q.bits = 8;
+  EXPECT_TRUE(off(q));
+  q = r;
+  q.sym = false;
+  EXPECT_TRUE(off(q));
+  for (const char* recipe : {"best", "light", "rtn"}) {
+    q = r;
+    q.recipe = recipe;
+    EXPECT_TRUE(off(q)) << recipe;
+  }
+  q = r;
+  q.iters = 0;
+  EXPECT_TRUE(off(q));
+  q = r;
+  q.target_bits = 2.5;
+  EXPECT_TRUE(off(q));
+  q = r;
+  q.sym = true;
+  q.formats = {"gguf:q2_k"};
+  EXPECT_TRUE(off(q));
+  q = r;
+  q.scale_search = false;
+  s = *ResolveSettings(q);
+  EXPECT_FALSE(s.scale_search);
+  EXPECT_TRUE(s.loss_filter);
+  q = r;
+  q.loss_filter = false;
+  s = *ResolveSettings(q);
+  EXPECT_TRUE(s.scale_search);
+  EXPECT_FALSE(s.loss_filter);
+}
+
 TEST(Settings, ExplicitValuesWinOverTheRecipe) {
   QuantizeRequest r;
   r.recipe = "best";

@@ -86,16 +86,24 @@ INSTANTIATE_TEST_SUITE_P(Schemes, IntSearchTest,
                                            Case{3, 32, false, 80}),
                          [](const auto& info) { return Name(info.param); });
 
-// Symmetric: the searched range keeps which extreme dominates, so the qdq's scale keeps
-// its sign (the dominant extreme still maps to -nmax or to the top level's side).
+// Symmetric: the searched range keeps which extreme dominates and sets the other to 0, so the
+// qdq's scale keeps its sign (the dominant extreme maps to -nmax) at the search's alpha and
+// beta and at any others tuning may reach: shrinking the dominant extreme below the other
+// cannot hand the scale to it.
 TEST(IntSearch, SymmetricKeepsTheScaleSign) {
   const QuantScheme s{2, 32, true};
   const at::Tensor w = TestWeight(16, 64, 8);
   GroupedWeight g = GroupWeight(w, s.group_size);
   const at::Tensor before = QuantDequant(g, s, InitialRoundingParams(g)).scale;
   IntSearchRange(g, s, at::ones({64}));
-  const at::Tensor after = QuantDequant(g, s, InitialRoundingParams(g)).scale;
-  EXPECT_TRUE(at::equal(at::sign(before), at::sign(after)));
+  RoundingParams p = InitialRoundingParams(g);
+  EXPECT_TRUE(at::equal(at::sign(before), at::sign(QuantDequant(g, s, p).scale)));
+  EXPECT_TRUE(at::equal(at::minimum(-g.wmin0, g.wmax0), at::zeros_like(g.wmax0)));
+  for (const bool shrink_max : {true, false}) {
+    p.alpha = shrink_max ? at::ones_like(p.alpha) : at::full_like(p.alpha, 0.05);
+    p.beta = shrink_max ? at::full_like(p.beta, 0.05) : at::ones_like(p.beta);
+    EXPECT_TRUE(at::equal(at::sign(before), at::sign(QuantDequant(g, s, p).scale))) << shrink_max;
+  }
 }
 
 }  // namespace

@@ -226,7 +226,8 @@ TEST_F(TuneBlockTest, ScaleSearchLowersTheRtnLoss) {
 
 // Tuning from the searched range may open a group's scale past the searched one
 // (WidenSearchedRange: alpha and beta start at 0.5 of twice the searched extremes); within the
-// searched extremes alone it could only shrink them. Iteration 0 is the search's result.
+// searched extremes alone it could only shrink them. Iteration 0 is the search's result, and
+// every symmetric scale keeps the sign the search gave it (IntSearchRange).
 TEST_F(TuneBlockTest, TuningFromTheSearchMayWidenTheSearchedScale) {
   TuneOptions searched;
   searched.scale_search = true;
@@ -238,8 +239,10 @@ TEST_F(TuneBlockTest, TuningFromTheSearchMayWidenTheSearchedScale) {
   ASSERT_EQ(start.layers.size(), tuned.layers.size());
   int64_t wider = 0, narrower = 0;
   for (size_t k = 0; k < tuned.layers.size(); ++k) {
-    const at::Tensor a = start.layers[k].integer.scales.abs().to(at::kFloat);
-    const at::Tensor b = tuned.layers[k].integer.scales.abs().to(at::kFloat);
+    const at::Tensor sa = start.layers[k].integer.scales.to(at::kFloat);
+    const at::Tensor sb = tuned.layers[k].integer.scales.to(at::kFloat);
+    EXPECT_TRUE(at::equal(at::sign(sa), at::sign(sb))) << tuned.layers[k].name;
+    const at::Tensor a = sa.abs(), b = sb.abs();
     wider += (b > a).sum().item<int64_t>();
     narrower += (b < a).sum().item<int64_t>();
   }
