@@ -136,10 +136,9 @@ absl::StatusOr<QuantizeSettings> ResolveSettings(const QuantizeRequest& r) {
   if (s.target_bits > 0 && s.scheme_candidates.empty()) {
     s.scheme_candidates = DefaultSchemeCandidates(s.group_size);
   }
-  // SignRoundV2's scale search and loss filter, where they were measured to win (README,
-  // "Beyond SignRound v1"): the default recipe tuning a uniform 2- or 3-bit symmetric
-  // integer job.
-  const bool v2 = s.recipe == "default" && s.iters > 0 && (s.bits == 2 || s.bits == 3) && s.sym &&
+  // SignRoundV2's scale search and loss filter where the recipe has them (Recipe::v2_max_bits):
+  // a tuned, uniform, symmetric integer job.
+  const bool v2 = s.iters > 0 && s.bits >= 2 && s.bits <= recipe->v2_max_bits && s.sym &&
                   s.target_bits == 0 && !KQuantMixOf(s.formats);
   if (v2 && !r.scale_search) s.scale_search = true;
   if (v2 && !r.loss_filter) s.loss_filter = true;
